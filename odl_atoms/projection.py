@@ -58,15 +58,20 @@ def _profile_1d(centres, edges, mids, sigma, truncate, mode):
     index = np.minimum(raw, n_cells - 1)
     c = centres[..., None]
     if mode == 'integrate':
-        lo = (edges[index] - c) / sigma
-        hi = (edges[index + 1] - c) / sigma
+        # Normal CDF and density at the w + 1 edges of the window, once each.
+        edge_index = np.minimum(first[..., None] + np.arange(w + 1), n_cells)
+        z = (edges[edge_index] - c) / sigma
+        tail = ndtr(-np.abs(z))  # the small tail mass beyond each edge
+        density = np.exp(-0.5 * z * z)
+        lo, hi = z[..., :-1], z[..., 1:]
+        t_lo, t_hi = tail[..., :-1], tail[..., 1:]
         h = widths[index]
-        # Difference of the normal CDF across the cell, taken on the side of
-        # the tail where it does not cancel (accuracy for far cells).
-        flip = lo > 0
-        value = np.where(flip, ndtr(-lo) - ndtr(-hi), ndtr(hi) - ndtr(lo)) / h
-        deriv = (np.exp(-0.5 * lo ** 2) - np.exp(-0.5 * hi ** 2)) * (
-            _INV_SQRT_2PI / (sigma * h))
+        # Mass of the cell from the tails, so that far cells keep their
+        # relative accuracy (no difference of two numbers close to 1).
+        value = np.where(hi <= 0, t_hi - t_lo,
+                         np.where(lo >= 0, t_lo - t_hi, 1.0 - t_lo - t_hi)) / h
+        deriv = (density[..., :-1] - density[..., 1:]) * (
+            _INV_SQRT_2PI / sigma) / h
     else:
         t = (mids[index] - c) / sigma
         value = np.exp(-0.5 * t ** 2) * (_INV_SQRT_2PI / sigma)

@@ -1,0 +1,40 @@
+"""Shared helpers of the benchmark scripts: machine description, tables."""
+
+import datetime
+import os
+import platform
+
+
+def machine():
+    """One line describing this machine (CPU model, cores)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    model = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f'{model}, {os.cpu_count()} cores, Python {platform.python_version()}'
+
+
+def stamp():
+    """Date and machine, for the header of a results table."""
+    return f'{datetime.date.today().isoformat()} on {machine()}'
+
+
+def markdown_table(header, rows):
+    """Return a markdown table."""
+    lines = ['| ' + ' | '.join(header) + ' |',
+             '|' + '|'.join('---' for _ in header) + '|']
+    lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
+    return '\n'.join(lines)
+
+
+def write_result(path, title, text):
+    """Write a results file (markdown) next to the benchmarks."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(f'# {title}\n\n{stamp()}\n\n{text}\n')
+    print(f'wrote {path}')
