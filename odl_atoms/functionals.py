@@ -539,12 +539,15 @@ class LennardJones(odl.functionals.Functional):
         return pos
 
     def _evaluate(self, x):
-        """Return the (cached) pair list and pair terms at ``x``.
+        """Return the (cached) pair list and pair terms at ``x``."""
+        return self._evaluate_array(self._positions(x))
+
+    def _evaluate_array(self, pos):
+        """Return the (cached) pair list and pair terms at positions ``pos``.
 
         Returns ``(positions, i, j, energy, deriv)`` where ``deriv`` is
         ``phi'(r_ij) / r_ij`` for the interacting pairs ``i < j``.
         """
-        pos = self._positions(x)
         cache = self.__cache
         if cache is not None and np.array_equal(cache[0], pos):
             return cache
@@ -572,7 +575,11 @@ class LennardJones(odl.functionals.Functional):
 
     def _gradient_array(self, x):
         """Return the gradient with respect to the positions, ``(n, d)``."""
-        pos, i, j, _, deriv = self._evaluate(x)
+        return self._gradient_of(self._evaluate(x))
+
+    @staticmethod
+    def _gradient_of(evaluated):
+        pos, i, j, _, deriv = evaluated
         n, d = pos.shape
         contrib = deriv[:, None] * (pos[i] - pos[j])
         grad = np.empty((n, d))
@@ -580,6 +587,39 @@ class LennardJones(odl.functionals.Functional):
             grad[:, k] = (np.bincount(i, contrib[:, k], minlength=n)
                           - np.bincount(j, contrib[:, k], minlength=n))
         return grad
+
+    def energy(self, positions, gradient=False):
+        """Return the energy of positions given as an array, of any size.
+
+        This is the fast path for solvers whose number of atoms changes (the
+        ODL interface, ``lj(x)`` and ``lj.gradient(x)``, is tied to the
+        functional's domain of ``n`` atoms).
+
+        Parameters
+        ----------
+        positions : array-like, shape ``(m, d)``
+            Any number ``m`` of atoms, same ``d`` as the domain.
+        gradient : bool, optional
+            If True, also return the gradient ``(m, d)``.
+
+        Examples
+        --------
+        >>> lj = LennardJones(odl.rn((2, 2)))
+        >>> e, g = lj.energy([[0, 0], [lj.r_min, 0], [0, lj.r_min]], gradient=True)
+        >>> g.shape
+        (3, 2)
+        """
+        pos = np.array(positions, dtype=float, ndmin=2)
+        d = self.positions_space.shape[1]
+        if pos.ndim != 2 or pos.shape[1] != d:
+            raise ValueError(
+                f'positions must have shape (m, {d}), got {pos.shape}')
+        if not np.all(np.isfinite(pos)):
+            raise ValueError('positions must be finite (no NaN or inf)')
+        evaluated = self._evaluate_array(pos)
+        if gradient:
+            return evaluated[3], self._gradient_of(evaluated)
+        return evaluated[3]
 
     @property
     def gradient(self):

@@ -544,3 +544,20 @@ def test_non_finite_positions():
         energy_of(lj, x)
     with pytest.raises(ValueError, match='finite'):
         gradient_of(lj, x)
+
+
+def test_energy_of_arrays_of_any_size_matches_ase():
+    """``lj.energy`` (solvers' fast path) works for any number of atoms."""
+    rng = np.random.default_rng(5)
+    lj = LennardJones(odl.rn((3, 2)), epsilon=0.7, sigma=1.0, cutoff=2.5)
+    for n in (0, 1, 7, 30):
+        positions = jittered_grid((6, 6), 1.1, 0.1, rng)[:n]
+        energy, grad = lj.energy(positions, gradient=True)
+        if n < 2:
+            assert energy == 0 and grad.shape == (n, 2)
+            continue
+        ref_energy, ref_forces, _ = ase_reference(positions, **ase_params(lj))
+        assert energy == pytest.approx(ref_energy, rel=1e-10)
+        np.testing.assert_allclose(grad, -ref_forces, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match='shape'):
+        lj.energy(np.zeros((4, 3)))
