@@ -2,16 +2,26 @@
 
 Atomic configurations are sparse measures (`SparseMeasureSpace`); the exact
 projection of Gaussian atoms is an ODL operator (`GaussianRayTransform`) into
-the projection space of ODL's ASTRA-backed ``RayTransform``.
+the projection space of ODL's ASTRA-backed ``RayTransform``; a Lennard-Jones
+energy (`LennardJones`) is the physical prior; reconstruction methods share
+one interface (`Solver`: `ADCG`, ...).
 """
 
 __version__ = '0.1.0.dev0'
 
-from odl_atoms import atoms, functionals, operators, space
+from odl_atoms import (atoms, functionals, io, metrics, noise, objective,
+                       operators, phantoms, solvers, space)
 from odl_atoms.atoms import *  # noqa: F401,F403
 from odl_atoms.functionals import *  # noqa: F401,F403
+from odl_atoms.io import *  # noqa: F401,F403
+from odl_atoms.metrics import *  # noqa: F401,F403
+from odl_atoms.noise import *  # noqa: F401,F403
+from odl_atoms.objective import *  # noqa: F401,F403
 from odl_atoms.operators import *  # noqa: F401,F403
+from odl_atoms.phantoms import *  # noqa: F401,F403
+from odl_atoms.solvers import *  # noqa: F401,F403
 from odl_atoms.space import *  # noqa: F401,F403
 
 __all__ = (space.__all__ + atoms.__all__ + operators.__all__
-           + functionals.__all__)
+           + functionals.__all__ + objective.__all__ + solvers.__all__
+           + phantoms.__all__ + metrics.__all__ + io.__all__ + noise.__all__)

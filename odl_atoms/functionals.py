@@ -621,6 +621,38 @@ class LennardJones(odl.functionals.Functional):
             return evaluated[3], self._gradient_of(evaluated)
         return evaluated[3]
 
+    def on_space(self, space):
+        """Return the same potential on another domain (e.g. more atoms).
+
+        Examples
+        --------
+        >>> lj = LennardJones(odl.rn((2, 3)), sigma=2.0)
+        >>> lj.on_space(odl.rn((5, 3)))
+        LennardJones(rn((5, 3)), epsilon=1.0, sigma=2.0)
+        """
+        return type(self)(space, **self.__args)
+
+    def removal_energies(self, positions):
+        """Return, for every atom, the energy change if it were removed.
+
+        That is ``-sum_j phi(r_ij)``, the negative sum of its pair energies;
+        solvers use it to decide whether an atom earns its place.
+
+        Examples
+        --------
+        >>> lj = LennardJones(odl.rn((2, 2)), smooth=True)
+        >>> lj.removal_energies([[0, 0], [lj.r_min, 0], [10, 10]])
+        array([ 1.,  1.,  0.])
+        """
+        pos = np.array(positions, dtype=float, ndmin=2)
+        self.energy(pos)  # validates and fills the pair cache
+        pos, i, j, _, _ = self._evaluate_array(pos)
+        diff = pos[i] - pos[j]
+        pair = self._pair_terms(np.einsum('ij,ij->i', diff, diff))[0]
+        n = pos.shape[0]
+        return 0.0 - (np.bincount(i, pair, minlength=n)
+                      + np.bincount(j, pair, minlength=n))
+
     @property
     def gradient(self):
         """Gradient operator, ``x -> grad V(x)`` (minus the forces).

@@ -195,3 +195,14 @@ class Stencil:
         grad_c *= weights[:, None, None]
         grad_x = np.einsum('nmk,mkd->nd', grad_c, self.axes)
         return grad_x, grad_w
+
+    def self_inner(self):
+        """Return ``sum over data of P_i^2`` for every atom, shape ``(n,)``.
+
+        An atom's windows at one angle cover distinct cells, so this is the
+        unweighted squared norm of the data of one unit atom.
+        """
+        out = np.zeros(self.n_atoms)
+        for sl in self._chunks():
+            out[sl] = self._sum_window(self._outer(sl) ** 2).sum(axis=1)
+        return out

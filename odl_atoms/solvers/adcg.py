@@ -1,0 +1,503 @@
+"""ADCG: the alternating descent conditional gradient method for atoms.
+
+The modified ADCG of Ganguly, Lucka, Hupkes and Batenburg (after Boyd,
+Schiebinger and Recht 2017) builds the configuration one atom at a time. Every
+iteration
+
+1. **scores candidates**: the exact decrease of the data misfit when one atom is
+   added at ``x``, ``w <g_x, y - R(mu)> - 0.5 w^2 ||g_x||^2`` (``g_x`` the
+   data of a unit atom at ``x``), evaluated on a coarse grid over the box;
+2. **adds** the best one, after refining its position by a local maximisation
+   of the correlation ``<g_x, y - R(mu)>``;
+3. **moves** all atoms locally: bound-constrained L-BFGS-B (SciPy) on
+   ``F = 0.5 ||R(mu) - y||^2 + lambda V`` inside the box; with several allowed
+   weights (species), each atom then takes the weight that lowers ``F`` most;
+4. **prunes**: removes atoms whose removal lowers ``F`` and merges atoms closer
+   than ``merge_distance`` when that lowers ``F``.
+
+It stops when an iteration no longer lowers ``F`` by more than ``tol`` atom
+energies (or than the noise could explain; see `ADCG`), keeping the last
+configuration that did.
+
+Each step is a method (`ADCG.score_candidates`, `ADCG.refine_candidate`,
+`ADCG.add_atom`, `ADCG.local_move`, `ADCG.choose_weights`, `ADCG.prune`) that
+subclasses can replace.
+"""
+
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import odl
+from scipy.optimize import minimize
+from scipy.spatial import cKDTree
+
+from odl_atoms.functionals import LennardJones
+from odl_atoms.objective import AtomObjective
+from odl_atoms.projection import Stencil
+from odl_atoms.solvers.base import Reconstruction, Solver
+
+__all__ = ('ADCG', 'DEFAULT_ALPHA')
+
+#: Default dimensionless energy weight (see `odl_atoms.objective`): small
+#: enough not to distort a lattice that is not the potential's minimum, large
+#: enough to rule out the many atom arrangements that fit 2-3 projections
+#: equally well.
+DEFAULT_ALPHA = 1e-3
+
+
+@dataclass
+class Configuration:
+
+    """Atoms being reconstructed: positions, weights, labels, objective."""
+
+    positions: np.ndarray
+    weights: np.ndarray
+    labels: np.ndarray
+    value: float = np.inf
+
+    @property
+    def n_atoms(self):
+        return self.weights.shape[0]
+
+    def without(self, index):
+        keep = np.ones(self.n_atoms, bool)
+        keep[index] = False
+        return Configuration(self.positions[keep], self.weights[keep],
+                             self.labels[keep])
+
+    def copy(self):
+        return Configuration(self.positions.copy(), self.weights.copy(),
+                             self.labels.copy(), self.value)
+
+
+def _allowed_weights(weights):
+    """Return (labels, weights) arrays of the allowed species."""
+    if isinstance(weights, Mapping):
+        labels = np.array([str(k) for k in weights], dtype=str)
+        values = np.array([float(v) for v in weights.values()])
+    elif isinstance(weights, numbers.Real):
+        labels, values = np.array(['X']), np.array([float(weights)])
+    else:
+        values = np.array(weights, dtype=float).ravel()
+        labels = np.array(['X'] * values.size if values.size == 1 else
+                          [f'X{i}' for i in range(values.size)])
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError(
+            f'allowed atom weights must be positive numbers, got {weights!r}')
+    return labels, values
+
+
+class ADCG(Solver):
+
+    """Alternating descent conditional gradient with a potential energy.
+
+    Parameters
+    ----------
+    operator : `GaussianRayTransform`
+    alpha : float, optional
+        Dimensionless energy weight: ``lambda = alpha * E_atom / epsilon`` with
+        ``E_atom`` the data energy of one atom (`odl_atoms.objective`).
+        ``0`` reconstructs from the data alone.
+    potential : `LennardJones`, float, 'auto' or None, optional
+        The pair potential. A float is the equilibrium distance ``r_min`` (the
+        lattice's nearest-neighbour distance, angstrom) of a Lennard-Jones
+        potential with a smooth cut-off. ``'auto'`` (default) estimates it
+        as the median nearest-neighbour distance of an energy-free
+        reconstruction first, then reconstructs with energy. ``None``: no
+        energy.
+    weights : float, sequence or mapping, optional
+        Allowed atom weights: one number (a single species, default 1), a
+        sequence, or a mapping ``{label: weight}`` for several species.
+    grid_spacing : float, optional
+        Spacing of the coarse candidate grid (angstrom). Default: the atom
+        width ``sigma``.
+    tol : float, optional
+        Stop when an iteration lowers the objective by less than ``tol`` times
+        the data energy of one atom (default 0.2: a real missing atom lowers it
+        by about one atom energy).
+    noise_std : float, optional
+        Standard deviation of the data noise, if known. The stopping threshold
+        is then at least ``noise_factor * (d + 1) * 0.5 * c * noise_std**2``
+        (``c`` the projection space's cell weight): the decrease that fitting
+        ``d + 1`` parameters to pure noise gives, with a safety factor.
+    noise_factor : float, optional
+        Safety factor of the noise term (default 10).
+    max_atoms : int, optional
+        Guard on the number of atoms. Default: twice the total weight in the
+        data divided by the smallest allowed weight, plus 10.
+    max_iter : int, optional
+        Guard on the number of iterations (default ``2 * max_atoms``).
+    local_maxiter : int, optional
+        Iteration limit of each L-BFGS-B local move.
+    merge_distance : float, optional
+        Atoms closer than this are candidates for merging (default
+        ``0.5 * sigma``).
+    seed : int or Generator, optional
+        Unused by plain ADCG (it is deterministic); kept for the interface.
+
+    Examples
+    --------
+    >>> import odl
+    >>> from odl.applications import tomo
+    >>> from odl_atoms import SparseMeasureSpace, GaussianRayTransform
+    >>> space = SparseMeasureSpace([-4, -4], [4, 4])
+    >>> geometry = tomo.Parallel2dGeometry(
+    ...     odl.uniform_partition(0, np.pi, 3), odl.uniform_partition(-6, 6, 48))
+    >>> op = GaussianRayTransform(space, geometry, sigma=0.3)
+    >>> truth = space.element([[-1.0, 0.5], [1.2, -0.7], [0.3, 1.9]])
+    >>> result = ADCG(op, alpha=0).solve(op(truth))
+    >>> result.n_atoms
+    3
+    >>> np.abs(np.sort(result.measure.positions, 0)
+    ...        - np.sort(truth.positions, 0)).max() < 1e-4
+    True
+    """
+
+    def __init__(self, operator, alpha=DEFAULT_ALPHA, potential='auto',
+                 weights=1.0, grid_spacing=None, tol=0.2, noise_std=None,
+                 noise_factor=10.0, max_atoms=None, max_iter=None,
+                 local_maxiter=100, merge_distance=None, seed=None):
+        super().__init__(operator, seed=seed)
+        alpha = float(alpha)
+        if not np.isfinite(alpha) or alpha < 0:
+            raise ValueError(
+                f'`alpha` (the energy weight) must be a number >= 0, got {alpha}')
+        self.alpha = alpha
+        d = operator.domain.ndim
+        if isinstance(potential, numbers.Real):
+            potential = self.lennard_jones(float(potential))
+        elif potential is not None and not (
+                isinstance(potential, LennardJones) or potential == 'auto'):
+            raise TypeError(
+                f"`potential` must be a LennardJones, an r_min in angstrom, "
+                f"'auto' or None, got {potential!r}")
+        if isinstance(potential, LennardJones) and \
+                potential.positions_space.shape[1] != d:
+            raise ValueError(
+                f'the potential is for {potential.positions_space.shape[1]}D '
+                f'positions, the atoms are {d}D')
+        self.potential = potential
+        self.labels, self.allowed = _allowed_weights(weights)
+        self.weights = weights
+        self.grid_spacing = float(grid_spacing or operator.sigma)
+        if not self.grid_spacing > 0:
+            raise ValueError(f'`grid_spacing` must be positive, got {grid_spacing}')
+        self.tol = float(tol)
+        self.noise_std = None if noise_std is None else float(noise_std)
+        self.noise_factor = float(noise_factor)
+        self.max_atoms = max_atoms
+        self.max_iter = max_iter
+        self.local_maxiter = int(local_maxiter)
+        self.merge_distance = float(merge_distance if merge_distance is not None
+                                    else 0.5 * operator.sigma)
+
+    def lennard_jones(self, r_min):
+        """Return the default potential with equilibrium distance ``r_min``.
+
+        Lennard-Jones with ASE's smooth (force-continuous) cut-off, which keeps
+        the objective differentiable for L-BFGS-B.
+        """
+        if not r_min > 0:
+            raise ValueError(f'`r_min` must be positive, got {r_min}')
+        d = self.operator.domain.ndim
+        return LennardJones.from_r_min(odl.rn((2, d)), r_min, smooth=True,
+                                       core_radius=0.5 * r_min / 2 ** (1 / 6))
+
+    # --- Driver
+
+    def _solve(self, data, initial, callback, rng):
+        info = {}
+        potential = self.potential
+        alpha = self.alpha
+        if alpha > 0 and potential == 'auto':
+            first = self._run(data, initial, None, 0.0, None)
+            pos = first.positions
+            if first.n_atoms >= 2:
+                dist = cKDTree(pos).query(pos, k=2)[0][:, 1]
+                r_min = float(np.median(dist))
+                potential = self.lennard_jones(r_min)
+                info['estimated_r_min'] = r_min
+            else:
+                potential = None
+        elif alpha == 0 or potential == 'auto':
+            potential = None
+        objective = AtomObjective(self.operator, data, alpha if potential else 0.0,
+                                  potential, reference_weight=self.allowed.max())
+        config, history, stop = self._run(data, initial, callback, alpha,
+                                          potential, objective=objective,
+                                          full=True)
+        space = self.operator.domain
+        measure = space.element(
+            np.clip(config.positions, space.min_pt, space.max_pt),
+            weights=config.weights, species=config.labels)
+        misfit, energy = objective.parts(config.positions, config.weights)
+        info.update(stop_reason=stop, atom_energy=objective.atom_energy,
+                    energy_weight=objective.energy_weight,
+                    potential=potential)
+        return Reconstruction(measure=measure, objective=history,
+                              n_iterations=len(history), data_misfit=misfit,
+                              energy=energy if potential is not None else None,
+                              info=info)
+
+    def _run(self, data, initial, callback, alpha, potential, objective=None,
+             full=False):
+        if objective is None:
+            objective = AtomObjective(self.operator, data, alpha, potential,
+                                      reference_weight=self.allowed.max())
+        d = self.operator.domain.ndim
+        if initial is None:
+            config = Configuration(np.zeros((0, d)), np.zeros(0),
+                                   np.zeros(0, dtype=self.labels.dtype))
+        else:
+            config = Configuration(np.array(initial.positions),
+                                   np.array(initial.weights),
+                                   np.array(initial.species))
+        config.value = objective(config.positions, config.weights)
+        threshold = self.stop_threshold(objective)
+        max_atoms = self.max_atoms or self._default_max_atoms(objective)
+        max_iter = self.max_iter or 2 * max_atoms
+        history = []
+        stop = 'max_iter'
+        for _ in range(max_iter):
+            if config.n_atoms >= max_atoms:
+                stop = 'max_atoms'
+                break
+            candidate = self.add_atom(objective, config)
+            if candidate is None:
+                stop = 'no_candidate'
+                break
+            candidate = self.local_move(objective, candidate)
+            candidate = self.choose_weights(objective, candidate)
+            candidate = self.prune(objective, candidate)
+            if config.value - candidate.value <= threshold:
+                stop = 'converged'
+                break
+            config = candidate
+            history.append(config.value)
+            if callback is not None:
+                space = self.operator.domain
+                callback(space.element(
+                    np.clip(config.positions, space.min_pt, space.max_pt),
+                    weights=config.weights, species=config.labels))
+        if full:
+            return config, history, stop
+        return config
+
+    def stop_threshold(self, objective):
+        """Smallest objective decrease that counts as progress (see ``tol``)."""
+        threshold = self.tol * objective.atom_energy
+        if self.noise_std:
+            d = self.operator.domain.ndim
+            noise = (0.5 * objective.inner_weight * self.noise_std ** 2
+                     * (d + 1) * self.noise_factor)
+            threshold = max(threshold, noise)
+        return threshold
+
+    def _default_max_atoms(self, objective):
+        op = self.operator
+        data = objective.y.reshape(op.range.shape)
+        det_cell = float(np.prod(op.range.partition.cell_sides[
+            op.range.ndim - (op.domain.ndim - 1):]))
+        per_angle = data.reshape(op.frame.n_angles, -1).sum(axis=1) * det_cell
+        total = max(float(np.median(per_angle)), 0.0)
+        return int(np.ceil(2 * total / self.allowed.min())) + 10
+
+    # --- Steps
+
+    def score_candidates(self, objective, config):
+        """Return grid points and the data-misfit decrease of adding an atom.
+
+        Returns
+        -------
+        points : (p, d) array
+        gains : (p,) array
+            Best decrease over the allowed weights at every point.
+        best_weight_index : (p,) int array
+        """
+        space = self.operator.domain
+        shape = np.maximum(
+            np.round((space.max_pt - space.min_pt) / self.grid_spacing), 1
+        ).astype(int)
+        grid = odl.uniform_discr(space.min_pt, space.max_pt, shape)
+        points = grid.points()
+        residual = -objective.residual(config.positions, config.weights)
+        # A fresh stencil: the operator's cache holds the atoms' one.
+        stencil = Stencil(self.operator.frame, points, self.operator.sigma,
+                          self.operator.truncate, self.operator.mode)
+        _, corr = stencil.adjoint_jacobian(np.ones(points.shape[0]), residual)
+        c = objective.inner_weight
+        corr *= c
+        norms = c * stencil.self_inner()
+        w = self.allowed[None, :]
+        gains = w * corr[:, None] - 0.5 * w ** 2 * norms[:, None]
+        if objective.energy_weight and config.n_atoms > 0:
+            gains -= objective.energy_weight * self.addition_energies(
+                objective.potential, config.positions, points)[:, None]
+        best = np.argmax(gains, axis=1)
+        return points, gains[np.arange(points.shape[0]), best], best
+
+    @staticmethod
+    def addition_energies(potential, positions, points):
+        """Energy change of adding one atom at each of ``points``."""
+        tree = cKDTree(points)
+        pairs = tree.sparse_distance_matrix(cKDTree(positions),
+                                            potential.cutoff,
+                                            output_type='coo_matrix')
+        # sparse_distance_matrix drops exact zeros (an atom on a grid point);
+        # those pairs cost the energy of coincident atoms.
+        energies = np.bincount(pairs.row, potential.pair_energy(pairs.data),
+                               minlength=points.shape[0])
+        on_atom = tree.query_ball_point(positions, 1e-12)
+        for hits in on_atom:
+            energies[hits] += potential.pair_energy(0.0)
+        return energies
+
+    def refine_candidate(self, objective, config, point):
+        """Move a candidate to the local maximum of the residual correlation."""
+        space = self.operator.domain
+        residual = objective.data.space.element(
+            -objective.residual(config.positions, config.weights).reshape(
+                objective.data.space.shape))
+        lo = np.maximum(point - self.grid_spacing, space.min_pt)
+        hi = np.minimum(point + self.grid_spacing, space.max_pt)
+
+        def negative_correlation(x):
+            value, grad = self.operator.correlation(residual, x[None, :],
+                                                    gradient=True)
+            return -value[0], -grad[0]
+
+        res = minimize(negative_correlation, point, jac=True, method='L-BFGS-B',
+                       bounds=list(zip(lo, hi)), options={'maxiter': 50})
+        return res.x if res.fun <= negative_correlation(point)[0] else point
+
+    def add_atom(self, objective, config):
+        """Return ``config`` plus the best candidate atom, or None if none helps."""
+        points, gains, best = self.score_candidates(objective, config)
+        k = int(np.argmax(gains))
+        if not gains[k] > 0:
+            return None
+        point = self.refine_candidate(objective, config, points[k])
+        new = Configuration(
+            np.vstack([config.positions, point[None, :]]),
+            np.append(config.weights, self.allowed[best[k]]),
+            np.append(config.labels, self.labels[best[k]]))
+        new.value = objective(new.positions, new.weights)
+        return new
+
+    def local_move(self, objective, config):
+        """Minimise the objective over all positions (weights fixed), in the box."""
+        if config.n_atoms == 0:
+            return config
+        space = self.operator.domain
+        n, d = config.positions.shape
+        weights = config.weights
+
+        def fun(flat):
+            value, grad_x, _ = objective.value_and_gradient(
+                flat.reshape(n, d), weights)
+            return value, grad_x.ravel()
+
+        bounds = list(zip(np.tile(space.min_pt, n), np.tile(space.max_pt, n)))
+        x0 = np.clip(config.positions, space.min_pt, space.max_pt).ravel()
+        res = minimize(fun, x0, jac=True, method='L-BFGS-B', bounds=bounds,
+                       options={'maxiter': self.local_maxiter})
+        new = Configuration(res.x.reshape(n, d), weights.copy(),
+                            config.labels.copy())
+        new.value = objective(new.positions, new.weights)
+        if new.value > config.value:  # never accept a worse configuration
+            return config
+        return new
+
+    def choose_weights(self, objective, config):
+        """Give each atom the allowed weight that lowers the objective most."""
+        if self.allowed.size == 1 or config.n_atoms == 0:
+            return config
+        config = config.copy()
+        changed = False
+        for _ in range(config.n_atoms):
+            stencil = self.operator.stencil(config.positions)
+            r = stencil.project(config.weights) - objective.y
+            c = objective.inner_weight
+            _, corr = stencil.adjoint_jacobian(np.ones(config.n_atoms), r)
+            corr *= c
+            norms = c * stencil.self_inner()
+            dw = self.allowed[None, :] - config.weights[:, None]
+            delta = dw * corr[:, None] + 0.5 * dw ** 2 * norms[:, None]
+            i, j = np.unravel_index(np.argmin(delta), delta.shape)
+            if not delta[i, j] < -1e-12 * objective.atom_energy:
+                break
+            config.weights[i] = self.allowed[j]
+            config.labels[i] = self.labels[j]
+            changed = True
+        if changed:
+            config.value = objective(config.positions, config.weights)
+            config = self.local_move(objective, config)
+        return config
+
+    def prune(self, objective, config):
+        """Remove atoms whose removal lowers the objective; merge near pairs."""
+        changed = False
+        while config.n_atoms > 0:
+            delta = self._removal_changes(objective, config)
+            i = int(np.argmin(delta))
+            if not delta[i] < 0:
+                break
+            config = config.without(i)
+            config.value = objective(config.positions, config.weights)
+            changed = True
+        merged = self._merge(objective, config)
+        if merged is not config:
+            config, changed = merged, True
+        if changed:
+            config = self.local_move(objective, config)
+        return config
+
+    def _removal_changes(self, objective, config):
+        """Exact objective change of removing each atom."""
+        stencil = self.operator.stencil(config.positions)
+        r = stencil.project(config.weights) - objective.y
+        c = objective.inner_weight
+        _, corr = stencil.adjoint_jacobian(np.ones(config.n_atoms), r)
+        w = config.weights
+        delta = -w * c * corr + 0.5 * w ** 2 * c * stencil.self_inner()
+        if objective.energy_weight and config.n_atoms > 1:
+            delta += objective.energy_weight * objective.potential.removal_energies(
+                config.positions)
+        return delta
+
+    def _merge(self, objective, config):
+        """Merge the closest pair within ``merge_distance`` if that helps."""
+        if config.n_atoms < 2:
+            return config
+        pairs = cKDTree(config.positions).query_pairs(self.merge_distance,
+                                                      output_type='ndarray')
+        best = config
+        for i, j in pairs:
+            wi, wj = config.weights[i], config.weights[j]
+            k = int(np.argmin(np.abs(self.allowed - (wi + wj))))
+            merged = config.without(j)
+            idx = i if i < j else i - 1
+            merged.positions[idx] = (wi * config.positions[i]
+                                     + wj * config.positions[j]) / (wi + wj)
+            merged.weights[idx] = self.allowed[k]
+            merged.labels[idx] = self.labels[k]
+            merged.value = objective(merged.positions, merged.weights)
+            if merged.value < best.value:
+                best = merged
+        return best
+
+    def __repr__(self):
+        args = [repr(self.operator), f'alpha={self.alpha!r}']
+        if not (isinstance(self.potential, str) and self.potential == 'auto'):
+            args.append(f'potential={self.potential!r}')
+        if not (isinstance(self.weights, numbers.Real) and self.weights == 1.0):
+            args.append(f'weights={self.weights!r}')
+        for name, default in (('tol', 0.2), ('noise_std', None),
+                              ('max_atoms', None), ('max_iter', None),
+                              ('local_maxiter', 100), ('seed', None)):
+            value = getattr(self, name)
+            if value != default:
+                args.append(f'{name}={value!r}')
+        return f'{type(self).__name__}(' + ', '.join(args) + ')'
