@@ -98,8 +98,8 @@ class ADCG(Solver):
     operator : `GaussianRayTransform`
     alpha : float, optional
         Dimensionless energy weight: ``lambda = alpha * E_atom / epsilon`` with
-        ``E_atom`` the data energy of one atom (`odl_atoms.objective`).
-        ``0`` reconstructs from the data alone.
+        ``E_atom`` the data energy of one atom of the smallest allowed weight
+        (`odl_atoms.objective`). ``0`` reconstructs from the data alone.
     potential : `LennardJones`, float, 'auto' or None, optional
         The pair potential. A float is the equilibrium distance ``r_min`` (the
         lattice's nearest-neighbour distance, angstrom) of a Lennard-Jones
@@ -115,8 +115,9 @@ class ADCG(Solver):
         width ``sigma``.
     tol : float, optional
         Stop when an iteration lowers the objective by less than ``tol`` times
-        the data energy of one atom (default 0.2: a real missing atom lowers it
-        by about one atom energy).
+        the data energy ``E_atom`` of one atom (default 0.5: adding a missing
+        atom lowers it by about one ``E_atom``; an atom that explains less than
+        half of its own data is not worth its place).
     noise_std : float, optional
         Standard deviation of the data noise, if known. The stopping threshold
         is then at least ``noise_factor * (d + 1) * 0.5 * c * noise_std**2``
@@ -134,6 +135,14 @@ class ADCG(Solver):
     merge_distance : float, optional
         Atoms closer than this are candidates for merging (default
         ``0.5 * sigma``).
+    relocate : bool, optional
+        When no addition pays off, try relocation moves (`relocate_move`):
+        remove one atom and re-add greedily elsewhere. Default True.
+    relocations : int, optional
+        Budget of relocation trials, in units of ``max_atoms`` (default 4).
+    tabu_radius : float, optional
+        A relocated atom may not be re-added within this distance of where it
+        was (default ``2 * sigma``).
     seed : int or Generator, optional
         Unused by plain ADCG (it is deterministic); kept for the interface.
 
@@ -156,9 +165,10 @@ class ADCG(Solver):
     """
 
     def __init__(self, operator, alpha=DEFAULT_ALPHA, potential='auto',
-                 weights=1.0, grid_spacing=None, tol=0.2, noise_std=None,
+                 weights=1.0, grid_spacing=None, tol=0.5, noise_std=None,
                  noise_factor=10.0, max_atoms=None, max_iter=None,
-                 local_maxiter=100, merge_distance=None, seed=None):
+                 local_maxiter=100, merge_distance=None, relocate=True,
+                 relocations=4, tabu_radius=None, seed=None):
         super().__init__(operator, seed=seed)
         alpha = float(alpha)
         if not np.isfinite(alpha) or alpha < 0:
@@ -173,6 +183,10 @@ class ADCG(Solver):
             raise TypeError(
                 f"`potential` must be a LennardJones, an r_min in angstrom, "
                 f"'auto' or None, got {potential!r}")
+        self.relocate = bool(relocate)
+        self.relocations = int(relocations)
+        self.tabu_radius = float(tabu_radius if tabu_radius is not None
+                                 else 2 * operator.sigma)
         if isinstance(potential, LennardJones) and \
                 potential.positions_space.shape[1] != d:
             raise ValueError(
@@ -224,7 +238,7 @@ class ADCG(Solver):
         elif alpha == 0 or potential == 'auto':
             potential = None
         objective = AtomObjective(self.operator, data, alpha if potential else 0.0,
-                                  potential, reference_weight=self.allowed.max())
+                                  potential, reference_weight=self.allowed.min())
         config, history, stop = self._run(data, initial, callback, alpha,
                                           potential, objective=objective,
                                           full=True)
@@ -245,7 +259,7 @@ class ADCG(Solver):
              full=False):
         if objective is None:
             objective = AtomObjective(self.operator, data, alpha, potential,
-                                      reference_weight=self.allowed.max())
+                                      reference_weight=self.allowed.min())
         d = self.operator.domain.ndim
         if initial is None:
             config = Configuration(np.zeros((0, d)), np.zeros(0),
@@ -259,31 +273,90 @@ class ADCG(Solver):
         max_atoms = self.max_atoms or self._default_max_atoms(objective)
         max_iter = self.max_iter or 2 * max_atoms
         history = []
+
+        def report(new):
+            history.append(new.value)
+            if callback is not None:
+                callback(self._measure(new))
+
         stop = 'max_iter'
-        for _ in range(max_iter):
+        budget = self.relocations * max_atoms if self.relocate else 0
+        while len(history) < max_iter:
+            candidate = None
             if config.n_atoms >= max_atoms:
                 stop = 'max_atoms'
+            else:
+                candidate = self.add_atom(objective, config)
+                stop = 'no_candidate' if candidate is None else 'converged'
+            if candidate is not None:
+                candidate = self.local_move(objective, candidate)
+                candidate = self.choose_weights(objective, candidate)
+                candidate = self.prune(objective, candidate)
+                if config.value - candidate.value > threshold:
+                    config = candidate
+                    report(config)
+                    continue
+            # No addition helps: try to escape with a relocation move.
+            if budget <= 0 or stop == 'max_atoms':
                 break
-            candidate = self.add_atom(objective, config)
-            if candidate is None:
-                stop = 'no_candidate'
+            moved, tried = self.relocate_move(objective, config, threshold,
+                                              budget)
+            budget -= tried
+            if moved is None:
                 break
-            candidate = self.local_move(objective, candidate)
-            candidate = self.choose_weights(objective, candidate)
-            candidate = self.prune(objective, candidate)
-            if config.value - candidate.value <= threshold:
-                stop = 'converged'
-                break
-            config = candidate
-            history.append(config.value)
-            if callback is not None:
-                space = self.operator.domain
-                callback(space.element(
-                    np.clip(config.positions, space.min_pt, space.max_pt),
-                    weights=config.weights, species=config.labels))
+            config = moved
+            report(config)
         if full:
             return config, history, stop
         return config
+
+    def _measure(self, config):
+        space = self.operator.domain
+        return space.element(np.clip(config.positions, space.min_pt, space.max_pt),
+                             weights=config.weights, species=config.labels)
+
+    def relocate_move(self, objective, config, threshold, budget):
+        """Remove one atom and re-add greedily elsewhere, if that lowers F.
+
+        Atoms are tried in order of increasing removal cost; the first
+        re-addition may not return within ``tabu_radius`` of the removed
+        atom (otherwise it would simply be put back). After it, atoms are added
+        as in the main loop while they pay off.
+
+        Returns
+        -------
+        config : `Configuration` or None
+            The improved configuration, or None if no trial improved.
+        tried : int
+            Number of atoms tried.
+        """
+        if config.n_atoms == 0:
+            return None, 0
+        order = np.argsort(self._removal_changes(objective, config))
+        min_gain = 1e-3 * objective.atom_energy
+        tried = 0
+        for i in order[:budget]:
+            tried += 1
+            trial = config.without(i)
+            trial.value = objective(trial.positions, trial.weights)
+            trial = self.add_atom(objective, trial,
+                                  exclude=(config.positions[i], self.tabu_radius))
+            if trial is None:
+                continue
+            trial = self.local_move(objective, trial)
+            while True:
+                more = self.add_atom(objective, trial)
+                if more is None:
+                    break
+                more = self.local_move(objective, more)
+                if trial.value - more.value <= threshold:
+                    break
+                trial = more
+            trial = self.choose_weights(objective, trial)
+            trial = self.prune(objective, trial)
+            if config.value - trial.value > min_gain:
+                return trial, tried
+        return None, tried
 
     def stop_threshold(self, objective):
         """Smallest objective decrease that counts as progress (see ``tol``)."""
@@ -372,9 +445,15 @@ class ADCG(Solver):
                        bounds=list(zip(lo, hi)), options={'maxiter': 50})
         return res.x if res.fun <= negative_correlation(point)[0] else point
 
-    def add_atom(self, objective, config):
-        """Return ``config`` plus the best candidate atom, or None if none helps."""
+    def add_atom(self, objective, config, exclude=None):
+        """Return ``config`` plus the best candidate atom, or None if none helps.
+
+        ``exclude = (point, radius)`` forbids candidates near ``point``.
+        """
         points, gains, best = self.score_candidates(objective, config)
+        if exclude is not None:
+            near = np.linalg.norm(points - exclude[0], axis=1) < exclude[1]
+            gains = np.where(near, -np.inf, gains)
         k = int(np.argmax(gains))
         if not gains[k] > 0:
             return None
@@ -494,7 +573,7 @@ class ADCG(Solver):
             args.append(f'potential={self.potential!r}')
         if not (isinstance(self.weights, numbers.Real) and self.weights == 1.0):
             args.append(f'weights={self.weights!r}')
-        for name, default in (('tol', 0.2), ('noise_std', None),
+        for name, default in (('tol', 0.5), ('noise_std', None),
                               ('max_atoms', None), ('max_iter', None),
                               ('local_maxiter', 100), ('seed', None)):
             value = getattr(self, name)
