@@ -143,6 +143,11 @@ class ADCG(Solver):
     tabu_radius : float, optional
         A relocated atom may not be re-added within this distance of where it
         was (default ``2 * sigma``).
+    polish : bool, optional
+        After the search (with energy), refine the positions on the data
+        alone (a local move from the found arrangement), so that the
+        potential's preference for its own lattice does not bias the
+        positions. Default True.
     seed : int or Generator, optional
         Unused by plain ADCG (it is deterministic); kept for the interface.
 
@@ -168,7 +173,8 @@ class ADCG(Solver):
                  weights=1.0, grid_spacing=None, tol=0.5, noise_std=None,
                  noise_factor=10.0, max_atoms=None, max_iter=None,
                  local_maxiter=100, merge_distance=None, relocate=True,
-                 relocations=4, tabu_radius=None, seed=None):
+                 relocations=4, tabu_radius=None, regrow=True,
+                 regrow_radius=None, regrow_tries=6, polish=True, seed=None):
         super().__init__(operator, seed=seed)
         alpha = float(alpha)
         if not np.isfinite(alpha) or alpha < 0:
@@ -183,6 +189,10 @@ class ADCG(Solver):
             raise TypeError(
                 f"`potential` must be a LennardJones, an r_min in angstrom, "
                 f"'auto' or None, got {potential!r}")
+        self.polish = bool(polish)
+        self.regrow = bool(regrow)
+        self.regrow_radius = regrow_radius
+        self.regrow_tries = int(regrow_tries)
         self.relocate = bool(relocate)
         self.relocations = int(relocations)
         self.tabu_radius = float(tabu_radius if tabu_radius is not None
@@ -242,6 +252,19 @@ class ADCG(Solver):
         config, history, stop = self._run(data, initial, callback, alpha,
                                           potential, objective=objective,
                                           full=True)
+        if self.polish and objective.energy_weight and config.n_atoms:
+            # The energy chose the arrangement; the positions are then
+            # refined on the data alone, so that a lattice the potential
+            # does not prefer (a square one, a strained one) is not biased.
+            data_only = AtomObjective(self.operator, data, 0.0, None,
+                                      reference_weight=self.allowed.min())
+            start = config.copy()
+            start.value = data_only(start.positions, start.weights)
+            polished = self.local_move(data_only, start)
+            shift = np.linalg.norm(polished.positions - config.positions, axis=1)
+            info['polish_max_shift'] = float(shift.max())
+            config = Configuration(polished.positions, config.weights,
+                                   config.labels)
         space = self.operator.domain
         measure = space.element(
             np.clip(config.positions, space.min_pt, space.max_pt),
@@ -302,6 +325,8 @@ class ADCG(Solver):
             moved, tried = self.relocate_move(objective, config, threshold,
                                               budget)
             budget -= tried
+            if moved is None and self.regrow:
+                moved = self.regrow_move(objective, config, threshold)
             if moved is None:
                 break
             config = moved
@@ -314,6 +339,51 @@ class ADCG(Solver):
         space = self.operator.domain
         return space.element(np.clip(config.positions, space.min_pt, space.max_pt),
                              weights=config.weights, species=config.labels)
+
+    def regrow_move(self, objective, config, threshold):
+        """Remove the atoms around a suspect atom and regrow them greedily.
+
+        Suspects are the atoms with the highest potential energy (least
+        bound: strained or misplaced) and those cheapest to remove (least
+        supported by the data); around each, the atoms within
+        ``regrow_radius`` are removed and atoms are added back one by one
+        (with local moves) while they pay off. The first regrown
+        configuration with a lower objective is returned, else None.
+        """
+        n = config.n_atoms
+        if n < 3:
+            return None
+        suspects = list(np.argsort(self._removal_changes(objective, config))
+                        [:self.regrow_tries])
+        if objective.potential is not None:
+            site = -objective.potential.removal_energies(config.positions)
+            suspects += list(np.argsort(site)[::-1][:self.regrow_tries])
+        radius = self.regrow_radius
+        if radius is None:
+            radius = (1.6 * objective.potential.r_min if objective.potential
+                      is not None else 6 * self.operator.sigma)
+        seen = set()
+        min_gain = 1e-3 * objective.atom_energy
+        tree = cKDTree(config.positions)
+        for i in suspects:
+            if i in seen:
+                continue
+            seen.add(i)
+            region = tree.query_ball_point(config.positions[i], radius)
+            trial = config.without(region)
+            trial.value = objective(trial.positions, trial.weights)
+            for _ in range(len(region) + 2):
+                more = self.add_atom(objective, trial)
+                if more is None:
+                    break
+                more = self.local_move(objective, more)
+                if trial.value - more.value <= threshold:
+                    break
+                trial = more
+            trial = self.prune(objective, trial)
+            if config.value - trial.value > min_gain:
+                return trial
+        return None
 
     def relocate_move(self, objective, config, threshold, budget):
         """Remove one atom and re-add greedily elsewhere, if that lowers F.
@@ -334,6 +404,7 @@ class ADCG(Solver):
             return None, 0
         order = np.argsort(self._removal_changes(objective, config))
         min_gain = 1e-3 * objective.atom_energy
+        screen = 0.5 * objective.atom_energy
         tried = 0
         for i in order[:budget]:
             tried += 1
@@ -341,7 +412,9 @@ class ADCG(Solver):
             trial.value = objective(trial.positions, trial.weights)
             trial = self.add_atom(objective, trial,
                                   exclude=(config.positions[i], self.tabu_radius))
-            if trial is None:
+            # Screen before the expensive local moves: a relocation that is
+            # far worse before relaxing rarely ends better after it.
+            if trial is None or trial.value > config.value + screen:
                 continue
             trial = self.local_move(objective, trial)
             while True:
@@ -389,20 +462,12 @@ class ADCG(Solver):
             Best decrease over the allowed weights at every point.
         best_weight_index : (p,) int array
         """
-        space = self.operator.domain
-        shape = np.maximum(
-            np.round((space.max_pt - space.min_pt) / self.grid_spacing), 1
-        ).astype(int)
-        grid = odl.uniform_discr(space.min_pt, space.max_pt, shape)
-        points = grid.points()
+        points, stencil, norms = self.candidate_grid()
         residual = -objective.residual(config.positions, config.weights)
-        # A fresh stencil: the operator's cache holds the atoms' one.
-        stencil = Stencil(self.operator.frame, points, self.operator.sigma,
-                          self.operator.truncate, self.operator.mode)
         _, corr = stencil.adjoint_jacobian(np.ones(points.shape[0]), residual)
         c = objective.inner_weight
         corr *= c
-        norms = c * stencil.self_inner()
+        norms = c * norms
         w = self.allowed[None, :]
         gains = w * corr[:, None] - 0.5 * w ** 2 * norms[:, None]
         if objective.energy_weight and config.n_atoms > 0:
@@ -410,6 +475,19 @@ class ADCG(Solver):
                 objective.potential, config.positions, points)[:, None]
         best = np.argmax(gains, axis=1)
         return points, gains[np.arange(points.shape[0]), best], best
+
+    def candidate_grid(self):
+        """Return the coarse grid, its stencil and ``||g_x||^2`` (cached)."""
+        if getattr(self, '_grid', None) is None:
+            space = self.operator.domain
+            shape = np.maximum(
+                np.round((space.max_pt - space.min_pt) / self.grid_spacing), 1
+            ).astype(int)
+            points = odl.uniform_discr(space.min_pt, space.max_pt, shape).points()
+            op = self.operator
+            stencil = Stencil(op.frame, points, op.sigma, op.truncate, op.mode)
+            self._grid = (points, stencil, stencil.self_inner())
+        return self._grid
 
     @staticmethod
     def addition_energies(potential, positions, points):
