@@ -1,0 +1,1380 @@
+"""The ``odl-atoms`` command: simulate, reconstruct, evaluate, sweep, demo.
+
+::
+
+    odl-atoms demo                                   # the main job, built in
+    odl-atoms simulate --phantom vacancy --angles 0 45 90 --noise 0.01 -o tilts.npz
+    odl-atoms reconstruct tilts.npz -o atoms.extxyz --figure atoms.png
+    odl-atoms evaluate atoms.extxyz tilts.npz        # truth from the data file
+    odl-atoms sweep tilts.npz --alphas 0 1e-4 1e-3 1e-2 --figure sweep.png
+
+Conventions of the command line (the Python API is the same toolkit):
+
+- angles are in **degrees** here (radians in the API and in the files);
+- lengths are in angstrom;
+- every output is written atomically (a temporary file in the target folder,
+  renamed when complete), so an interrupted run never leaves a half-written
+  result and never destroys an existing one;
+- bad input (a missing or malformed file, an unknown solver or phantom, bad
+  angles) stops with a one-line message and exit status 2; ``--debug`` shows
+  the traceback. Status 1 means a bug (please report it), 130 an interrupt.
+
+Progress bars (tqdm, on standard error) follow long steps; ``--quiet`` hides
+them and the informational messages, but not results and errors.
+"""
+
+import argparse
+import ctypes
+import inspect
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ('main', 'build_parser', 'SOLVER_NAMES')
+
+#: ``--solver`` choices and the names they have in the package.
+SOLVER_NAMES = {'adcg': 'ADCG', 'sa': 'SimulatedAnnealing', 'sirt': 'SIRT',
+                'sirt+learned': 'LearnedSIRT'}
+
+# The demo problem: the README's and the first example's.
+DEMO_ANGLES_DEG = (0.0, 45.0, 90.0)
+DEMO_SIGMA = 0.43
+DEMO_DETECTOR = 96
+DEMO_NOISE = 0.01
+DEMO_SEED = 0
+
+#: Default atom width (angstrom) of ``simulate``: 0.15 of gold's
+#: nearest-neighbour distance (thermal motion plus the microscope's blur).
+DEFAULT_SIGMA = 0.43
+#: Default detector cell of ``simulate``, in units of sigma: fine enough that
+#: an atom spans several cells.
+DEFAULT_CELL_PER_SIGMA = 0.8
+#: Default ``sweep`` energy weights (around ADCG's default 1e-3).
+DEFAULT_ALPHAS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+
+ATOM_SUFFIX_HELP = ('format from the suffix: .extxyz/.xyz keep weights, '
+                    'species and box; .cif and other ASE formats work too')
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its input files (exit status 2)."""
+
+
+# --- Small helpers
+
+
+def _info(args, message):
+    if not getattr(args, 'quiet', False):
+        print(message, file=sys.stderr)
+
+
+def _progress(args, **kwargs):
+    """A tqdm bar on standard error, disabled by ``--quiet``."""
+    from tqdm import tqdm
+
+    kwargs.setdefault('file', sys.stderr)
+    kwargs.setdefault('dynamic_ncols', True)
+    return tqdm(disable=bool(getattr(args, 'quiet', False)), **kwargs)
+
+
+class IterationBar:
+
+    """Solver callback (ODL style) that advances a progress bar.
+
+    ODL's ``CallbackProgressBar`` needs the number of iterations in advance;
+    ADCG's is not known (it stops when no atom pays off), so this bar counts
+    iterations and shows the current number of atoms instead.
+    """
+
+    def __init__(self, args, desc):
+        self.bar = _progress(args, desc=desc, unit=' it')
+
+    def __call__(self, iterate):
+        self.bar.update(1)
+        n_atoms = getattr(iterate, 'n_atoms', None)
+        if n_atoms is not None:
+            self.bar.set_postfix(atoms=n_atoms, refresh=False)
+
+    def close(self):
+        self.bar.close()
+
+
+def limit_blas_threads(n=1):
+    """Limit the threads of the OpenBLAS copies NumPy and SciPy loaded.
+
+    The solvers call SciPy's L-BFGS-B on small problems many thousand times;
+    OpenBLAS then spends more time waking and synchronising its threads than
+    computing, and on a machine whose cores are busy the threads spin: ADCG on
+    the demo problem took 58 s with OpenBLAS's default threads and 4 s with
+    one thread on the same (loaded, 2-core) machine. ``OPENBLAS_NUM_THREADS``
+    is read only when OpenBLAS is loaded, which happens when ``odl_atoms``
+    imports NumPy, before this module runs; so the limit is set through
+    OpenBLAS's own ``*_set_num_threads`` function in every loaded copy (what
+    ``threadpoolctl`` does). A user who sets ``OPENBLAS_NUM_THREADS`` or
+    ``OMP_NUM_THREADS`` keeps their choice. Linux only; elsewhere a no-op.
+
+    Returns
+    -------
+    limited : int
+        Number of libraries whose thread count was set.
+    """
+    if any(os.environ.get(v) for v in ('OPENBLAS_NUM_THREADS',
+                                       'OMP_NUM_THREADS')):
+        return 0
+    try:
+        with open('/proc/self/maps') as maps:
+            libraries = sorted({line.split()[-1] for line in maps
+                                if 'openblas' in line.lower()
+                                and line.split()[-1].startswith('/')})
+    except OSError:
+        return 0
+    limited = 0
+    for path in libraries:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ('openblas_set_num_threads', 'openblas_set_num_threads64_',
+                     'scipy_openblas_set_num_threads',
+                     'scipy_openblas_set_num_threads64_'):
+            func = getattr(lib, name, None)
+            if func is not None:
+                func(int(n))
+                limited += 1
+                break
+    return limited
+
+
+def _parse_numbers(tokens, what, allow_range=True):
+    """Numbers from ``['0', '45,90']`` or ranges ``'-60:60:5'`` (5 values)."""
+    values = []
+    for token in tokens:
+        for part in str(token).replace(',', ' ').split():
+            if allow_range and part.count(':') == 2:
+                try:
+                    start, stop, count = part.split(':')
+                    start, stop, count = float(start), float(stop), int(count)
+                except ValueError:
+                    raise UsageError(
+                        f'{what}: cannot read the range {part!r}; write '
+                        f'START:STOP:COUNT, e.g. -60:60:5') from None
+                if count < 1:
+                    raise UsageError(f'{what}: a range needs COUNT >= 1, got '
+                                     f'{part!r}')
+                values.extend(np.linspace(start, stop, count).tolist())
+                continue
+            try:
+                values.append(float(part))
+            except ValueError:
+                raise UsageError(f'{what}: {part!r} is not a number') from None
+    if not values:
+        raise UsageError(f'{what}: give at least one number')
+    if not all(math.isfinite(v) for v in values):
+        raise UsageError(f'{what}: every value must be finite, got {values}')
+    return values
+
+
+def parse_angles(tokens):
+    """Tilt angles given in degrees on the command line -> sorted radians."""
+    degrees = _parse_numbers(tokens, '--angles')
+    rounded = np.round(np.sort(degrees), 9)
+    if np.any(np.diff(rounded) == 0):
+        raise UsageError(f'--angles: every angle must be different, got '
+                         f'{sorted(degrees)} (degrees)')
+    if rounded[-1] - rounded[0] >= 360:
+        raise UsageError(f'--angles: the angles span {rounded[-1] - rounded[0]}'
+                         f' degrees; a tilt series spans less than 360')
+    return np.radians(np.sort(degrees))
+
+
+def parse_weights(text):
+    """``'Au=1,Pt=1.3'`` -> dict; ``'1.5'`` -> float; ``None`` -> None."""
+    if text is None:
+        return None
+    text = text.strip()
+    if '=' not in text:
+        try:
+            value = float(text)
+        except ValueError:
+            raise UsageError(
+                f'--weights: expected SPECIES=WEIGHT pairs like Au=1,Pt=1.3 or '
+                f'one number, got {text!r}') from None
+        if not (math.isfinite(value) and value > 0):
+            raise UsageError(f'--weights: weights must be positive, got {value}')
+        return value
+    weights = {}
+    for item in text.split(','):
+        if not item.strip():
+            continue
+        label, _, value = item.partition('=')
+        label = label.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            number = float('nan')
+        if not label or not (math.isfinite(number) and number > 0):
+            raise UsageError(
+                f'--weights: cannot read {item.strip()!r}; write '
+                f'SPECIES=WEIGHT with a positive weight, e.g. Au=1,Pt=1.3')
+        if label in weights:
+            raise UsageError(f'--weights: species {label!r} is given twice')
+        weights[label] = number
+    if not weights:
+        raise UsageError('--weights: no SPECIES=WEIGHT pair given')
+    return weights
+
+
+def _positive(name):
+    def convert(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'{name} must be a number, got {text!r}') from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(
+                f'{name} must be positive, got {text!r}')
+        return value
+    return convert
+
+
+def _non_negative(name):
+    def convert(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'{name} must be a number, got {text!r}') from None
+        if not (math.isfinite(value) and value >= 0):
+            raise argparse.ArgumentTypeError(
+                f'{name} must be a number >= 0, got {text!r}')
+        return value
+    return convert
+
+
+def _noise_std(text):
+    if text.strip().lower() == 'none':
+        return 'none'
+    return _non_negative('--noise-std')(text)
+
+
+def _positive_int(name):
+    def convert(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'{name} must be an integer, got {text!r}') from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f'{name} must be >= 1, got {value}')
+        return value
+    return convert
+
+
+# --- Files
+
+
+def _input_file(path, what):
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f'no {what} file at {str(path)!r}')
+    if path.is_dir():
+        raise UsageError(f'{str(path)!r} is a directory, not a {what} file')
+    return path
+
+
+def _check_output(path, kind):
+    """Check an output path before the work starts (not after an hour)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f'output {str(path)!r} is a directory; give a file name')
+    if not path.parent.is_dir():
+        raise UsageError(f'cannot write {str(path)!r}: the folder '
+                         f'{str(path.parent)!r} does not exist')
+    suffix = path.suffix.lower()
+    if kind == 'atoms':
+        from ase.io.formats import UnknownFileTypeError, filetype, ioformats
+        try:
+            fmt = filetype(path, read=False)
+        except UnknownFileTypeError:
+            raise UsageError(
+                f'cannot tell the atom-file format of {str(path)!r}; use a '
+                f'suffix such as .extxyz, .xyz or .cif') from None
+        if fmt not in ioformats or not ioformats[fmt].can_write:
+            raise UsageError(f'ASE cannot write the format {fmt!r} of '
+                             f'{str(path)!r}; use .extxyz, .xyz or .cif')
+    elif kind == 'projections':
+        from odl_atoms.io import PROJECTION_SUFFIXES
+        if suffix not in PROJECTION_SUFFIXES:
+            raise UsageError(
+                f'projection-data files end in '
+                f'{", ".join(PROJECTION_SUFFIXES)}, got {str(path)!r}')
+    elif kind == 'figure':
+        import matplotlib
+        matplotlib.use('Agg')
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        supported = FigureCanvasAgg.get_supported_filetypes()
+        if suffix.lstrip('.') not in supported:
+            raise UsageError(
+                f'cannot save a figure as {str(path)!r}; use one of '
+                f'{", ".join("." + s for s in sorted(supported))}')
+    elif kind == 'table':
+        if suffix not in ('.md', '.csv', '.txt'):
+            raise UsageError(f'tables are written as .md (Markdown) or .csv, '
+                             f'got {str(path)!r}')
+    elif kind == 'json':
+        if suffix != '.json':
+            raise UsageError(f'JSON output ends in .json, got {str(path)!r}')
+    return path
+
+
+def _write_text(path, text):
+    from odl_atoms.io import atomic_path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _save_figure(fig, path):
+    from odl_atoms.io import atomic_path
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip('.').lower(), dpi=110,
+                    bbox_inches='tight')
+
+
+def _read_projections(path, sigma=None, noise_std=None):
+    """Read a projection-data file; apply ``--sigma``/``--noise-std``."""
+    import dataclasses
+
+    from odl_atoms.io import PROJECTION_SUFFIXES, read_projections
+
+    path = _input_file(path, 'projection-data')
+    if path.suffix.lower() not in PROJECTION_SUFFIXES:
+        raise UsageError(
+            f'{str(path)!r} is not a projection-data file (those end in '
+            f'{", ".join(PROJECTION_SUFFIXES)}); see "odl-atoms simulate" and '
+            f'the file-format documentation')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always', UserWarning)
+        measured = read_projections(path)
+    for w in caught:
+        print(f'odl-atoms: warning: {w.message}', file=sys.stderr)
+    changes = {}
+    if sigma is not None:
+        changes['sigma'] = sigma
+    if noise_std == 'none':
+        changes['noise_std'] = None
+    elif noise_std is not None:
+        changes['noise_std'] = noise_std
+    if changes:
+        measured = dataclasses.replace(measured, **changes)
+    return measured
+
+
+def _read_atoms_file(path, **kwargs):
+    from odl_atoms.io import read_atoms
+    path = _input_file(path, 'atom')
+    return read_atoms(path, **kwargs)
+
+
+def _read_reference(path):
+    """Ground truth from an atom file or a projection-data file."""
+    from odl_atoms.io import PROJECTION_SUFFIXES
+    if Path(path).suffix.lower() in PROJECTION_SUFFIXES:
+        truth = _read_projections(path).ground_truth()
+        if truth is None:
+            raise UsageError(f'{str(path)!r} holds no ground truth (no '
+                             f"'positions' key); give an atom file instead")
+        return truth
+    return _read_atoms_file(path)
+
+
+# --- Metrics and tables
+
+METRIC_COLUMNS = (('atoms', 'n_reconstruction', '{:d}'),
+                  ('truth', 'n_reference', '{:d}'),
+                  ('matched', 'n_matched', '{:d}'),
+                  ('precision', 'precision', '{:.3f}'),
+                  ('recall', 'recall', '{:.3f}'),
+                  ('F1', 'f1', '{:.3f}'),
+                  ('RMSD (Å)', 'rmsd', '{:.3f}'),
+                  ('max dist (Å)', 'max_distance', '{:.3f}'))
+
+
+def _fmt(template, value):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return '-'
+    return template.format(value)
+
+
+def markdown_table(header, rows):
+    """Return a Markdown table with right-aligned, padded columns."""
+    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ['| ' + ' | '.join(c.rjust(w) for c, w in zip(row, widths)) + ' |'
+             for row in cells]
+    lines.insert(1, '|' + '|'.join('-' * (w + 1) + ':' for w in widths) + '|')
+    return '\n'.join(lines)
+
+
+def csv_table(header, rows):
+    import csv
+    import io
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator='\n')
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def metrics_rows(named_scores):
+    """Rows ``[method, atoms, ...]`` from ``{method: (as_dict, seconds)}``."""
+    rows = []
+    for name, (scores, seconds) in named_scores.items():
+        row = [name] + [_fmt(t, scores.get(key)) for _, key, t in METRIC_COLUMNS]
+        if seconds is not None:
+            row.append(f'{seconds:.1f}')
+        rows.append(row)
+    return rows
+
+
+def metrics_header(with_time=True):
+    header = ['method'] + [label for label, _, _ in METRIC_COLUMNS]
+    return header + ['time (s)'] if with_time else header
+
+
+# --- Solvers
+
+
+def solver_class(name):
+    """Return the `Solver` class of a ``--solver`` name, or raise UsageError."""
+    import odl_atoms
+
+    if name not in SOLVER_NAMES:
+        raise UsageError(f'unknown solver {name!r}; choose one of '
+                         f'{", ".join(SOLVER_NAMES)}')
+    cls = getattr(odl_atoms, SOLVER_NAMES[name], None)
+    if cls is None:
+        if name == 'sirt+learned':
+            raise UsageError(
+                "solver 'sirt+learned' (SIRT + learned post-processing) is not "
+                "available in this version of odl_atoms; use --solver sirt or "
+                "adcg")
+        raise UsageError(
+            f'solver {name!r} (odl_atoms.{SOLVER_NAMES[name]}) is not '
+            f'available in this version of odl_atoms; available: '
+            f'{", ".join(available_solvers())}')
+    return cls
+
+
+def available_solvers():
+    import odl_atoms
+    return [n for n, attr in SOLVER_NAMES.items() if hasattr(odl_atoms, attr)]
+
+
+def build_solver(cls, op, options, args):
+    """Build ``cls(op, **options)``, keeping the options ``cls`` accepts.
+
+    Options the user set explicitly (``args._explicit``) that the solver does
+    not take are reported, not silently dropped.
+    """
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD
+                    for p in params.values())
+    kwargs, ignored = {}, []
+    for key, value in options.items():
+        if takes_any or key in params:
+            kwargs[key] = value
+        elif key in getattr(args, '_explicit', ()):
+            ignored.append(key)
+    if ignored:
+        flags = ', '.join('--' + k.replace('_', '-') for k in ignored)
+        print(f'odl-atoms: warning: {cls.__name__} does not use {flags}; '
+              f'ignored', file=sys.stderr)
+    return cls(op, **kwargs)
+
+
+def _check_data_scale(measured, weights, args):
+    """Warn when the data's scale does not fit atoms of the given weights.
+
+    An atom of weight ``w`` adds ``w`` to the integral of every projection
+    (the toolkit's model), so the median integral over the detector divided
+    by the smallest weight estimates the number of atoms. Data in other units
+    (raw counts, normalised images) then give absurd counts.
+    """
+    data = np.asarray(measured.data, dtype=float)
+    cell = np.prod((np.asarray(measured.detector_max)
+                    - np.asarray(measured.detector_min))
+                   / np.asarray(data.shape[1:]))
+    integral = float(np.median(data.reshape(data.shape[0], -1).sum(1) * cell))
+    if isinstance(weights, Mapping):
+        w = min(weights.values())
+    else:
+        w = 1.0 if weights is None else float(weights)
+    count = integral / w
+    if not 0.5 <= count <= 1e6:
+        print(f'odl-atoms: warning: the data integrate to {integral:.4g} per '
+              f'projection, i.e. {count:.3g} atoms of weight {w:g}; the model '
+              f'expects an atom of weight w to add w to the integral of every '
+              f'projection. Scale the data, or give the atom weights in data '
+              f'units with --weights', file=sys.stderr)
+    return count
+
+
+def estimate_r_min(op, data, args, noise_std=None, weights=None):
+    """Estimate the potential's equilibrium distance from the data alone.
+
+    Reconstructs without energy (ADCG, ``alpha = 0``) and returns the median
+    distance from each atom to its nearest neighbour farther than
+    ``2 sigma``. ADCG's own ``potential='auto'`` takes the median
+    nearest-neighbour distance of the same reconstruction, but from two or
+    three angles an energy-free reconstruction can stack two atoms on one
+    site (measured: 3 of 8 atoms of a 3 x 3 lattice with a vacancy), and
+    then that median is ~1e-6 angstrom; atoms closer than ``2 sigma`` are
+    one blurred peak, never two neighbours, so they are skipped here.
+
+    Returns
+    -------
+    r_min : float
+    first : `Reconstruction`
+        The energy-free reconstruction.
+    """
+    from scipy.spatial import cKDTree
+
+    from odl_atoms.solvers.adcg import ADCG
+
+    extra = {} if weights is None else {'weights': weights}
+    bar = IterationBar(args, 'r_min (alpha = 0)')
+    try:
+        first = ADCG(op, alpha=0, noise_std=noise_std, **extra).solve(
+            data, callback=bar)
+    finally:
+        bar.close()
+    pos = first.measure.positions
+    separation = 2 * op.sigma
+    if len(pos) >= 2:
+        dist, _ = cKDTree(pos).query(pos, k=min(len(pos), 8))
+        nearest = [row[row > separation][0] for row in dist[:, 1:]
+                   if np.any(row > separation)]
+    else:
+        nearest = []
+    if not nearest:
+        raise UsageError(
+            f'the energy-free reconstruction has {len(pos)} atom(s), too few '
+            f'to estimate the nearest-neighbour distance; give --r-min')
+    return float(np.median(nearest)), first
+
+
+def reconstruct_measurement(measured, args, solver='adcg', alpha=None,
+                            r_min=None, weights=None, init=None, desc=None,
+                            **solver_options):
+    """Run one solver on a `ProjectionData`; return (result, operator).
+
+    ``r_min=None`` with a solver that takes a potential and ``alpha > 0``
+    estimates it first (`estimate_r_min`); ``result.info['estimated_r_min']``
+    then holds it.
+    """
+    from odl_atoms.solvers.adcg import DEFAULT_ALPHA
+
+    cls = solver_class(solver)
+    op = measured.operator()
+    data = measured.element()
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
+    estimated = None
+    if r_min is None and alpha > 0 and _accepts(cls, 'potential'):
+        estimated, _ = estimate_r_min(op, data, args, measured.noise_std,
+                                      weights)
+        _info(args, f'estimated r_min {estimated:.3f} Å (median '
+                    f'nearest-neighbour distance of an energy-free '
+                    f'reconstruction)')
+        r_min = estimated
+    options = {
+        'alpha': alpha,
+        'potential': 'auto' if r_min is None else r_min,
+        'noise_std': measured.noise_std,
+        'seed': getattr(args, 'seed', None),
+    }
+    if weights is not None:
+        options['weights'] = weights
+    options.update({k: v for k, v in solver_options.items() if v is not None})
+    instance = build_solver(cls, op, options, args)
+    bar = IterationBar(args, desc or cls.__name__)
+    try:
+        result = instance.solve(data, initial=init, callback=bar)
+    finally:
+        bar.close()
+    if estimated is not None:
+        result.info['estimated_r_min'] = estimated
+    return result, op
+
+
+def _accepts(cls, name):
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                 for p in params.values())
+
+
+# --- Figures
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_projection_images(data, model=None, fig=None, max_angles=5):
+    """Draw 3D projection data (one image per angle), the model and residual.
+
+    ``odl_atoms.plot.plot_projections`` draws 2D data only; this is its 3D
+    counterpart for the command line's figures.
+    """
+    plt = _pyplot()
+    y = np.asarray(data.data, dtype=float)
+    n = min(y.shape[0], max_angles)
+    rows = 1 if model is None else 3
+    if fig is None:
+        fig = plt.figure(figsize=(2.4 * n, 2.4 * rows))
+    axes = fig.subplots(rows, n, squeeze=False)
+    angles = data.space.partition.coord_vectors[0]
+    umin, vmin = data.space.partition.min_pt[1:]
+    umax, vmax = data.space.partition.max_pt[1:]
+    extent = [umin, umax, vmin, vmax]
+    ym = None if model is None else np.asarray(model.data, dtype=float)
+    scale = np.abs(y).max()
+    for k in range(n):
+        panels = [(y[k], 'data', 'gray')]
+        if ym is not None:
+            panels += [(ym[k], 'model', 'gray'), (y[k] - ym[k], 'residual',
+                                                  'RdBu_r')]
+        for r, (img, label, cmap) in enumerate(panels):
+            ax = axes[r, k]
+            lim = (0, scale) if label != 'residual' else (-0.2 * scale,
+                                                          0.2 * scale)
+            ax.imshow(img.T, origin='lower', extent=extent, cmap=cmap,
+                      vmin=lim[0], vmax=lim[1])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f'{np.degrees(angles[k]):.0f}°')
+            if k == 0:
+                ax.set_ylabel(label)
+    return fig
+
+
+def comparison_figure(results, truth, data, op, fit_label=None):
+    """One panel per method (atoms by distance to the truth) + projections.
+
+    Parameters
+    ----------
+    results : dict
+        ``{method name: Reconstruction}``.
+    truth : `SparseMeasure` or None
+    data : projection-space element
+    op : `GaussianRayTransform`
+    fit_label : str, optional
+        Which method's model to draw over the projections (default the first).
+    """
+    from odl_atoms.plot import plot_atoms, plot_atoms_3d, plot_projections
+
+    plt = _pyplot()
+    names = list(results)
+    fit_label = fit_label or names[0]
+    ndim = op.domain.ndim
+    if ndim == 2:
+        n = len(names) + 1
+        fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 4.6),
+                                 squeeze=False)
+        axes = axes[0]
+        for ax, name in zip(axes, names):
+            result = results[name]
+            image = result.image
+            if image is not None and getattr(image, 'ndim', 0) != 2:
+                image = None
+            plot_atoms(result.measure, truth, image=image, ax=ax)
+            ax.set_title(f'{name}: {ax.get_title()}' if truth is not None
+                         else f'{name}: {result.n_atoms} atoms')
+        plot_projections(data, op(results[fit_label].measure), ax=axes[-1],
+                         title=f'data, {fit_label} model, residual')
+        fig.tight_layout()
+        return fig
+    fig = plt.figure(figsize=(5.0 * len(names), 4.8))
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1, projection='3d')
+        plot_atoms_3d(results[name].measure, truth, ax=ax)
+        ax.set_title(f'{name}: {ax.get_title()}' if truth is not None
+                     else f'{name}: {results[name].n_atoms} atoms')
+    fig.tight_layout()
+    return fig
+
+
+def reconstruction_figure(result, truth, data, op, name):
+    """Figure of one reconstruction (2D: atoms + fit; 3D: atoms + images)."""
+    fig = comparison_figure({name: result}, truth, data, op)
+    if op.domain.ndim == 3:
+        return [fig, plot_projection_images(data, op(result.measure))]
+    return [fig]
+
+
+# --- Subcommands
+
+
+def _phantom_from_args(args):
+    """Build the phantom ``--phantom`` names (with its parameters)."""
+    from odl_atoms import phantoms
+
+    name = args.phantom
+    if name in phantoms.PHANTOM_NAMES_2D:
+        if args.size is not None or args.symbol is not None:
+            raise UsageError(f'--size and --symbol are for the 3D phantoms; '
+                             f'{name!r} is 2D (use --shape NX NY)')
+        kwargs = {'lattice': args.lattice}
+        if args.shape is not None:
+            kwargs['shape'] = tuple(args.shape)
+        if args.spacing is not None:
+            kwargs['spacing'] = args.spacing
+        return phantoms.defect_phantom(name, seed=args.seed, **kwargs)
+    if args.shape is not None:
+        raise UsageError(f'--shape is for the 2D phantoms; {name!r} is 3D '
+                         f'(use --size)')
+    kwargs = {}
+    if args.symbol is not None:
+        kwargs['symbol'] = args.symbol
+    if args.spacing is not None:
+        kwargs['lattice_constant'] = args.spacing * math.sqrt(2)
+    if name in phantoms.NANOPARTICLE_SHAPES:
+        return phantoms.nanoparticle(name, size=args.size, seed=args.seed,
+                                     **kwargs)
+    if name == 'slab':
+        if args.size is not None:
+            kwargs['size'] = (args.size, args.size)
+        return phantoms.fcc_slab(seed=args.seed, **kwargs)
+    valid = ', '.join(PHANTOM_CHOICES)
+    raise UsageError(f'unknown phantom {name!r}; choose one of {valid}')
+
+
+def _phantom_choices():
+    from odl_atoms import phantoms
+    return (tuple(phantoms.PHANTOM_NAMES_2D)
+            + tuple(phantoms.NANOPARTICLE_SHAPES) + ('slab',))
+
+
+PHANTOM_CHOICES = None  # filled by build_parser (needs the package)
+
+
+def cmd_simulate(args):
+    from odl_atoms.io import write_projections
+    from odl_atoms.simulation import simulate
+
+    out = _check_output(args.output, 'projections')
+    angles = parse_angles(args.angles)
+    weights = parse_weights(args.weights)
+    if args.atoms is not None:
+        if args.phantom is not None:
+            raise UsageError('give either --phantom or --atoms, not both')
+        truth = _read_atoms_file(args.atoms, weights=weights, ndim=args.ndim)
+        source = str(args.atoms)
+    else:
+        if weights is not None or args.ndim is not None:
+            raise UsageError('--weights and --ndim apply to --atoms files')
+        args.phantom = args.phantom or 'vacancy'
+        phantom = _phantom_from_args(args)
+        truth = phantom.measure
+        source = repr(phantom)
+    if truth.n_atoms == 0:
+        raise UsageError(f'{source} has no atoms')
+    sigma = args.sigma or DEFAULT_SIGMA
+    kwargs = ({'n_detector': args.detector} if args.detector else
+              {'detector_cell': args.detector_cell
+               or DEFAULT_CELL_PER_SIGMA * sigma})
+    _info(args, f'simulating {source}: {truth.n_atoms} atoms in '
+                f'{truth.ndim}D, {angles.size} angles '
+                f'({", ".join(f"{a:g}" for a in np.degrees(angles))} degrees), '
+                f'sigma {sigma:g} Å, noise {args.noise:g}'
+                + (f', dose {args.dose:g}' if args.dose else ''))
+    measured = simulate(truth, angles, sigma, noise=args.noise, dose=args.dose,
+                        seed=args.seed, **kwargs)
+    write_projections(out, measured)
+    shape = 'x'.join(map(str, measured.data.shape))
+    print(f'wrote {out} (data {shape}, noise_std '
+          f'{_fmt("{:.4g}", measured.noise_std)}, ground truth '
+          f'{truth.n_atoms} atoms)')
+    return 0
+
+
+def cmd_reconstruct(args):
+    from odl_atoms.io import write_atoms
+    from odl_atoms.metrics import match_atoms
+
+    measured = _read_projections(args.data, args.sigma, args.noise_std)
+    out = _check_output(args.output, 'atoms')
+    if args.figure:
+        _check_output(args.figure, 'figure')
+    if args.json:
+        _check_output(args.json, 'json')
+    weights = parse_weights(args.weights)
+    cls = solver_class(args.solver)
+    _check_data_scale(measured, weights, args)
+    init = None
+    if args.init is not None:
+        space = measured.measure_space()
+        init = _read_atoms_file(args.init, space=space,
+                                weights=weights if isinstance(weights, Mapping)
+                                else None)
+    _info(args, f'reconstructing from {args.data}: {measured.n_angles} '
+                f'angles, {measured.ndim}D, sigma {measured.sigma:g} Å, '
+                f'noise_std {_fmt("{:.4g}", measured.noise_std)}; '
+                f'{cls.__name__}')
+    result, op = reconstruct_measurement(
+        measured, args, solver=args.solver, alpha=args.alpha,
+        r_min=args.r_min, weights=weights, init=init,
+        grid_spacing=args.grid_spacing)
+    write_atoms(out, result.measure)
+    r_est = result.info.get('estimated_r_min')
+    print(f'{cls.__name__}: {result.n_atoms} atoms in {result.time:.1f} s, '
+          f'{result.n_iterations} iterations, data misfit '
+          f'{result.data_misfit:.4g}'
+          + (f', estimated r_min {r_est:.3f} Å' if r_est else ''))
+    print(f'wrote {out}')
+    truth = measured.ground_truth()
+    report = {'solver': cls.__name__, 'data': str(args.data),
+              'alpha': args.alpha, 'r_min': args.r_min or r_est,
+              'n_atoms': result.n_atoms,
+              'time': result.time, 'n_iterations': result.n_iterations,
+              'data_misfit': result.data_misfit, 'energy': result.energy}
+    if truth is not None:
+        match = match_atoms(truth, result.measure)
+        scores = match.as_dict()
+        report['metrics'] = scores
+        print('\nagainst the ground truth stored in the data file:')
+        print(markdown_table(metrics_header(),
+                             metrics_rows({args.solver: (scores,
+                                                         result.time)})))
+    if args.json:
+        _write_text(args.json, json.dumps(_jsonable(report), indent=2) + '\n')
+        print(f'wrote {args.json}')
+    if args.figure:
+        figs = reconstruction_figure(result, truth, measured.element(), op,
+                                     args.solver)
+        _save_figure(figs[0], args.figure)
+        print(f'wrote {args.figure}')
+        if len(figs) > 1:
+            path = Path(args.figure)
+            extra = path.with_name(path.stem + '-projections' + path.suffix)
+            _save_figure(figs[1], extra)
+            print(f'wrote {extra}')
+    return 0
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def cmd_evaluate(args):
+    from odl_atoms.metrics import match_atoms
+
+    truth = _read_reference(args.truth)
+    try:
+        recon = _read_atoms_file(args.reconstruction, ndim=truth.ndim)
+    except ValueError as exc:
+        raise UsageError(f'{args.reconstruction}: {exc} (the ground truth is '
+                         f'{truth.ndim}D)') from exc
+    if args.json:
+        if args.json != '-':
+            _check_output(args.json, 'json')
+    match = match_atoms(truth, recon, tolerance=args.tolerance)
+    scores = match.as_dict()
+    if args.json == '-':
+        print(json.dumps(scores, indent=2))
+        return 0
+    print(markdown_table(metrics_header(with_time=False),
+                         metrics_rows({Path(args.reconstruction).name:
+                                       (scores, None)})))
+    extra = [f'matching tolerance {scores["tolerance"]:.3f} Å',
+             f'count error {scores["count_error"]:+d}']
+    if scores['species_accuracy'] is not None:
+        extra.append(f'species accuracy {scores["species_accuracy"]:.3f}')
+    print(', '.join(extra))
+    if args.json:
+        _write_text(args.json, json.dumps(scores, indent=2) + '\n')
+        print(f'wrote {args.json}')
+    return 0
+
+
+def cmd_sweep(args):
+    from odl_atoms.io import write_atoms
+    from odl_atoms.metrics import match_atoms
+    from odl_atoms.parameter_choice import alpha_sweep
+    from odl_atoms.plot import plot_alpha_sweep
+
+    measured = _read_projections(args.data, args.sigma, args.noise_std)
+    alphas = _parse_numbers(args.alphas or [str(a) for a in DEFAULT_ALPHAS],
+                            '--alphas', allow_range=False)
+    if any(a < 0 for a in alphas):
+        raise UsageError(f'--alphas: energy weights must be >= 0, got {alphas}')
+    alphas = sorted(set(alphas))
+    for path, kind in ((args.figure, 'figure'), (args.table, 'table'),
+                       (args.output, 'atoms')):
+        if path:
+            _check_output(path, kind)
+    weights = parse_weights(args.weights)
+    _check_data_scale(measured, weights, args)
+    op = measured.operator()
+    data = measured.element()
+    extra = {} if weights is None else {'weights': weights}
+    r_min = args.r_min
+    if r_min is None and any(a > 0 for a in alphas):
+        r_min, _ = estimate_r_min(op, data, args, measured.noise_std, weights)
+        _info(args, f'estimated r_min {r_min:.3f} Å (median nearest-neighbour '
+                    f'distance of the energy-free reconstruction)')
+    bar = _progress(args, total=len(alphas), desc='alpha sweep', unit=' alpha')
+    try:
+        def step(alpha, result):
+            bar.set_postfix(alpha=f'{alpha:g}', atoms=result.n_atoms,
+                            refresh=False)
+            bar.update(1)
+        sweep = alpha_sweep(op, data, alphas, noise_std=measured.noise_std,
+                            callback=step,
+                            potential=r_min if r_min is not None else 'auto',
+                            **extra)
+    finally:
+        bar.close()
+    chosen = sweep.discrepancy_choice()
+    truth = measured.ground_truth()
+    header = ['alpha', 'chosen', 'discrepancy', 'energy V/eps', 'atoms']
+    if truth is not None:
+        header += ['F1', 'RMSD (Å)']
+    rows = []
+    for (alpha, disc, energy, n), result in zip(sweep.as_table(),
+                                                sweep.results):
+        row = [f'{alpha:g}', '*' if np.isclose(alpha, chosen) else '',
+               f'{disc:.4g}', _fmt('{:.4g}', energy), n]
+        if truth is not None:
+            m = match_atoms(truth, result.measure)
+            row += [f'{m.f1:.3f}', _fmt('{:.3f}', m.rmsd)]
+        rows.append(row)
+    print(markdown_table(header, rows))
+    if sweep.noise_norm:
+        print(f'\nnoise norm delta = {sweep.noise_norm:.4g}; chosen alpha = '
+              f'{chosen:g} (*): the largest alpha whose discrepancy is at most '
+              f'1.1 delta (discrepancy principle)')
+    else:
+        print(f'\nnoise level unknown (no noise_std in the file; give '
+              f'--noise-std): the discrepancy principle cannot be applied; '
+              f'alpha = {chosen:g} (*) is the default')
+    if args.table:
+        text = (csv_table(header, rows) if Path(args.table).suffix.lower()
+                == '.csv' else markdown_table(header, rows) + '\n')
+        _write_text(args.table, text)
+        print(f'wrote {args.table}')
+    if args.figure:
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        plot_alpha_sweep(sweep, ax=ax, chosen=chosen)
+        ax.set_title(f'energy weight sweep ({Path(args.data).name})')
+        fig.tight_layout()
+        _save_figure(fig, args.figure)
+        print(f'wrote {args.figure}')
+    if args.output:
+        write_atoms(args.output, sweep.result(chosen).measure)
+        print(f'wrote {args.output} (alpha = {chosen:g})')
+    return 0
+
+
+def cmd_demo(args):
+    import odl_atoms
+    from odl_atoms.io import write_atoms, write_projections
+    from odl_atoms.metrics import match_atoms
+    from odl_atoms.phantoms import defect_phantom
+    from odl_atoms.simulation import simulate
+
+    outdir = Path(args.output)
+    if outdir.exists() and not outdir.is_dir():
+        raise UsageError(f'{str(outdir)!r} exists and is not a folder')
+    if not outdir.parent.is_dir():
+        raise UsageError(f'cannot create {str(outdir)!r}: the folder '
+                         f'{str(outdir.parent)!r} does not exist')
+    outdir.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    kwargs = {} if args.shape is None else {'shape': tuple(args.shape)}
+    phantom = defect_phantom('vacancy', **kwargs)
+    angles = np.radians(DEMO_ANGLES_DEG)
+    measured = simulate(phantom.measure, angles, DEMO_SIGMA,
+                        n_detector=args.detector or DEMO_DETECTOR,
+                        noise=DEMO_NOISE, seed=DEMO_SEED)
+    _info(args, f'odl-atoms demo: {phantom.n_atoms} gold columns (square '
+                f'lattice, spacing {phantom.lattice_spacing} Å, one vacancy) '
+                f'projected at {", ".join(f"{a:g}" for a in DEMO_ANGLES_DEG)} '
+                f'degrees with {DEMO_NOISE:.0%} noise')
+    files = []
+    path = outdir / 'projections.npz'
+    write_projections(path, measured)
+    files.append(path)
+    path = outdir / 'truth.extxyz'
+    write_atoms(path, phantom.measure)
+    files.append(path)
+
+    results, scores, notes = {}, {}, []
+    runs = [('ADCG + energy', 'adcg', {'r_min': phantom.lattice_spacing})]
+    if hasattr(odl_atoms, 'SIRT'):
+        runs.append(('SIRT + picking', 'sirt', {}))
+    else:
+        notes.append('SIRT + picking skipped: odl_atoms.SIRT is not available '
+                     'in this version')
+    for label, solver, options in runs:
+        result, op = reconstruct_measurement(measured, args, solver=solver,
+                                             desc=label, **options)
+        results[label] = result
+        scores[label] = (match_atoms(phantom.measure, result.measure).as_dict(),
+                         result.time)
+        path = outdir / f'{solver}.extxyz'
+        write_atoms(path, result.measure)
+        files.append(path)
+    for note in notes:
+        _info(args, note)
+
+    table = markdown_table(metrics_header(), metrics_rows(scores))
+    print()
+    print(table)
+    path = outdir / 'metrics.md'
+    _write_text(path, table + '\n')
+    files.append(path)
+    path = outdir / 'metrics.json'
+    _write_text(path, json.dumps({k: dict(v[0], time=v[1])
+                                  for k, v in scores.items()}, indent=2) + '\n')
+    files.append(path)
+    fig = comparison_figure(results, phantom.measure, measured.element(), op,
+                            fit_label='ADCG + energy')
+    path = outdir / 'comparison.png'
+    _save_figure(fig, path)
+    files.append(path)
+    print(f'\nwrote {", ".join(str(f) for f in files)} '
+          f'({time.perf_counter() - start:.0f} s)')
+    return 0
+
+
+# --- Parser
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+
+    """Keep the epilog's line breaks; show defaults the help does not name."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        default = action.default
+        if ('default' not in text and default is not None
+                and default is not False and default != argparse.SUPPRESS
+                and action.option_strings and action.nargs != 0):
+            if isinstance(default, list):
+                default = ' '.join(map(str, default))
+            text += f' (default: {default})'
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argparse with the toolkit's exit status for usage errors (2)."""
+
+
+def _common(parser, top=False):
+    default = False if top else argparse.SUPPRESS
+    parser.add_argument('-q', '--quiet', action='store_true', default=default,
+                        help='no progress bars or informational messages')
+    parser.add_argument('--debug', action='store_true', default=default,
+                        help='show the Python traceback of errors')
+
+
+def build_parser():
+    """Return the `argparse.ArgumentParser` of ``odl-atoms``."""
+    global PHANTOM_CHOICES
+    from odl_atoms import __version__
+    from odl_atoms.solvers.adcg import DEFAULT_ALPHA
+
+    PHANTOM_CHOICES = _phantom_choices()
+    parser = _Parser(
+        prog='odl-atoms', formatter_class=argparse.RawDescriptionHelpFormatter,
+        description='Grid-free atomic electron tomography: atom positions '
+                    'from a few projections.',
+        epilog='Angles are in degrees on the command line, lengths in '
+               'angstrom.\nStart with "odl-atoms demo"; "odl-atoms COMMAND -h" '
+               'explains a command.')
+    parser.add_argument('--version', action='version',
+                        version=f'%(prog)s {__version__}')
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+
+    # demo
+    p = sub.add_parser(
+        'demo', formatter_class=_Formatter,
+        help='the main job on the built-in example (no input needed)',
+        description='Simulate a 7 x 7 gold lattice with one vacancy, project '
+                    'it at 0, 45 and 90 degrees with 1 %% noise, reconstruct '
+                    'it with ADCG + Lennard-Jones energy (and SIRT + atom '
+                    'picking when available), print the metrics and save the '
+                    'comparison figure, the atoms and the data.')
+    p.add_argument('-o', '--output', default='odl_atoms_demo', metavar='DIR',
+                   help='output folder (created if missing)')
+    p.add_argument('--shape', type=_positive_int('--shape'), nargs=2,
+                   default=None, help=argparse.SUPPRESS)
+    p.add_argument('--detector', type=_positive_int('--detector'),
+                   default=None, help=argparse.SUPPRESS)
+    _common(p)
+    p.set_defaults(func=cmd_demo)
+
+    # simulate
+    p = sub.add_parser(
+        'simulate', formatter_class=_Formatter,
+        help='phantom or atom file -> simulated projection-data file',
+        description='Project a phantom (or the atoms of a file) at the given '
+                    'tilt angles with the exact Gaussian-atom model, add '
+                    'noise, and write a projection-data file (.npz or .h5) '
+                    'that also holds the ground truth.',
+        epilog='examples:\n'
+               '  odl-atoms simulate -o tilts.npz\n'
+               '  odl-atoms simulate --phantom grain_boundary --lattice '
+               'hexagonal --angles 0 60 120 -o gb.h5\n'
+               '  odl-atoms simulate --phantom octahedron --size 3 '
+               '--angles=-60:60:5 -o octa.npz\n'
+               '  odl-atoms simulate --atoms cluster.xyz --weights Au=1,Pt=1.3 '
+               '-o cluster.npz')
+    p.add_argument('-o', '--output', required=True, metavar='DATA',
+                   help='projection-data file to write (.npz, .h5 or .hdf5)')
+    src = p.add_argument_group('what to project')
+    src.add_argument('--phantom', metavar='NAME', default=None,
+                     help=f'built-in phantom: 2D {", ".join(PHANTOM_CHOICES[:7])};'
+                          f' 3D {", ".join(PHANTOM_CHOICES[7:])} '
+                          f'(default: vacancy)')
+    src.add_argument('--atoms', metavar='FILE', default=None,
+                     help='project the atoms of this file instead (any format '
+                          'ASE reads)')
+    src.add_argument('--lattice', choices=('square', 'hexagonal'),
+                     default='square', help='2D lattice')
+    src.add_argument('--shape', type=_positive_int('--shape'), nargs=2,
+                     metavar=('NX', 'NY'), default=None,
+                     help='2D lattice size in atoms (default 7 7)')
+    src.add_argument('--size', type=_positive_int('--size'), default=None,
+                     help='3D particle size (atoms along an edge; shells of an '
+                          'icosahedron; slab width)')
+    src.add_argument('--spacing', type=_positive('--spacing'), default=None,
+                     help='nearest-neighbour distance in Å (default 2.885, '
+                          'gold)')
+    src.add_argument('--symbol', default=None,
+                     help='chemical element of the 3D phantoms (default Au)')
+    src.add_argument('--weights', default=None, metavar='SPECIES=W,...',
+                     help='atom weights of an --atoms file by species, e.g. '
+                          'Au=1,Pt=1.3 (default: the file\'s, else 1)')
+    src.add_argument('--ndim', type=int, choices=(2, 3), default=None,
+                     help='read an --atoms file as 2D (flat, z constant) or 3D')
+    meas = p.add_argument_group('the measurement')
+    meas.add_argument('--angles', nargs='+', default=['0', '45', '90'],
+                      metavar='DEG',
+                      help='tilt angles in DEGREES: numbers (0 45 90 or '
+                           '0,45,90) or START:STOP:COUNT (write '
+                           '--angles=-60:60:5 for a negative start)')
+    meas.add_argument('--noise', type=_non_negative('--noise'), default=0.01,
+                      help='relative Gaussian noise (0.01 = 1 %%)')
+    meas.add_argument('--dose', type=_positive('--dose'), default=None,
+                      help='Poisson noise: electrons per atom per projection')
+    meas.add_argument('--sigma', type=_positive('--sigma'), default=None,
+                      help=f'Gaussian std of an atom in Å (default '
+                           f'{DEFAULT_SIGMA})')
+    det = meas.add_mutually_exclusive_group()
+    det.add_argument('--detector', type=_positive_int('--detector'),
+                     default=None, metavar='N',
+                     help='number of detector cells (per axis)')
+    det.add_argument('--detector-cell', type=_positive('--detector-cell'),
+                     default=None, metavar='Å',
+                     help=f'detector cell size in Å (default '
+                          f'{DEFAULT_CELL_PER_SIGMA} sigma)')
+    meas.add_argument('--seed', type=int, default=0,
+                      help='seed of the noise (and of random phantoms)')
+    _common(p)
+    p.set_defaults(func=cmd_simulate)
+
+    # reconstruct
+    p = sub.add_parser(
+        'reconstruct', formatter_class=_Formatter,
+        help='projection-data file -> atom file',
+        description='Reconstruct the atoms from a projection-data file and '
+                    'write them to an atom file. If the file holds a ground '
+                    'truth, the metrics against it are printed too.',
+        epilog='The defaults also suit data not simulated with odl-atoms: '
+               'without noise_std in the file ADCG stops when an atom no '
+               'longer explains half of its own data; without a ground '
+               'truth no metrics are printed. The data must be scaled so '
+               'that an atom of weight w adds w to the integral of every '
+               'projection (give --weights in data units otherwise); a '
+               'warning says when the scale looks wrong.')
+    p.add_argument('data', metavar='DATA',
+                   help='projection-data file (.npz, .h5, .hdf5)')
+    p.add_argument('-o', '--output', required=True, metavar='ATOMS',
+                   help=f'atom file to write ({ATOM_SUFFIX_HELP})')
+    p.add_argument('--figure', metavar='PATH', default=None,
+                   help='also save a figure (.png, .pdf, .svg)')
+    p.add_argument('--json', metavar='PATH', default=None,
+                   help='also write a JSON summary (and metrics)')
+    p.add_argument('--solver', default='adcg', choices=list(SOLVER_NAMES),
+                   help='reconstruction method; sa = simulated annealing, '
+                        'sirt = SIRT + atom picking')
+    p.add_argument('--alpha', type=_non_negative('--alpha'), default=None,
+                   help=f'dimensionless energy weight (default '
+                        f'{DEFAULT_ALPHA:g}, ADCG\'s DEFAULT_ALPHA); 0: data '
+                        f'only')
+    p.add_argument('--r-min', type=_positive('--r-min'), default=None,
+                   metavar='Å',
+                   help='equilibrium distance of the Lennard-Jones potential '
+                        '(the nearest-neighbour distance); default: estimated '
+                        'from an energy-free reconstruction, like ADCG\'s '
+                        '"auto" but skipping atoms closer than 2 sigma')
+    p.add_argument('--weights', default=None, metavar='SPECIES=W,...',
+                   help='allowed atom weights: one number, or by species like '
+                        'Au=1,Pt=1.3 (default 1)')
+    p.add_argument('--sigma', type=_positive('--sigma'), default=None,
+                   metavar='Å', help='atom std, overriding the file\'s')
+    p.add_argument('--noise-std', type=_noise_std, default=None,
+                   help='noise std per data value, overriding the file\'s '
+                        '(default: the file\'s); "none" ignores it')
+    p.add_argument('--init', metavar='ATOMS', default=None,
+                   help='start from the atoms of this file')
+    p.add_argument('--grid-spacing', type=_positive('--grid-spacing'),
+                   default=None, metavar='Å',
+                   help='ADCG\'s candidate grid spacing (default sigma); '
+                        '2 sigma makes 3D runs ~8x faster')
+    p.add_argument('--seed', type=int, default=None,
+                   help='seed of randomised solvers (annealing)')
+    _common(p)
+    p.set_defaults(func=cmd_reconstruct)
+
+    # evaluate
+    p = sub.add_parser(
+        'evaluate', formatter_class=_Formatter,
+        help='compare reconstructed atoms with the ground truth',
+        description='Match reconstructed atoms to the ground truth (optimal '
+                    'assignment within a tolerance) and print precision, '
+                    'recall, F1 and RMSD.')
+    p.add_argument('reconstruction', metavar='RECON', help='atom file')
+    p.add_argument('truth', metavar='TRUTH',
+                   help='atom file, or projection-data file with a ground '
+                        'truth')
+    p.add_argument('--tolerance', type=_non_negative('--tolerance'),
+                   default=None, metavar='Å',
+                   help='largest distance of a matched pair (default 0.3 '
+                        'nearest-neighbour distances of the truth)')
+    p.add_argument('--json', nargs='?', const='-', default=None,
+                   metavar='PATH',
+                   help='print the metrics as JSON (or write them to PATH)')
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    # sweep
+    p = sub.add_parser(
+        'sweep', formatter_class=_Formatter,
+        help='reconstruct for several energy weights alpha',
+        description='Reconstruct with ADCG for each alpha; print the data '
+                    'discrepancy and the energy of each (and F1/RMSD if the '
+                    'file holds a ground truth), and choose alpha by the '
+                    'discrepancy principle when the noise level is known.')
+    p.add_argument('data', metavar='DATA', help='projection-data file')
+    p.add_argument('--alphas', nargs='+', default=None, metavar='A',
+                   help=f'energy weights (default '
+                        f'{" ".join(f"{a:g}" for a in DEFAULT_ALPHAS)})')
+    p.add_argument('--figure', metavar='PATH', default=None,
+                   help='save the energy/discrepancy plot')
+    p.add_argument('--table', metavar='PATH', default=None,
+                   help='save the table (.md Markdown or .csv)')
+    p.add_argument('-o', '--output', metavar='ATOMS', default=None,
+                   help='write the atoms of the chosen alpha')
+    p.add_argument('--r-min', type=_positive('--r-min'), default=None,
+                   metavar='Å',
+                   help='Lennard-Jones equilibrium distance (default: '
+                        'estimated once from an energy-free reconstruction)')
+    p.add_argument('--weights', default=None, metavar='SPECIES=W,...',
+                   help='allowed atom weights (as for reconstruct)')
+    p.add_argument('--sigma', type=_positive('--sigma'), default=None,
+                   metavar='Å', help='atom std, overriding the file\'s')
+    p.add_argument('--noise-std', type=_noise_std, default=None,
+                   help='noise std per data value, overriding the file\'s')
+    _common(p)
+    p.set_defaults(func=cmd_sweep)
+    return parser
+
+
+def _explicit_options(argv):
+    """Destinations of the options written on the command line."""
+    names = set()
+    for token in argv:
+        if token.startswith('--'):
+            names.add(token[2:].split('=', 1)[0].replace('-', '_'))
+    if 'r_min' in names:
+        names.add('potential')
+    return names
+
+
+def main(argv=None):
+    """Run ``odl-atoms`` with ``argv`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    status : int
+        0 on success, 2 for bad input, 1 for an unexpected error, 130 when
+        interrupted.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = '--debug' in argv
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # argparse: usage errors, --help, --version
+            return int(exc.code or 0)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        args._explicit = _explicit_options(argv)
+        limit_blas_threads(1)
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print('\nodl-atoms: interrupted; no partial output was written',
+              file=sys.stderr)
+        return 130
+    except (UsageError, FileNotFoundError, IsADirectoryError,
+            NotADirectoryError, PermissionError, ValueError) as exc:
+        if debug:
+            raise
+        message = str(exc) or type(exc).__name__
+        print(f'odl-atoms: error: {message}', file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: say so, keep the message short
+        if debug:
+            raise
+        print(f'odl-atoms: internal error: {type(exc).__name__}: {exc}\n'
+              f'(run again with --debug for the traceback, and please report '
+              f'it)', file=sys.stderr)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
