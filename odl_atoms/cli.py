@@ -696,20 +696,26 @@ def comparison_figure(results, truth, data, op, fit_label=None):
     fit_label = fit_label or names[0]
     ndim = op.domain.ndim
     if ndim == 2:
-        n = len(names) + 1
-        fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 4.6),
-                                 squeeze=False)
+        n = len(names)
+        fig, axes = plt.subplots(
+            1, n + 1, figsize=(4.4 * n + 5.6, 4.6), squeeze=False,
+            gridspec_kw={'width_ratios': [1.0] * (n - 1) + [1.2, 1.3]})
         axes = axes[0]
-        for ax, name in zip(axes, names):
+        box = op.domain
+        for i, (ax, name) in enumerate(zip(axes, names)):
             result = results[name]
             image = result.image
             if image is not None and getattr(image, 'ndim', 0) != 2:
                 image = None
-            plot_atoms(result.measure, truth, image=image, ax=ax)
-            ax.set_title(f'{name}: {ax.get_title()}' if truth is not None
-                         else f'{name}: {result.n_atoms} atoms')
-        plot_projections(data, op(results[fit_label].measure), ax=axes[-1],
-                         title=f'data, {fit_label} model, residual')
+            plot_atoms(result.measure, truth, image=image, ax=ax,
+                       colorbar=(i == n - 1))
+            ax.set_xlim(box.min_pt[0], box.max_pt[0])
+            ax.set_ylim(box.min_pt[1], box.max_pt[1])
+            ax.set_title(f'{name}\n{ax.get_title()}' if truth is not None
+                         else f'{name}: {result.n_atoms} atoms', fontsize=10)
+        plot_projections(data, op(results[fit_label].measure), ax=axes[-1])
+        axes[-1].set_title(f'data, {fit_label} model and residual',
+                           fontsize=10)
         fig.tight_layout()
         return fig
     fig = plt.figure(figsize=(5.0 * len(names), 4.8))
