@@ -10,7 +10,8 @@ one interface (`Solver`: `ADCG`, ...).
 __version__ = '0.1.0.dev0'
 
 from odl_atoms import (atoms, functionals, io, metrics, noise, objective,
-                       operators, parameter_choice, phantoms, plot, simulation,
+                       operators, parameter_choice, phantoms, picking, plot,
+                       simulation,
                        solvers, space)
 from odl_atoms.atoms import *  # noqa: F401,F403
 from odl_atoms.functionals import *  # noqa: F401,F403
@@ -21,6 +22,7 @@ from odl_atoms.objective import *  # noqa: F401,F403
 from odl_atoms.operators import *  # noqa: F401,F403
 from odl_atoms.parameter_choice import *  # noqa: F401,F403
 from odl_atoms.phantoms import *  # noqa: F401,F403
+from odl_atoms.picking import *  # noqa: F401,F403
 from odl_atoms.plot import *  # noqa: F401,F403
 from odl_atoms.simulation import *  # noqa: F401,F403
 from odl_atoms.solvers import *  # noqa: F401,F403
@@ -29,4 +31,5 @@ from odl_atoms.space import *  # noqa: F401,F403
 __all__ = (space.__all__ + atoms.__all__ + operators.__all__
            + functionals.__all__ + objective.__all__ + solvers.__all__
            + phantoms.__all__ + metrics.__all__ + io.__all__ + noise.__all__
-           + simulation.__all__ + parameter_choice.__all__ + plot.__all__)
+           + simulation.__all__ + parameter_choice.__all__ + plot.__all__
+           + picking.__all__)

@@ -37,6 +37,7 @@ from odl_atoms.functionals import LennardJones
 from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import Stencil
 from odl_atoms.solvers.base import Reconstruction, Solver
+from odl_atoms.solvers.moves import DEFAULT_MOVES
 
 __all__ = ('ADCG', 'DEFAULT_ALPHA')
 
@@ -135,14 +136,12 @@ class ADCG(Solver):
     merge_distance : float, optional
         Atoms closer than this are candidates for merging (default
         ``0.5 * sigma``).
-    relocate : bool, optional
-        When no addition pays off, try relocation moves (`relocate_move`):
-        remove one atom and re-add greedily elsewhere. Default True.
-    relocations : int, optional
-        Budget of relocation trials, in units of ``max_atoms`` (default 4).
-    tabu_radius : float, optional
-        A relocated atom may not be re-added within this distance of where it
-        was (default ``2 * sigma``).
+    moves : sequence of moves, optional
+        Escape moves tried, in order, when no addition pays off any more
+        (`odl_atoms.solvers.moves`): default ``(Relocate(), Regrow())``;
+        ``()`` gives the plain ADCG of the paper.
+    move_budget : float, optional
+        Total number of escape trials, in units of ``max_atoms`` (default 2).
     polish : bool, optional
         After the search (with energy), refine the positions on the data
         alone (a local move from the found arrangement), so that the
@@ -172,9 +171,8 @@ class ADCG(Solver):
     def __init__(self, operator, alpha=DEFAULT_ALPHA, potential='auto',
                  weights=1.0, grid_spacing=None, tol=0.5, noise_std=None,
                  noise_factor=10.0, max_atoms=None, max_iter=None,
-                 local_maxiter=100, merge_distance=None, relocate=True,
-                 relocations=4, tabu_radius=None, regrow=True,
-                 regrow_radius=None, regrow_tries=6, polish=True, seed=None):
+                 local_maxiter=100, merge_distance=None, moves=DEFAULT_MOVES,
+                 move_budget=2.0, polish=True, seed=None):
         super().__init__(operator, seed=seed)
         alpha = float(alpha)
         if not np.isfinite(alpha) or alpha < 0:
@@ -190,13 +188,13 @@ class ADCG(Solver):
                 f"`potential` must be a LennardJones, an r_min in angstrom, "
                 f"'auto' or None, got {potential!r}")
         self.polish = bool(polish)
-        self.regrow = bool(regrow)
-        self.regrow_radius = regrow_radius
-        self.regrow_tries = int(regrow_tries)
-        self.relocate = bool(relocate)
-        self.relocations = int(relocations)
-        self.tabu_radius = float(tabu_radius if tabu_radius is not None
-                                 else 2 * operator.sigma)
+        self.moves = tuple(moves or ())
+        for move in self.moves:
+            if not (hasattr(move, 'trials') and hasattr(move, 'name')):
+                raise TypeError(
+                    f'a move needs a `name` and a `trials(...)` method (see '
+                    f'odl_atoms.solvers.moves), got {move!r}')
+        self.move_budget = float(move_budget)
         if isinstance(potential, LennardJones) and \
                 potential.positions_space.shape[1] != d:
             raise ValueError(
@@ -236,7 +234,7 @@ class ADCG(Solver):
         potential = self.potential
         alpha = self.alpha
         if alpha > 0 and potential == 'auto':
-            first = self._run(data, initial, None, 0.0, None)
+            first = self._run(data, initial, None, 0.0, None, rng=rng)
             pos = first.positions
             if first.n_atoms >= 2:
                 dist = cKDTree(pos).query(pos, k=2)[0][:, 1]
@@ -251,7 +249,8 @@ class ADCG(Solver):
                                   potential, reference_weight=self.allowed.min())
         config, history, stop = self._run(data, initial, callback, alpha,
                                           potential, objective=objective,
-                                          full=True)
+                                          full=True, rng=rng)
+        info['moves_taken'] = dict(self._moves_taken)
         if self.polish and objective.energy_weight and config.n_atoms:
             # The energy chose the arrangement; the positions are then
             # refined on the data alone, so that a lattice the potential
@@ -279,10 +278,11 @@ class ADCG(Solver):
                               info=info)
 
     def _run(self, data, initial, callback, alpha, potential, objective=None,
-             full=False):
+             full=False, rng=None):
         if objective is None:
             objective = AtomObjective(self.operator, data, alpha, potential,
                                       reference_weight=self.allowed.min())
+        rng = np.random.default_rng(rng)
         d = self.operator.domain.ndim
         if initial is None:
             config = Configuration(np.zeros((0, d)), np.zeros(0),
@@ -296,6 +296,7 @@ class ADCG(Solver):
         max_atoms = self.max_atoms or self._default_max_atoms(objective)
         max_iter = self.max_iter or 2 * max_atoms
         history = []
+        moves_taken = {move.name: 0 for move in self.moves}
 
         def report(new):
             history.append(new.value)
@@ -303,7 +304,7 @@ class ADCG(Solver):
                 callback(self._measure(new))
 
         stop = 'max_iter'
-        budget = self.relocations * max_atoms if self.relocate else 0
+        budget = int(self.move_budget * max_atoms)
         while len(history) < max_iter:
             candidate = None
             if config.n_atoms >= max_atoms:
@@ -319,117 +320,64 @@ class ADCG(Solver):
                     config = candidate
                     report(config)
                     continue
-            # No addition helps: try to escape with a relocation move.
-            if budget <= 0 or stop == 'max_atoms':
+            # No addition helps: try to escape the local minimum.
+            if stop == 'max_atoms':
                 break
-            moved, tried = self.relocate_move(objective, config, threshold,
-                                              budget)
-            budget -= tried
-            if moved is None and self.regrow:
-                moved = self.regrow_move(objective, config, threshold)
+            moved, name, budget = self.escape(objective, config, threshold,
+                                              budget, rng)
             if moved is None:
+                if budget <= 0:
+                    stop = 'move_budget'
                 break
+            moves_taken[name] += 1
             config = moved
             report(config)
+        self._moves_taken = moves_taken
         if full:
             return config, history, stop
+        return config
+
+    def escape(self, objective, config, threshold, budget, rng):
+        """Try the escape moves in turn; return the first improvement.
+
+        Returns
+        -------
+        config : `Configuration` or None
+        name : str or None
+            Name of the move that succeeded.
+        budget : int
+            Remaining number of trials.
+        """
+        min_gain = 1e-3 * objective.atom_energy
+        for move in self.moves:
+            if budget <= 0:
+                break
+            for trial in move.trials(self, objective, config, threshold, rng):
+                budget -= 1
+                if trial is not None and config.value - trial.value > min_gain:
+                    return trial, move.name, budget
+                if budget <= 0:
+                    break
+        return None, None, budget
+
+    def grow(self, objective, config, threshold, max_new=None):
+        """Add atoms (with local moves) while each lowers F by > ``threshold``."""
+        count = 0
+        while max_new is None or count < max_new:
+            more = self.add_atom(objective, config)
+            if more is None:
+                break
+            more = self.local_move(objective, more)
+            if config.value - more.value <= threshold:
+                break
+            config = more
+            count += 1
         return config
 
     def _measure(self, config):
         space = self.operator.domain
         return space.element(np.clip(config.positions, space.min_pt, space.max_pt),
                              weights=config.weights, species=config.labels)
-
-    def regrow_move(self, objective, config, threshold):
-        """Remove the atoms around a suspect atom and regrow them greedily.
-
-        Suspects are the atoms with the highest potential energy (least
-        bound: strained or misplaced) and those cheapest to remove (least
-        supported by the data); around each, the atoms within
-        ``regrow_radius`` are removed and atoms are added back one by one
-        (with local moves) while they pay off. The first regrown
-        configuration with a lower objective is returned, else None.
-        """
-        n = config.n_atoms
-        if n < 3:
-            return None
-        suspects = list(np.argsort(self._removal_changes(objective, config))
-                        [:self.regrow_tries])
-        if objective.potential is not None:
-            site = -objective.potential.removal_energies(config.positions)
-            suspects += list(np.argsort(site)[::-1][:self.regrow_tries])
-        radius = self.regrow_radius
-        if radius is None:
-            radius = (1.6 * objective.potential.r_min if objective.potential
-                      is not None else 6 * self.operator.sigma)
-        seen = set()
-        min_gain = 1e-3 * objective.atom_energy
-        tree = cKDTree(config.positions)
-        for i in suspects:
-            if i in seen:
-                continue
-            seen.add(i)
-            region = tree.query_ball_point(config.positions[i], radius)
-            trial = config.without(region)
-            trial.value = objective(trial.positions, trial.weights)
-            for _ in range(len(region) + 2):
-                more = self.add_atom(objective, trial)
-                if more is None:
-                    break
-                more = self.local_move(objective, more)
-                if trial.value - more.value <= threshold:
-                    break
-                trial = more
-            trial = self.prune(objective, trial)
-            if config.value - trial.value > min_gain:
-                return trial
-        return None
-
-    def relocate_move(self, objective, config, threshold, budget):
-        """Remove one atom and re-add greedily elsewhere, if that lowers F.
-
-        Atoms are tried in order of increasing removal cost; the first
-        re-addition may not return within ``tabu_radius`` of the removed
-        atom (otherwise it would simply be put back). After it, atoms are added
-        as in the main loop while they pay off.
-
-        Returns
-        -------
-        config : `Configuration` or None
-            The improved configuration, or None if no trial improved.
-        tried : int
-            Number of atoms tried.
-        """
-        if config.n_atoms == 0:
-            return None, 0
-        order = np.argsort(self._removal_changes(objective, config))
-        min_gain = 1e-3 * objective.atom_energy
-        screen = 0.5 * objective.atom_energy
-        tried = 0
-        for i in order[:budget]:
-            tried += 1
-            trial = config.without(i)
-            trial.value = objective(trial.positions, trial.weights)
-            trial = self.add_atom(objective, trial,
-                                  exclude=(config.positions[i], self.tabu_radius))
-            # Screen before the expensive local moves: a relocation that is
-            # far worse before relaxing rarely ends better after it.
-            if trial is None or trial.value > config.value + screen:
-                continue
-            trial = self.local_move(objective, trial)
-            while True:
-                more = self.add_atom(objective, trial)
-                if more is None:
-                    break
-                more = self.local_move(objective, more)
-                if trial.value - more.value <= threshold:
-                    break
-                trial = more
-            trial = self.choose_weights(objective, trial)
-            trial = self.prune(objective, trial)
-            if config.value - trial.value > min_gain:
-                return trial, tried
-        return None, tried
 
     def stop_threshold(self, objective):
         """Smallest objective decrease that counts as progress (see ``tol``)."""
@@ -597,7 +545,7 @@ class ADCG(Solver):
         """Remove atoms whose removal lowers the objective; merge near pairs."""
         changed = False
         while config.n_atoms > 0:
-            delta = self._removal_changes(objective, config)
+            delta = self.removal_changes(objective, config)
             i = int(np.argmin(delta))
             if not delta[i] < 0:
                 break
@@ -611,7 +559,7 @@ class ADCG(Solver):
             config = self.local_move(objective, config)
         return config
 
-    def _removal_changes(self, objective, config):
+    def removal_changes(self, objective, config):
         """Exact objective change of removing each atom."""
         stencil = self.operator.stencil(config.positions)
         r = stencil.project(config.weights) - objective.y
@@ -651,9 +599,12 @@ class ADCG(Solver):
             args.append(f'potential={self.potential!r}')
         if not (isinstance(self.weights, numbers.Real) and self.weights == 1.0):
             args.append(f'weights={self.weights!r}')
+        if self.moves != DEFAULT_MOVES:
+            args.append(f'moves={list(self.moves)!r}')
         for name, default in (('tol', 0.5), ('noise_std', None),
                               ('max_atoms', None), ('max_iter', None),
-                              ('local_maxiter', 100), ('seed', None)):
+                              ('local_maxiter', 100), ('move_budget', 2.0),
+                              ('polish', True), ('seed', None)):
             value = getattr(self, name)
             if value != default:
                 args.append(f'{name}={value!r}')

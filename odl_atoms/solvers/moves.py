@@ -1,0 +1,134 @@
+"""Escape moves for ADCG: ways out of local minima.
+
+Greedy addition with local moves gets stuck where projected atoms overlap:
+an atom placed early in the wrong column cannot move to the right one, because
+every path there climbs the objective. When no addition pays off any more,
+`ADCG` tries escape moves: each proposes trial configurations (built lazily,
+cheapest first) and the first one that lowers the objective is taken, after
+which the normal additions resume.
+
+A move is an object with a ``name`` and a method
+``trials(solver, objective, config, threshold, rng)`` that yields trial
+`Configuration` objects (already locally relaxed), or ``None`` for a trial
+that was screened out (it still counts against the budget). Moves here:
+
+- `Relocate`: remove one atom and re-add greedily, the first re-addition
+  away from where it was (a tabu radius) — fixes an atom placed in the
+  wrong one of two equally plausible sites.
+- `Regrow`: remove every atom within a radius of a suspect atom and grow the
+  region again greedily — fixes a small misarranged patch. Suspects are the
+  atoms cheapest to remove (least supported by the data) and those with the
+  highest potential energy (strained or misplaced).
+
+Write your own by following the same interface and pass it in
+``ADCG(op, moves=[...])``.
+"""
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+__all__ = ('Relocate', 'Regrow', 'DEFAULT_MOVES')
+
+
+class Relocate:
+
+    """Remove one atom, re-add greedily elsewhere.
+
+    Atoms are tried in order of increasing removal cost (the exact objective
+    change of removing them). The first re-added atom may not come back within
+    ``tabu_radius`` of the removed one; further atoms are then added as in the
+    main loop while they pay off.
+
+    Parameters
+    ----------
+    tabu_radius : float, optional
+        Default: twice the atom width ``sigma``.
+    screen : float, optional
+        A trial whose objective, before relaxation, is worse than the current
+        one by more than ``screen`` atom energies is dropped unrelaxed.
+    """
+
+    name = 'relocate'
+
+    def __init__(self, tabu_radius=None, screen=0.5):
+        self.tabu_radius = tabu_radius
+        self.screen = float(screen)
+
+    def trials(self, solver, objective, config, threshold, rng):
+        if config.n_atoms == 0:
+            return
+        radius = (self.tabu_radius if self.tabu_radius is not None
+                  else 2 * solver.operator.sigma)
+        screen = self.screen * objective.atom_energy
+        order = np.argsort(solver.removal_changes(objective, config))
+        for i in order:
+            trial = config.without(i)
+            trial.value = objective(trial.positions, trial.weights)
+            trial = solver.add_atom(objective, trial,
+                                    exclude=(config.positions[i], radius))
+            # Screen before the expensive local moves: a relocation that is
+            # far worse before relaxing rarely ends better after it.
+            if trial is None or trial.value > config.value + screen:
+                yield None
+                continue
+            trial = solver.local_move(objective, trial)
+            trial = solver.grow(objective, trial, threshold)
+            yield solver.prune(objective, solver.choose_weights(objective, trial))
+
+    def __repr__(self):
+        return f'Relocate(tabu_radius={self.tabu_radius!r}, screen={self.screen!r})'
+
+
+class Regrow:
+
+    """Remove the atoms around a suspect atom and regrow them greedily.
+
+    Parameters
+    ----------
+    radius : float, optional
+        Radius of the removed region. Default: 1.6 equilibrium distances of
+        the potential (the first shell of neighbours), or ``6 sigma`` without
+        potential.
+    n_suspects : int, optional
+        How many of the cheapest-to-remove atoms and how many of the
+        highest-energy atoms to try as centres.
+    """
+
+    name = 'regrow'
+
+    def __init__(self, radius=None, n_suspects=6):
+        self.radius = radius
+        self.n_suspects = int(n_suspects)
+
+    def trials(self, solver, objective, config, threshold, rng):
+        if config.n_atoms < 3:
+            return
+        suspects = list(np.argsort(solver.removal_changes(objective, config))
+                        [:self.n_suspects])
+        if objective.potential is not None:
+            site = -objective.potential.removal_energies(config.positions)
+            suspects += list(np.argsort(site)[::-1][:self.n_suspects])
+        radius = self.radius
+        if radius is None:
+            radius = (1.6 * objective.potential.r_min
+                      if objective.potential is not None
+                      else 6 * solver.operator.sigma)
+        tree = cKDTree(config.positions)
+        seen = set()
+        for i in suspects:
+            if i in seen:
+                continue
+            seen.add(i)
+            region = tree.query_ball_point(config.positions[i], radius)
+            trial = config.without(region)
+            trial.value = objective(trial.positions, trial.weights)
+            trial = solver.grow(objective, trial, threshold,
+                                max_new=len(region) + 2)
+            yield solver.prune(objective, trial)
+
+    def __repr__(self):
+        return f'Regrow(radius={self.radius!r}, n_suspects={self.n_suspects!r})'
+
+
+#: The moves ADCG uses by default (chosen by the defects benchmark).
+DEFAULT_MOVES = (Relocate(), Regrow())
