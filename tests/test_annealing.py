@@ -1,4 +1,4 @@
-"""Simulated annealing: incremental objective, recoveries, grid mode, interface.
+"""Simulated annealing: incremental objective, recoveries, grid, interface.
 
 The incremental objective is compared with `AtomObjective` evaluated from
 scratch (full projection, KD-tree energy); recoveries with hand-placed ground

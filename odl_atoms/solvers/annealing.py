@@ -63,22 +63,33 @@ of the old and new windows only (``c`` the cell weight of the projection
 space). The change of the energy sums the moved atom's pair energies with its
 neighbours, found in a cell list of cell size ``cutoff``. A move therefore
 costs O(window + neighbours), independent of the detector size and of the
-number of atoms (a column shift: that times the atoms in the column). After every sweep
-the objective is recomputed from scratch (a full projection and a full
-energy), which stops round-off drift; the largest drift found is reported in
-``info['max_drift']``.
+number of atoms (a column shift: that times the atoms in the column). After
+every sweep the objective is recomputed from scratch (a full projection and a
+full energy), which stops round-off drift; the largest drift found is
+reported in ``info['max_drift']``.
 
 **Temperature.** Temperatures are in units of the data energy ``E_atom`` of
 one atom (the unit of ``alpha``). By default the schedule is geometric,
-``T_k = T_0 (T_end / T_0)^(k / (n_sweeps - 1))``, from a ``T_0`` estimated
-from a batch of trial moves at the start (half of the uphill trial moves
-would be accepted: ``mean(exp(-dF_+ / T_0)) = 1/2``) to ``T_end = 1e-5``
-(``1e-5 E_atom`` is far below both the cost of a missing or spurious atom,
-about ``E_atom``, and the energy scale ``alpha * E_atom`` of one bond, so the
-last sweeps only refine). Then ``quench_sweeps`` sweeps at ``T = 0`` and
+``T_k = T_0 (T_end / T_0)^(k / (n_sweeps - 1))``: equal time per decade.
+``T_0`` is estimated at the start: after ``n_trial`` greedy moves (from an
+empty start every addition is downhill, which says nothing about the
+barriers), a batch of ``n_trial`` trial moves is drawn and ``T_0`` set so that
+half of the uphill ones would be accepted, ``mean(exp(-dF_+ / T_0)) = 1/2``;
+typically ``T_0 ~ E_atom``, where atoms come and go freely. ``T_end = 1e-5 E_atom`` is
+far below the cost of a missing or spurious atom (about ``E_atom``) and the
+energy of a bond (``alpha E_atom``, 1e-3 by default), so the last sweeps only
+refine; with a known ``noise_std`` it is at least the noise scale
+``0.5 c noise_std^2``. Then ``quench_sweeps`` sweeps at ``T = 0`` and
 (continuous mode) a bound-constrained L-BFGS-B polish of the positions on
-``F`` finish the search; the best configuration seen at the end of a sweep is
-returned.
+``F`` finish the search, from the best configuration seen at the end of a
+sweep.
+
+**Limits.** With projections along zone axes (0/45/90 degrees on a square
+lattice) the annealing recovers the 2D defect phantoms exactly. With
+generic angles (0/60/120 degrees), where the projections of a lattice blur
+into each other, ``F`` has many near-degenerate minima (atoms bunched at the
+wrong depth along the rays of one projection); single-atom and column moves
+then end in one of them, as ADCG's greedy additions do, but more often.
 
 **Grid mode.** With ``grid_spacing=h`` the atoms live on the sites
 ``c + h k`` (``c`` the box centre, ``k`` integer) inside the box and each site
@@ -107,7 +118,7 @@ from odl_atoms.projection import Stencil
 from odl_atoms.solvers.adcg import ADCG, DEFAULT_ALPHA, _allowed_weights
 from odl_atoms.solvers.base import Reconstruction, Solver
 
-__all__ = ('SimulatedAnnealing', 'AnnealingState', 'MOVES', 'SCHEDULES')
+__all__ = ('SimulatedAnnealing', 'AnnealingState')
 
 #: Move types, in the order of ``move_probabilities``.
 MOVES = ('displace', 'slide', 'shift', 'add', 'remove', 'jump', 'swap')
@@ -1117,12 +1128,16 @@ class SimulatedAnnealing(Solver):
     def estimate_r_min(self, positions):
         """Equilibrium distance for ``potential='auto'``, or None.
 
-        The median over the atoms of the distance to the nearest other atom
-        at least ``2 sigma`` away. Without the energy, two atoms often share
-        one site (their data fit a site of double weight next to an empty
-        one), and the data cannot tell apart two atoms closer than about
-        ``2 sigma`` anyway; counting such pairs would make the estimate a
-        fraction of the lattice spacing.
+        The upper quartile over the atoms of the distance to the nearest
+        other atom at least ``2 sigma`` away. Without the energy, two atoms
+        often share one site (their data fit a site of double weight next to
+        an empty one), and the data cannot tell apart two atoms closer than
+        about ``2 sigma`` anyway; counting such pairs would make the estimate
+        a fraction of the lattice spacing. Halfway through the annealing,
+        few-angle ghosts (atoms bunched along the rays of one projection)
+        still shorten many distances, and a lattice's nearest-neighbour
+        distances are all alike: the upper quartile, not the median, is the
+        lattice's.
         """
         positions = np.asarray(positions, dtype=float)
         n = positions.shape[0]
@@ -1133,7 +1148,7 @@ class SimulatedAnnealing(Solver):
         dist = np.where(dist >= 2 * self.operator.sigma, dist, np.inf)
         nearest = dist.min(axis=1)
         nearest = nearest[np.isfinite(nearest)]
-        return float(np.median(nearest)) if nearest.size else None
+        return float(np.percentile(nearest, 75)) if nearest.size else None
 
     # --- Driver
 
@@ -1166,7 +1181,9 @@ class SimulatedAnnealing(Solver):
         self._max_atoms = self.max_atoms or int(np.ceil(2 * expected)) + 10
         sweep_size = self.sweep_size or max(40, int(np.ceil(2 * expected)))
         step = self.step or 0.5 * op.sigma
-        steps = {'displace': step, 'shift': 2 * op.sigma}
+        steps = ({'displace': step, 'shift': 2 * op.sigma}
+                 if self.grid_spacing is None else
+                 {'displace': self.grid_spacing})
         max_step = 0.5 * float(np.min(space.max_pt - space.min_pt))
         min_step = 1e-4 * op.sigma
         self._gain_map = _GainMap(op, self.proposal_spacing, self.allowed,
@@ -1206,7 +1223,8 @@ class SimulatedAnnealing(Solver):
                 if move is None:
                     continue
                 dF = move.delta
-                if dF < 0 or (t_abs > 0 and rng.random() < np.exp(-dF / t_abs)):
+                if dF < 0 or (t_abs > 0
+                              and rng.random() < np.exp(-dF / t_abs)):
                     state.accept(move)
                     sweep_accepted[kind] += 1
             drifts.append(state.recompute())
