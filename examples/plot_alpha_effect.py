@@ -40,11 +40,17 @@ print(f'noise norm delta = {sweep.noise_norm:.4f}; the discrepancy principle '
 # ------------------------------------
 # Without energy (alpha = 0, drawn one decade left of the smallest alpha) the
 # data are fitted as well as with a little energy, but by an arrangement of
-# enormous energy: atoms stacked on top of each other. A little energy
-# removes that at no cost in discrepancy; much more starts to cost data fit.
+# enormous energy: atoms stacked on top of each other, neighbouring sites
+# left empty. A little energy removes that at no cost in discrepancy. At
+# alpha = 1 one well depth of energy weighs as much as the data of a whole
+# atom, so atoms the data do not support pay for themselves through their
+# bonds: ADCG adds ten of them, the discrepancy jumps above the noise level
+# and the discrepancy principle rejects it. (The energy axis is symmetric-log
+# so that -43 and 10^5 both show.)
 
 fig, ax = plt.subplots(figsize=(6.4, 4))
 oa.plot_alpha_sweep(sweep, ax=ax, chosen=chosen)
+fig.axes[-1].set_yscale('symlog', linthresh=10)   # the energy axis (twin)
 fig.tight_layout()
 
 # %%
