@@ -63,3 +63,4 @@ for ax, alpha in zip(axes, [0, chosen, 1]):
                   colorbar=False)
     ax.set_title(f'alpha = {alpha:g}: {ax.get_title()}', fontsize=10)
 fig.tight_layout()
+plt.show()

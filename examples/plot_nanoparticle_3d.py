@@ -59,3 +59,4 @@ ax2.set_yticks([measured.data.shape[2] * 0.5, measured.data.shape[2] * 1.5],
                ['data', 'model'])
 ax2.set_title('projections: data (bottom) and model (top)')
 fig.tight_layout()
+plt.show()

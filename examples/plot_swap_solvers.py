@@ -75,3 +75,4 @@ if 'SIRT' in results:
     refined = oa.ADCG(op, potential=a, noise_std=measured.noise_std).solve(
         data, initial=results['SIRT'].measure)
     print('SIRT then ADCG:', oa.match_atoms(phantom.measure, refined.measure))
+plt.show()

@@ -28,6 +28,4 @@ oa.plot_atoms(result.measure, phantom.measure, ax=ax1)
 oa.plot_projections(measured.element(), op(result.measure), ax=ax2,
                     title='data, model and residual')
 fig.tight_layout()
-if __name__ == '__main__':
-    fig.savefig('vacancy_three_angles.png', dpi=100)
-    print('wrote vacancy_three_angles.png')
+plt.show()
