@@ -4,15 +4,14 @@ Atomic configurations are sparse measures (`SparseMeasureSpace`); the exact
 projection of Gaussian atoms is an ODL operator (`GaussianRayTransform`) into
 the projection space of ODL's ASTRA-backed ``RayTransform``; a Lennard-Jones
 energy (`LennardJones`) is the physical prior; reconstruction methods share
-one interface (`Solver`: `ADCG`, ...).
+one interface (`Solver`: `ADCG`, `SimulatedAnnealing`, `SIRT`).
 """
 
 __version__ = '0.1.0.dev0'
 
 from odl_atoms import (atoms, functionals, io, metrics, noise, objective,
                        operators, parameter_choice, phantoms, picking, plot,
-                       simulation,
-                       solvers, space)
+                       simulation, solvers, space, weights)
 from odl_atoms.atoms import *  # noqa: F401,F403
 from odl_atoms.functionals import *  # noqa: F401,F403
 from odl_atoms.io import *  # noqa: F401,F403
@@ -27,9 +26,10 @@ from odl_atoms.plot import *  # noqa: F401,F403
 from odl_atoms.simulation import *  # noqa: F401,F403
 from odl_atoms.solvers import *  # noqa: F401,F403
 from odl_atoms.space import *  # noqa: F401,F403
+from odl_atoms.weights import *  # noqa: F401,F403
 
 __all__ = (space.__all__ + atoms.__all__ + operators.__all__
            + functionals.__all__ + objective.__all__ + solvers.__all__
            + phantoms.__all__ + metrics.__all__ + io.__all__ + noise.__all__
            + simulation.__all__ + parameter_choice.__all__ + plot.__all__
-           + picking.__all__)
+           + picking.__all__ + weights.__all__)

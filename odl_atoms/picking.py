@@ -43,7 +43,6 @@ images the error is dominated by the reconstruction, not by the picker.
 """
 
 import numbers
-from collections.abc import Mapping
 
 import numpy as np
 import odl
@@ -52,6 +51,7 @@ from scipy.spatial import cKDTree
 from scipy.special import erf, gammainc, ndtr
 
 from odl_atoms.space import SparseMeasureSpace
+from odl_atoms.weights import allowed_weights
 
 __all__ = ('AtomPicker', 'pick_atoms', 'atom_peak_height', 'render_atoms')
 
@@ -464,20 +464,7 @@ def _allowed_weights(weights):
     """Return (labels, weights) arrays of the allowed species, or Nones."""
     if weights is None:
         return None, None
-    if isinstance(weights, Mapping):
-        labels = np.array([str(k) for k in weights], dtype=str)
-        values = np.array([float(v) for v in weights.values()])
-    elif isinstance(weights, numbers.Real):
-        labels, values = np.array(['X']), np.array([float(weights)])
-    else:
-        values = np.array(weights, dtype=float).ravel()
-        labels = np.array(['X'] * values.size if values.size == 1 else
-                          [f'X{i}' for i in range(values.size)])
-    if values.size == 0 or not np.all(np.isfinite(values)) or \
-            np.any(values <= 0):
-        raise ValueError(f'allowed atom weights must be positive numbers, '
-                         f'got {weights!r}')
-    return labels, values
+    return allowed_weights(weights)
 
 
 def _image_array(image):

@@ -196,6 +196,18 @@ class Stencil:
         grad_x = np.einsum('nmk,mkd->nd', grad_c, self.axes)
         return grad_x, grad_w
 
+    def windows(self):
+        """Return flat data indices and unit-weight values ``(n, K)`` per atom.
+
+        Row ``i`` lists the data cells atom ``i`` touches (all angles) and the
+        values of its projection there; entries outside the detector have
+        value 0.
+        """
+        everything = slice(0, self.n_atoms)
+        idx = self._index(everything).reshape(self.n_atoms, -1)
+        val = self._outer(everything).reshape(self.n_atoms, -1)
+        return idx, val
+
     def self_inner(self):
         """Return ``sum over data of P_i^2`` for every atom, shape ``(n,)``.
 

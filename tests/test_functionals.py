@@ -561,3 +561,17 @@ def test_energy_of_arrays_of_any_size_matches_ase():
         np.testing.assert_allclose(grad, -ref_forces, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match='shape'):
         lj.energy(np.zeros((4, 3)))
+
+
+def test_removal_energies_match_ase_differences():
+    """Energy change of removing each atom, against ASE on the smaller set."""
+    rng = np.random.default_rng(8)
+    positions = jittered_grid((4, 4), 1.1, 0.1, rng)
+    lj = LennardJones(odl.rn((2, 2)), epsilon=0.8, sigma=1.0, cutoff=2.5,
+                      smooth=True, onset=1.8)
+    full, _, _ = ase_reference(positions, **ase_params(lj))
+    removal = lj.removal_energies(positions)
+    for i in (0, 5, 15):
+        rest = np.delete(positions, i, axis=0)
+        reduced, _, _ = ase_reference(rest, **ase_params(lj))
+        assert removal[i] == pytest.approx(reduced - full, rel=1e-10)

@@ -25,7 +25,6 @@ subclasses can replace.
 """
 
 import numbers
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,10 +32,13 @@ import odl
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
-from odl_atoms.functionals import LennardJones
 from odl_atoms.objective import AtomObjective
+from odl_atoms.weights import allowed_weights
 from odl_atoms.projection import Stencil
 from odl_atoms.solvers.base import Reconstruction, Solver
+from odl_atoms.solvers.common import (check_alpha, default_potential,
+                                      estimate_r_min, expected_atoms,
+                                      parse_potential)
 from odl_atoms.solvers.moves import DEFAULT_MOVES
 
 __all__ = ('ADCG', 'DEFAULT_ALPHA')
@@ -71,23 +73,6 @@ class Configuration:
     def copy(self):
         return Configuration(self.positions.copy(), self.weights.copy(),
                              self.labels.copy(), self.value)
-
-
-def _allowed_weights(weights):
-    """Return (labels, weights) arrays of the allowed species."""
-    if isinstance(weights, Mapping):
-        labels = np.array([str(k) for k in weights], dtype=str)
-        values = np.array([float(v) for v in weights.values()])
-    elif isinstance(weights, numbers.Real):
-        labels, values = np.array(['X']), np.array([float(weights)])
-    else:
-        values = np.array(weights, dtype=float).ravel()
-        labels = np.array(['X'] * values.size if values.size == 1 else
-                          [f'X{i}' for i in range(values.size)])
-    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ValueError(
-            f'allowed atom weights must be positive numbers, got {weights!r}')
-    return labels, values
 
 
 class ADCG(Solver):
@@ -174,19 +159,8 @@ class ADCG(Solver):
                  local_maxiter=100, merge_distance=None, moves=DEFAULT_MOVES,
                  move_budget=2.0, polish=True, seed=None):
         super().__init__(operator, seed=seed)
-        alpha = float(alpha)
-        if not np.isfinite(alpha) or alpha < 0:
-            raise ValueError(
-                f'`alpha` (the energy weight) must be a number >= 0, got {alpha}')
-        self.alpha = alpha
-        d = operator.domain.ndim
-        if isinstance(potential, numbers.Real):
-            potential = self.lennard_jones(float(potential))
-        elif potential is not None and not (
-                isinstance(potential, LennardJones) or potential == 'auto'):
-            raise TypeError(
-                f"`potential` must be a LennardJones, an r_min in angstrom, "
-                f"'auto' or None, got {potential!r}")
+        self.alpha = check_alpha(alpha)
+        potential = parse_potential(operator, potential)
         self.polish = bool(polish)
         self.moves = tuple(moves or ())
         for move in self.moves:
@@ -195,13 +169,8 @@ class ADCG(Solver):
                     f'a move needs a `name` and a `trials(...)` method (see '
                     f'odl_atoms.solvers.moves), got {move!r}')
         self.move_budget = float(move_budget)
-        if isinstance(potential, LennardJones) and \
-                potential.positions_space.shape[1] != d:
-            raise ValueError(
-                f'the potential is for {potential.positions_space.shape[1]}D '
-                f'positions, the atoms are {d}D')
         self.potential = potential
-        self.labels, self.allowed = _allowed_weights(weights)
+        self.labels, self.allowed = allowed_weights(weights)
         self.weights = weights
         self.grid_spacing = float(grid_spacing or operator.sigma)
         if not self.grid_spacing > 0:
@@ -218,14 +187,9 @@ class ADCG(Solver):
     def lennard_jones(self, r_min):
         """Return the default potential with equilibrium distance ``r_min``.
 
-        Lennard-Jones with ASE's smooth (force-continuous) cut-off, which keeps
-        the objective differentiable for L-BFGS-B.
+        See `odl_atoms.solvers.common.default_potential`.
         """
-        if not r_min > 0:
-            raise ValueError(f'`r_min` must be positive, got {r_min}')
-        d = self.operator.domain.ndim
-        return LennardJones.from_r_min(odl.rn((2, d)), r_min, smooth=True,
-                                       core_radius=0.5 * r_min / 2 ** (1 / 6))
+        return default_potential(self.operator, r_min)
 
     # --- Driver
 
@@ -235,14 +199,9 @@ class ADCG(Solver):
         alpha = self.alpha
         if alpha > 0 and potential == 'auto':
             first = self._run(data, initial, None, 0.0, None, rng=rng)
-            pos = first.positions
-            if first.n_atoms >= 2:
-                dist = cKDTree(pos).query(pos, k=2)[0][:, 1]
-                r_min = float(np.median(dist))
-                potential = self.lennard_jones(r_min)
-                info['estimated_r_min'] = r_min
-            else:
-                potential = None
+            r_min = estimate_r_min(first.positions, self.operator.sigma)
+            potential = None if r_min is None else self.lennard_jones(r_min)
+            info['estimated_r_min'] = r_min
         elif alpha == 0 or potential == 'auto':
             potential = None
         objective = AtomObjective(self.operator, data, alpha if potential else 0.0,
@@ -390,13 +349,8 @@ class ADCG(Solver):
         return threshold
 
     def _default_max_atoms(self, objective):
-        op = self.operator
-        data = objective.y.reshape(op.range.shape)
-        det_cell = float(np.prod(op.range.partition.cell_sides[
-            op.range.ndim - (op.domain.ndim - 1):]))
-        per_angle = data.reshape(op.frame.n_angles, -1).sum(axis=1) * det_cell
-        total = max(float(np.median(per_angle)), 0.0)
-        return int(np.ceil(2 * total / self.allowed.min())) + 10
+        expected = expected_atoms(self.operator, objective.y, self.allowed.min())
+        return int(np.ceil(2 * expected)) + 10
 
     # --- Steps
 

@@ -108,15 +108,17 @@ from dataclasses import dataclass
 import numpy as np
 import odl
 from scipy.optimize import minimize
-from scipy.spatial import cKDTree
 
-from odl_atoms.functionals import LennardJones
 from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import Stencil
+from odl_atoms.solvers.adcg import DEFAULT_ALPHA
+from odl_atoms.solvers.base import Reconstruction, Solver
 # Shared with ADCG so that both solvers read `alpha`, `potential` and
 # `weights` in exactly the same way.
-from odl_atoms.solvers.adcg import ADCG, DEFAULT_ALPHA, _allowed_weights
-from odl_atoms.solvers.base import Reconstruction, Solver
+from odl_atoms.solvers.common import (check_alpha, default_potential,
+                                      estimate_r_min, expected_atoms,
+                                      parse_potential)
+from odl_atoms.weights import allowed_weights
 
 __all__ = ('SimulatedAnnealing', 'AnnealingState')
 
@@ -137,15 +139,8 @@ _TARGET_ACCEPTANCE = {'displace': 0.4}
 
 
 def _windows(stencil):
-    """Flat data indices and unit-weight values ``(n, K)`` of every atom.
-
-    Uses the stencil's gather index and window values (``Stencil._index`` and
-    ``Stencil._outer``); a public ``Stencil.windows()`` would serve here.
-    """
-    everything = slice(0, stencil.n_atoms)
-    idx = stencil._index(everything).reshape(stencil.n_atoms, -1)
-    val = stencil._outer(everything).reshape(stencil.n_atoms, -1)
-    return idx, val
+    """Flat data indices and unit-weight values ``(n, K)`` of every atom."""
+    return stencil.windows()
 
 
 class _CellList:
@@ -721,9 +716,11 @@ class SimulatedAnnealing(Solver):
     ['add', 'displace', 'jump', 'remove', 'shift', 'slide']
     """
 
-    # The default potential for an ``r_min`` is ADCG's (smooth Lennard-Jones
-    # with a soft core), so that both solvers minimise the same objective.
-    lennard_jones = ADCG.lennard_jones
+    def lennard_jones(self, r_min):
+        """The default potential for an ``r_min``, the same as ADCG's
+        (`odl_atoms.solvers.common.default_potential`), so that both solvers
+        minimise the same objective."""
+        return default_potential(self.operator, r_min)
 
     def __init__(self, operator, alpha=DEFAULT_ALPHA, potential='auto',
                  weights=1.0, n_sweeps=300, sweep_size=None,
@@ -734,26 +731,9 @@ class SimulatedAnnealing(Solver):
                  uniform_fraction=0.1, refresh_interval=10, n_trial=200,
                  seed=None):
         super().__init__(operator, seed=seed)
-        alpha = float(alpha)
-        if not np.isfinite(alpha) or alpha < 0:
-            raise ValueError(
-                f'`alpha` (the energy weight) must be a number >= 0, got {alpha}')
-        self.alpha = alpha
-        d = operator.domain.ndim
-        if isinstance(potential, numbers.Real):
-            potential = self.lennard_jones(float(potential))
-        elif potential is not None and not (
-                isinstance(potential, LennardJones) or potential == 'auto'):
-            raise TypeError(
-                f"`potential` must be a LennardJones, an r_min in angstrom, "
-                f"'auto' or None, got {potential!r}")
-        if isinstance(potential, LennardJones) and \
-                potential.positions_space.shape[1] != d:
-            raise ValueError(
-                f'the potential is for {potential.positions_space.shape[1]}D '
-                f'positions, the atoms are {d}D')
-        self.potential = potential
-        self.labels, self.allowed = _allowed_weights(weights)
+        self.alpha = check_alpha(alpha)
+        self.potential = parse_potential(operator, potential)
+        self.labels, self.allowed = allowed_weights(weights)
         self.weights = weights
 
         self.n_sweeps = self._count(n_sweeps, 'n_sweeps', minimum=1)
@@ -885,12 +865,7 @@ class SimulatedAnnealing(Solver):
 
     def _expected_atoms(self, objective):
         """Atoms the data hold: total weight per projection / smallest weight."""
-        op = self.operator
-        data = objective.y.reshape(op.range.shape)
-        det_cell = float(np.prod(op.range.partition.cell_sides[
-            op.range.ndim - (op.domain.ndim - 1):]))
-        per_angle = data.reshape(op.frame.n_angles, -1).sum(axis=1) * det_cell
-        return max(float(np.median(per_angle)), 0.0) / self.allowed.min()
+        return expected_atoms(self.operator, objective.y, self.allowed.min())
 
     def _objective(self, data, potential):
         alpha = self.alpha if potential is not None else 0.0
@@ -1126,29 +1101,9 @@ class SimulatedAnnealing(Solver):
         return float(np.exp(0.5 * (lo + hi)))
 
     def estimate_r_min(self, positions):
-        """Equilibrium distance for ``potential='auto'``, or None.
-
-        The upper quartile over the atoms of the distance to the nearest
-        other atom at least ``2 sigma`` away. Without the energy, two atoms
-        often share one site (their data fit a site of double weight next to
-        an empty one), and the data cannot tell apart two atoms closer than
-        about ``2 sigma`` anyway; counting such pairs would make the estimate
-        a fraction of the lattice spacing. Halfway through the annealing,
-        few-angle ghosts (atoms bunched along the rays of one projection)
-        still shorten many distances, and a lattice's nearest-neighbour
-        distances are all alike: the upper quartile, not the median, is the
-        lattice's.
-        """
-        positions = np.asarray(positions, dtype=float)
-        n = positions.shape[0]
-        if n < 2:
-            return None
-        k = min(n, 8)
-        dist = cKDTree(positions).query(positions, k=k)[0][:, 1:]
-        dist = np.where(dist >= 2 * self.operator.sigma, dist, np.inf)
-        nearest = dist.min(axis=1)
-        nearest = nearest[np.isfinite(nearest)]
-        return float(np.percentile(nearest, 75)) if nearest.size else None
+        """Equilibrium distance for ``potential='auto'``, or None
+        (`odl_atoms.solvers.common.estimate_r_min`)."""
+        return estimate_r_min(positions, self.operator.sigma)
 
     # --- Driver
 
