@@ -228,10 +228,11 @@ _API_SECTIONS = [
 def _public_modules():
     """Submodules whose names odl_atoms exports (in odl_atoms.__init__)."""
     import types
+    exported = set(odl_atoms.__all__)
     return [name for name, value in vars(odl_atoms).items()
             if isinstance(value, types.ModuleType)
             and value.__name__ == f'odl_atoms.{name}'
-            and hasattr(value, '__all__')]
+            and exported & set(getattr(value, '__all__', ()))]
 
 
 def _write_api_page():
