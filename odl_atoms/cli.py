@@ -542,14 +542,12 @@ def estimate_r_min(op, data, args, noise_std=None, weights=None,
                    grid_spacing=None):
     """Estimate the potential's equilibrium distance from the data alone.
 
-    Reconstructs without energy (ADCG, ``alpha = 0``) and returns the median
-    distance from each atom to its nearest neighbour farther than
-    ``2 sigma``. ADCG's own ``potential='auto'`` takes the median
-    nearest-neighbour distance of the same reconstruction, but from two or
-    three angles an energy-free reconstruction can stack two atoms on one
-    site (measured: 3 of 8 atoms of a 3 x 3 lattice with a vacancy), and
-    then that median is ~1e-6 angstrom; atoms closer than ``2 sigma`` are
-    one blurred peak, never two neighbours, so they are skipped here.
+    What ADCG's ``potential='auto'`` does, run here so that a progress bar
+    shows the energy-free pass and a sweep estimates once for all alphas:
+    reconstruct without energy (ADCG, ``alpha = 0``), then take the
+    solvers' own estimate from its atoms
+    (``odl_atoms.solvers.common.estimate_r_min``: distances to the nearest
+    neighbour farther than ``2 sigma``, upper quartile).
 
     Returns
     -------
@@ -557,8 +555,7 @@ def estimate_r_min(op, data, args, noise_std=None, weights=None,
     first : `Reconstruction`
         The energy-free reconstruction.
     """
-    from scipy.spatial import cKDTree
-
+    from odl_atoms.solvers import common
     from odl_atoms.solvers.adcg import ADCG
 
     extra = {} if weights is None else {'weights': weights}
@@ -570,19 +567,12 @@ def estimate_r_min(op, data, args, noise_std=None, weights=None,
             data, callback=bar)
     finally:
         bar.close()
-    pos = first.measure.positions
-    separation = 2 * op.sigma
-    if len(pos) >= 2:
-        dist, _ = cKDTree(pos).query(pos, k=min(len(pos), 8))
-        nearest = [row[row > separation][0] for row in dist[:, 1:]
-                   if np.any(row > separation)]
-    else:
-        nearest = []
-    if not nearest:
+    r_min = common.estimate_r_min(first.measure.positions, op.sigma)
+    if r_min is None:
         raise UsageError(
-            f'the energy-free reconstruction has {len(pos)} atom(s), too few '
-            f'to estimate the nearest-neighbour distance; give --r-min')
-    return float(np.median(nearest)), first
+            f'the energy-free reconstruction has {first.n_atoms} atom(s), too '
+            f'few to estimate the nearest-neighbour distance; give --r-min')
+    return r_min, first
 
 
 def reconstruct_measurement(measured, args, solver='adcg', alpha=None,
@@ -607,9 +597,8 @@ def reconstruct_measurement(measured, args, solver='adcg', alpha=None,
         estimated, _ = estimate_r_min(
             op, data, args, measured.noise_std, weights,
             grid_spacing=solver_options.get('grid_spacing'))
-        _info(args, f'estimated r_min {estimated:.3f} Å (median '
-                    f'nearest-neighbour distance of an energy-free '
-                    f'reconstruction)')
+        _info(args, f'estimated r_min {estimated:.3f} Å (nearest-neighbour '
+                    f'distance of an energy-free reconstruction)')
         r_min = estimated
     options = {
         'alpha': alpha,
@@ -969,7 +958,7 @@ def cmd_sweep(args):
     r_min = args.r_min
     if r_min is None and any(a > 0 for a in alphas):
         r_min, _ = estimate_r_min(op, data, args, measured.noise_std, weights)
-        _info(args, f'estimated r_min {r_min:.3f} Å (median nearest-neighbour '
+        _info(args, f'estimated r_min {r_min:.3f} Å (nearest-neighbour '
                     f'distance of the energy-free reconstruction)')
     bar = _progress(args, total=len(alphas), desc='alpha sweep', unit=' alpha')
     try:
@@ -1268,8 +1257,8 @@ def build_parser():
                    metavar='Å',
                    help='equilibrium distance of the Lennard-Jones potential '
                         '(the nearest-neighbour distance); default: estimated '
-                        'from an energy-free reconstruction, like ADCG\'s '
-                        '"auto" but skipping atoms closer than 2 sigma')
+                        'from an energy-free reconstruction, as ADCG\'s '
+                        '"auto" does')
     p.add_argument('--weights', default=None, metavar='SPECIES=W,...',
                    help='allowed atom weights: one number, or by species like '
                         'Au=1,Pt=1.3 (default 1)')
@@ -1382,6 +1371,12 @@ def main(argv=None):
         print('\nodl-atoms: interrupted; no partial output was written',
               file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (``odl-atoms ... | head``):
+        # not an error; silence the final flush of the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (UsageError, FileNotFoundError, IsADirectoryError,
             NotADirectoryError, PermissionError, ValueError) as exc:
         if debug:
