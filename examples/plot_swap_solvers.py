@@ -14,8 +14,7 @@ method is changing the constructor:
     result = oa.SIRT(op).solve(data)
 
 Here the three reconstruct a 5 x 5 gold lattice with an interstitial atom from
-three noisy projections. (The loop uses whichever of the solvers this version
-of odl_atoms has.)
+three noisy projections.
 """
 
 import matplotlib.pyplot as plt
@@ -32,17 +31,12 @@ data = measured.element()
 a = phantom.lattice_spacing
 
 # One constructor per method; everything after it is shared.
-candidates = {
+solvers = {
     'ADCG': lambda: oa.ADCG(op, potential=a, noise_std=measured.noise_std),
     'SimulatedAnnealing': lambda: oa.SimulatedAnnealing(
         op, potential=a, noise_std=measured.noise_std, seed=0),
     'SIRT': lambda: oa.SIRT(op, noise_std=measured.noise_std),
 }
-solvers = {name: make for name, make in candidates.items()
-           if hasattr(oa, name)}
-missing = sorted(set(candidates) - set(solvers))
-if missing:
-    print(f'not in this version of odl_atoms: {", ".join(missing)}')
 
 results = {}
 for name, make in solvers.items():
@@ -61,18 +55,9 @@ for name, make in solvers.items():
 fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 4.4),
                          squeeze=False)
 for ax, (name, result) in zip(axes[0], results.items()):
-    image = result.image if result.image is not None else None
-    oa.plot_atoms(result.measure, phantom.measure, image=image, ax=ax,
+    oa.plot_atoms(result.measure, phantom.measure, image=result.image, ax=ax,
                   colorbar=False)
     ax.set_title(f'{name}\n{ax.get_title()}', fontsize=10)
 fig.tight_layout()
 
-# %%
-# Results chain: one solver's atoms can start another (``initial=``), e.g.
-# ADCG refining the atoms SIRT picked.
-
-if 'SIRT' in results:
-    refined = oa.ADCG(op, potential=a, noise_std=measured.noise_std).solve(
-        data, initial=results['SIRT'].measure)
-    print('SIRT then ADCG:', oa.match_atoms(phantom.measure, refined.measure))
 plt.show()
