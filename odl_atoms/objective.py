@@ -138,6 +138,59 @@ class AtomObjective:
             grad_x += self.energy_weight * g
         return value, grad_x, grad_w
 
+    def restricted(self, positions, weights, active):
+        """Return ``F`` as a function of the ``active`` atoms' positions only.
+
+        The other atoms stay where they are: their data are projected once,
+        so an evaluation costs a projection of the active atoms only (plus the
+        energy of all). Solvers use it to relax a region after a local change.
+
+        Parameters
+        ----------
+        positions : (n, d) array
+        weights : (n,) array
+        active : (n,) bool array or index array
+
+        Returns
+        -------
+        fun : callable
+            ``fun(active_positions) -> (F, dF/d active_positions)``, with
+            ``active_positions`` of shape ``(k, d)``; the value is ``F`` of
+            the whole configuration.
+        """
+        from odl_atoms.projection import Stencil
+
+        positions = np.array(positions, dtype=float)
+        weights = np.asarray(weights, dtype=float)
+        index = np.flatnonzero(np.isin(np.arange(len(weights)), active)
+                               if np.asarray(active).dtype != bool else active)
+        fixed = np.ones(len(weights), bool)
+        fixed[index] = False
+        op = self.operator
+        background = -self.y
+        if np.any(fixed):
+            background = background + Stencil(
+                op.frame, positions[fixed], op.sigma, op.truncate,
+                op.mode).project(weights[fixed])
+        w_active = weights[index]
+        c = self.inner_weight
+
+        def fun(active_positions):
+            p = np.asarray(active_positions, dtype=float).reshape(-1, positions.shape[1])
+            stencil = Stencil(op.frame, p, op.sigma, op.truncate, op.mode)
+            r = stencil.project(w_active) + background
+            grad, _ = stencil.adjoint_jacobian(w_active, r)
+            value = 0.5 * c * float(r @ r)
+            grad *= c
+            if self.energy_weight and positions.shape[0] > 1:
+                positions[index] = p
+                e, g = self.potential.energy(positions, gradient=True)
+                value += self.energy_weight * e
+                grad += self.energy_weight * g[index]
+            return value, grad
+
+        return fun
+
     def parts(self, positions, weights):
         """Return ``(data_misfit, energy)`` of a configuration."""
         return self.data_misfit(positions, weights), self.energy(positions)

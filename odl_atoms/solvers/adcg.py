@@ -319,19 +319,40 @@ class ADCG(Solver):
                     break
         return None, None, budget
 
-    def grow(self, objective, config, threshold, max_new=None):
-        """Add atoms (with local moves) while each lowers F by > ``threshold``."""
+    def grow(self, objective, config, threshold, max_new=None, near=None):
+        """Add atoms (with local moves) while each lowers F by > ``threshold``.
+
+        ``near = (centre, radius)`` relaxes only the atoms within ``radius``
+        of ``centre`` after each addition (cheap regional growth).
+        """
         count = 0
         while max_new is None or count < max_new:
             more = self.add_atom(objective, config)
             if more is None:
                 break
-            more = self.local_move(objective, more)
+            active = None
+            if near is not None:
+                active = np.linalg.norm(more.positions - near[0], axis=1) < near[1]
+                active[-1] = True
+            more = self.local_move(objective, more, active=active)
             if config.value - more.value <= threshold:
                 break
             config = more
             count += 1
         return config
+
+    def finish_trial(self, objective, trial, current):
+        """Relax, reweigh and prune a promising escape trial in full.
+
+        A trial still worse than ``current`` by a quarter of an atom energy
+        after its regional relaxation is returned as it is (it will be
+        rejected); the others get a full local move, weight choice and
+        pruning.
+        """
+        if trial.value > current.value + 0.25 * objective.atom_energy:
+            return trial
+        trial = self.local_move(objective, trial)
+        return self.prune(objective, self.choose_weights(objective, trial))
 
     def _measure(self, config):
         space = self.operator.domain
@@ -425,45 +446,74 @@ class ADCG(Solver):
                        bounds=list(zip(lo, hi)), options={'maxiter': 50})
         return res.x if res.fun <= negative_correlation(point)[0] else point
 
-    def add_atom(self, objective, config, exclude=None):
-        """Return ``config`` plus the best candidate atom, or None if none helps.
+    def best_candidate(self, objective, config, exclude=None):
+        """Return ``(point, weight_index, gain)`` of the best grid candidate.
 
-        ``exclude = (point, radius)`` forbids candidates near ``point``.
+        ``gain`` is the exact objective decrease of adding that atom at the
+        grid point (before refinement); ``exclude = (point, radius)`` forbids
+        candidates near ``point``.
         """
         points, gains, best = self.score_candidates(objective, config)
         if exclude is not None:
             near = np.linalg.norm(points - exclude[0], axis=1) < exclude[1]
             gains = np.where(near, -np.inf, gains)
         k = int(np.argmax(gains))
-        if not gains[k] > 0:
+        return points[k], int(best[k]), float(gains[k])
+
+    def add_atom(self, objective, config, exclude=None, candidate=None):
+        """Return ``config`` plus the best candidate atom, or None if none helps.
+
+        ``exclude = (point, radius)`` forbids candidates near ``point``;
+        ``candidate`` is a `best_candidate` result to use instead of scoring.
+        """
+        point, j, gain = candidate or self.best_candidate(objective, config,
+                                                          exclude)
+        if not gain > 0:
             return None
-        point = self.refine_candidate(objective, config, points[k])
+        point = self.refine_candidate(objective, config, point)
         new = Configuration(
             np.vstack([config.positions, point[None, :]]),
-            np.append(config.weights, self.allowed[best[k]]),
-            np.append(config.labels, self.labels[best[k]]))
+            np.append(config.weights, self.allowed[j]),
+            np.append(config.labels, self.labels[j]))
         new.value = objective(new.positions, new.weights)
         return new
 
-    def local_move(self, objective, config):
-        """Minimise the objective over all positions (weights fixed), in the box."""
+    def local_move(self, objective, config, active=None):
+        """Minimise the objective over positions (weights fixed), in the box.
+
+        ``active`` (bool mask or indices) restricts the move to some atoms;
+        the others stay fixed (a cheap relaxation after a local change).
+        """
         if config.n_atoms == 0:
             return config
         space = self.operator.domain
         n, d = config.positions.shape
         weights = config.weights
+        if active is None:
+            index = np.arange(n)
 
-        def fun(flat):
-            value, grad_x, _ = objective.value_and_gradient(
-                flat.reshape(n, d), weights)
-            return value, grad_x.ravel()
+            def fun(flat):
+                value, grad_x, _ = objective.value_and_gradient(
+                    flat.reshape(n, d), weights)
+                return value, grad_x.ravel()
+        else:
+            index = np.arange(n)[active]
+            if index.size == 0:
+                return config
+            restricted = objective.restricted(config.positions, weights, index)
 
-        bounds = list(zip(np.tile(space.min_pt, n), np.tile(space.max_pt, n)))
-        x0 = np.clip(config.positions, space.min_pt, space.max_pt).ravel()
+            def fun(flat):
+                value, grad_x = restricted(flat.reshape(-1, d))
+                return value, grad_x.ravel()
+
+        k = index.size
+        bounds = list(zip(np.tile(space.min_pt, k), np.tile(space.max_pt, k)))
+        x0 = np.clip(config.positions[index], space.min_pt, space.max_pt).ravel()
         res = minimize(fun, x0, jac=True, method='L-BFGS-B', bounds=bounds,
                        options={'maxiter': self.local_maxiter})
-        new = Configuration(res.x.reshape(n, d), weights.copy(),
-                            config.labels.copy())
+        positions = config.positions.copy()
+        positions[index] = res.x.reshape(k, d)
+        new = Configuration(positions, weights.copy(), config.labels.copy())
         new.value = objective(new.positions, new.weights)
         if new.value > config.value:  # never accept a worse configuration
             return config

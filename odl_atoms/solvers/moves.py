@@ -60,20 +60,27 @@ class Relocate:
         radius = (self.tabu_radius if self.tabu_radius is not None
                   else 2 * solver.operator.sigma)
         screen = self.screen * objective.atom_energy
-        order = np.argsort(solver.removal_changes(objective, config))
-        for i in order:
+        removal = solver.removal_changes(objective, config)
+        for i in np.argsort(removal):
             trial = config.without(i)
-            trial.value = objective(trial.positions, trial.weights)
-            trial = solver.add_atom(objective, trial,
-                                    exclude=(config.positions[i], radius))
-            # Screen before the expensive local moves: a relocation that is
-            # far worse before relaxing rarely ends better after it.
-            if trial is None or trial.value > config.value + screen:
+            trial.value = config.value + removal[i]  # exact, see removal_changes
+            candidate = solver.best_candidate(
+                objective, trial, exclude=(config.positions[i], radius))
+            # Screen before refining and relaxing: a relocation that is far
+            # worse before relaxing rarely ends better after it. The grid
+            # gain is exact for the unrefined addition.
+            if not candidate[2] > 0 or \
+                    trial.value - candidate[2] > config.value + screen:
                 yield None
                 continue
-            trial = solver.local_move(objective, trial)
+            trial = solver.add_atom(objective, trial, candidate=candidate)
+            # Relax around the two changed places first (cheap); only
+            # promising trials get a full relaxation.
+            region = _near(solver, objective, trial.positions,
+                           [config.positions[i], trial.positions[-1]])
+            trial = solver.local_move(objective, trial, active=region)
             trial = solver.grow(objective, trial, threshold)
-            yield solver.prune(objective, solver.choose_weights(objective, trial))
+            yield solver.finish_trial(objective, trial, config)
 
     def __repr__(self):
         return f'Relocate(tabu_radius={self.tabu_radius!r}, screen={self.screen!r})'
@@ -119,15 +126,26 @@ class Regrow:
             if i in seen:
                 continue
             seen.add(i)
-            region = tree.query_ball_point(config.positions[i], radius)
+            centre = config.positions[i]
+            region = tree.query_ball_point(centre, radius)
             trial = config.without(region)
             trial.value = objective(trial.positions, trial.weights)
             trial = solver.grow(objective, trial, threshold,
-                                max_new=len(region) + 2)
-            yield solver.prune(objective, trial)
+                                max_new=len(region) + 2,
+                                near=(centre, 2 * radius))
+            yield solver.finish_trial(objective, trial, config)
 
     def __repr__(self):
         return f'Regrow(radius={self.radius!r}, n_suspects={self.n_suspects!r})'
+
+
+def _near(solver, objective, positions, centres):
+    """Mask of the atoms within two neighbour distances of any centre."""
+    reach = (2.0 * objective.potential.r_min if objective.potential is not None
+             else 8 * solver.operator.sigma)
+    dist = np.linalg.norm(positions[:, None, :] - np.asarray(centres)[None],
+                          axis=-1)
+    return dist.min(axis=1) < reach
 
 
 #: The moves ADCG uses by default (chosen by the defects benchmark).
