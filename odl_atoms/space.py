@@ -213,7 +213,7 @@ class SparseMeasureSpace(odl.LinearSpace):
         """Example measures: empty, one atom, random configurations."""
         rng = np.random.default_rng(1)
         extent = self.max_pt - self.min_pt
-        yield ('Empty', self.zero())
+        yield ('Zero', self.zero())  # the name ODL's diagnostics expect
         yield ('Centre atom', self.element([self.box.mid_pt]))
         for n in (3, 20):
             pos = self.min_pt + extent * rng.uniform(0.1, 0.9, (n, self.ndim))
