@@ -25,6 +25,7 @@ them and the informational messages, but not results and errors.
 
 import argparse
 import ctypes
+import importlib
 import inspect
 import json
 import math
@@ -42,6 +43,12 @@ __all__ = ('main', 'build_parser', 'SOLVER_NAMES')
 #: ``--solver`` choices and the names they have in the package.
 SOLVER_NAMES = {'adcg': 'ADCG', 'sa': 'SimulatedAnnealing', 'sirt': 'SIRT',
                 'sirt+learned': 'LearnedSIRT'}
+# Solvers with optional dependencies live in subpackages the package does not
+# import itself.
+_SOLVER_HOMES = {'sirt+learned': 'odl_atoms.learned'}
+# Optional dependencies a solver may import when it runs, and how to get them.
+_OPTIONAL = {'torch': 'pip install "odl_atoms[learn]" (PyTorch, for '
+                      '--solver sirt+learned)'}
 
 # The demo problem: the README's and the first example's.
 DEMO_ANGLES_DEG = (0.0, 45.0, 90.0)
@@ -460,14 +467,28 @@ def metrics_header(with_time=True):
 # --- Solvers
 
 
-def solver_class(name):
-    """Return the `Solver` class of a ``--solver`` name, or raise UsageError."""
+def _find_solver(name):
+    """The class of a ``--solver`` name, or None if this version lacks it."""
     import odl_atoms
 
+    cls = getattr(odl_atoms, SOLVER_NAMES[name], None)
+    if cls is None and name in _SOLVER_HOMES:
+        try:
+            module = importlib.import_module(_SOLVER_HOMES[name])
+        except ModuleNotFoundError as exc:
+            if exc.name != _SOLVER_HOMES[name]:
+                raise
+            module = None
+        cls = getattr(module, SOLVER_NAMES[name], None)
+    return cls
+
+
+def solver_class(name):
+    """Return the `Solver` class of a ``--solver`` name, or raise UsageError."""
     if name not in SOLVER_NAMES:
         raise UsageError(f'unknown solver {name!r}; choose one of '
                          f'{", ".join(SOLVER_NAMES)}')
-    cls = getattr(odl_atoms, SOLVER_NAMES[name], None)
+    cls = _find_solver(name)
     if cls is None:
         if name == 'sirt+learned':
             raise UsageError(
@@ -482,8 +503,8 @@ def solver_class(name):
 
 
 def available_solvers():
-    import odl_atoms
-    return [n for n, attr in SOLVER_NAMES.items() if hasattr(odl_atoms, attr)]
+    """The ``--solver`` names this version of odl_atoms has."""
+    return [name for name in SOLVER_NAMES if _find_solver(name) is not None]
 
 
 def build_solver(cls, op, options, args):
@@ -1377,6 +1398,18 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except ImportError as exc:
+        root = (exc.name or '').split('.')[0]
+        if debug or root not in _OPTIONAL:
+            if debug:
+                raise
+            print(f'odl-atoms: internal error: ImportError: {exc}\n(run again '
+                  f'with --debug for the traceback, and please report it)',
+                  file=sys.stderr)
+            return 1
+        print(f'odl-atoms: error: this needs the optional package {root!r}, '
+              f'which is not installed: {_OPTIONAL[root]}', file=sys.stderr)
+        return 2
     except (UsageError, FileNotFoundError, IsADirectoryError,
             NotADirectoryError, PermissionError, ValueError) as exc:
         if debug:

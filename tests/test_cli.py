@@ -332,7 +332,7 @@ def test_reconstruct_bad_input(small_data, tmp_path, capsys, case, message):
         extra = ['--init', tmp_path / 'nothing.xyz']
     elif case == 'alpha':
         extra = ['--alpha', '-1']
-    if case == 'learned' and hasattr(oa, 'LearnedSIRT'):
+    if case == 'learned' and cli.available_solvers().count('sirt+learned'):
         pytest.skip('the learned solver exists')
     status, _, err = run(capsys, 'reconstruct', data, '-o', out, *extra)
     assert status == 2
@@ -348,6 +348,31 @@ def test_missing_solver_is_a_clear_error(small_data, tmp_path, capsys,
                          tmp_path / 'rec.extxyz', '--solver', 'sirt')
     assert status == 2
     assert 'odl_atoms.SIRT' in err and 'not available' in err
+
+
+def test_learned_solver_without_pytorch(small_data, tmp_path, capsys,
+                                        monkeypatch):
+    """A missing optional dependency is a clear error, not a traceback."""
+    class NeedsTorch(oa.Solver):
+        def _solve(self, data, initial, callback, rng):
+            import torch_that_is_not_installed  # noqa: F401
+
+    class NeedsTorchForReal(oa.Solver):
+        def _solve(self, data, initial, callback, rng):
+            raise ModuleNotFoundError("No module named 'torch'", name='torch')
+
+    monkeypatch.setattr(oa, 'LearnedSIRT', NeedsTorchForReal, raising=False)
+    status, _, err = run(capsys, 'reconstruct', small_data, '-o',
+                         tmp_path / 'rec.extxyz', '--solver', 'sirt+learned')
+    assert status == 2
+    assert "'torch'" in err and 'odl_atoms[learn]' in err
+    assert 'Traceback' not in err
+    # An import error that is not an optional dependency is a bug (status 1).
+    monkeypatch.setattr(oa, 'LearnedSIRT', NeedsTorch)
+    status, _, err = run(capsys, 'reconstruct', small_data, '-o',
+                         tmp_path / 'rec.extxyz', '--solver', 'sirt+learned')
+    assert status == 1 and 'internal error' in err
+    assert not (tmp_path / 'rec.extxyz').exists()
 
 
 @pytest.mark.parametrize('solver', ['sa', 'sirt'])
