@@ -13,10 +13,10 @@ import sys
 import urllib.request
 from pathlib import Path
 
-# The examples call SciPy's L-BFGS-B thousands of times on small problems;
-# OpenBLAS's threads cost more than they give there (and spin on a busy
-# machine: 58 s instead of 4 s for the first example on 2 shared cores). The
-# variable must be set before NumPy is first imported, which is here.
+# The examples work on small arrays, where OpenBLAS's threads cost more than
+# they give (and spin on a busy machine; the solvers limit BLAS to one thread
+# themselves, the examples' own NumPy/ODL code is covered here). The variable
+# must be set before NumPy is first imported, which is here.
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 HERE = Path(__file__).resolve().parent

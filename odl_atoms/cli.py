@@ -24,7 +24,6 @@ them and the informational messages, but not results and errors.
 """
 
 import argparse
-import ctypes
 import importlib
 import inspect
 import json
@@ -118,52 +117,6 @@ class IterationBar:
 
     def close(self):
         self.bar.close()
-
-
-def limit_blas_threads(n=1):
-    """Limit the threads of the OpenBLAS copies NumPy and SciPy loaded.
-
-    The solvers call SciPy's L-BFGS-B on small problems many thousand times;
-    OpenBLAS then spends more time waking and synchronising its threads than
-    computing, and on a machine whose cores are busy the threads spin: ADCG on
-    the demo problem took 58 s with OpenBLAS's default threads and 4 s with
-    one thread on the same (loaded, 2-core) machine. ``OPENBLAS_NUM_THREADS``
-    is read only when OpenBLAS is loaded, which happens when ``odl_atoms``
-    imports NumPy, before this module runs; so the limit is set through
-    OpenBLAS's own ``*_set_num_threads`` function in every loaded copy (what
-    ``threadpoolctl`` does). A user who sets ``OPENBLAS_NUM_THREADS`` or
-    ``OMP_NUM_THREADS`` keeps their choice. Linux only; elsewhere a no-op.
-
-    Returns
-    -------
-    limited : int
-        Number of libraries whose thread count was set.
-    """
-    if any(os.environ.get(v) for v in ('OPENBLAS_NUM_THREADS',
-                                       'OMP_NUM_THREADS')):
-        return 0
-    try:
-        with open('/proc/self/maps') as maps:
-            libraries = sorted({line.split()[-1] for line in maps
-                                if 'openblas' in line.lower()
-                                and line.split()[-1].startswith('/')})
-    except OSError:
-        return 0
-    limited = 0
-    for path in libraries:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in ('openblas_set_num_threads', 'openblas_set_num_threads64_',
-                     'scipy_openblas_set_num_threads',
-                     'scipy_openblas_set_num_threads64_'):
-            func = getattr(lib, name, None)
-            if func is not None:
-                func(int(n))
-                limited += 1
-                break
-    return limited
 
 
 def _parse_numbers(tokens, what, allow_range=True):
@@ -1386,7 +1339,6 @@ def main(argv=None):
             parser.print_help()
             return 2
         args._explicit = _explicit_options(argv)
-        limit_blas_threads(1)
         return args.func(args) or 0
     except KeyboardInterrupt:
         print('\nodl-atoms: interrupted; no partial output was written',
