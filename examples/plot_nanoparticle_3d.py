@@ -28,7 +28,7 @@ print(phantom, '->', measured.geometry.__class__.__name__,
 # %%
 # ADCG's candidate grid covers the box; in 3D a spacing of sigma means
 # 32^3 = 33 000 candidates per addition, and the final relocation moves score
-# them many times (38 s for this particle on two cores). A spacing of
+# them many times (28 s for this particle on two cores). A spacing of
 # 2 sigma is 8 times coarser and gives the same atoms here in about 4 s: each
 # candidate is refined to the local maximum of the correlation before it is
 # added, so the grid only needs to land near every atom.

@@ -64,8 +64,8 @@ DEFAULT_SIGMA = 0.43
 DEFAULT_CELL_PER_SIGMA = 0.8
 #: ADCG's candidate grid spacing in 3D, in units of sigma. ADCG's own
 #: default (sigma) scores ~33 000 candidates per addition for a 19-atom
-#: octahedron and took 38 s (plus as much for the r_min estimate); 2 sigma
-#: found the same atoms in 4 s: candidates are refined to the local maximum
+#: octahedron and took 28 s (41 s with the r_min estimate); 2 sigma found
+#: the same atoms in 4 s: candidates are refined to the local maximum
 #: of the correlation before they are added, so the grid only needs to land
 #: near each atom.
 DEFAULT_GRID_PER_SIGMA_3D = 2.0
