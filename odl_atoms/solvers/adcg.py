@@ -49,6 +49,9 @@ __all__ = ('ADCG', 'DEFAULT_ALPHA')
 #: equally well.
 DEFAULT_ALPHA = 1e-3
 
+#: Fraction of ``alpha`` kept when polishing the positions at the end.
+POLISH_FRACTION = 1e-2
+
 
 @dataclass
 class Configuration:
@@ -98,7 +101,7 @@ class ADCG(Solver):
         sequence, or a mapping ``{label: weight}`` for several species.
     grid_spacing : float, optional
         Spacing of the coarse candidate grid (angstrom). Default: the atom
-        width ``sigma``.
+        width ``sigma`` in 2D, ``2 sigma`` in 3D.
     tol : float, optional
         Stop when an iteration lowers the objective by less than ``tol`` times
         the data energy ``E_atom`` of one atom (default 0.5: adding a missing
@@ -128,10 +131,10 @@ class ADCG(Solver):
     move_budget : float, optional
         Total number of escape trials, in units of ``max_atoms`` (default 2).
     polish : bool, optional
-        After the search (with energy), refine the positions on the data
-        alone (a local move from the found arrangement), so that the
+        After the search (with energy), refine the positions with 1 % of the
+        energy weight (a local move from the found arrangement), so that the
         potential's preference for its own lattice does not bias the
-        positions. Default True.
+        positions while its core still keeps atoms apart. Default True.
     seed : int or Generator, optional
         Unused by plain ADCG (it is deterministic); kept for the interface.
 
@@ -172,7 +175,12 @@ class ADCG(Solver):
         self.potential = potential
         self.labels, self.allowed = allowed_weights(weights)
         self.weights = weights
-        self.grid_spacing = float(grid_spacing or operator.sigma)
+        # Coarse grid + local refinement: sigma in 2D; 2 sigma in 3D, where a
+        # sigma grid has (box / sigma)^3 points and scoring it dominates
+        # (measured: same atoms, 7x faster on a 19-atom octahedron).
+        if grid_spacing is None:
+            grid_spacing = operator.sigma * (1 if operator.domain.ndim == 2 else 2)
+        self.grid_spacing = float(grid_spacing)
         if not self.grid_spacing > 0:
             raise ValueError(f'`grid_spacing` must be positive, got {grid_spacing}')
         self.tol = float(tol)
@@ -212,9 +220,12 @@ class ADCG(Solver):
         info['moves_taken'] = dict(self._moves_taken)
         if self.polish and objective.energy_weight and config.n_atoms:
             # The energy chose the arrangement; the positions are then
-            # refined on the data alone, so that a lattice the potential
-            # does not prefer (a square one, a strained one) is not biased.
-            data_only = AtomObjective(self.operator, data, 0.0, None,
+            # refined with 1 % of its weight, so that a lattice the potential
+            # does not prefer (a square one, a strained one) is not biased,
+            # while its repulsive core still keeps atoms apart.
+            data_only = AtomObjective(self.operator, data,
+                                      POLISH_FRACTION * objective.alpha,
+                                      objective.potential,
                                       reference_weight=self.allowed.min())
             start = config.copy()
             start.value = data_only(start.positions, start.weights)
@@ -421,8 +432,9 @@ class ADCG(Solver):
                                             output_type='coo_matrix')
         # sparse_distance_matrix drops exact zeros (an atom on a grid point);
         # those pairs cost the energy of coincident atoms.
-        energies = np.bincount(pairs.row, potential.pair_energy(pairs.data),
-                               minlength=points.shape[0])
+        energies = np.bincount(
+            pairs.row, np.asarray(potential.pair_energy(pairs.data), float),
+            minlength=points.shape[0]).astype(float)  # int64 when no pairs
         on_atom = tree.query_ball_point(positions, 1e-12)
         for hits in on_atom:
             energies[hits] += potential.pair_energy(0.0)
