@@ -121,6 +121,9 @@ class DetectorFrame:
     shape : tuple of int
         Shape of the data: ``(m, n_u)`` or ``(m, n_u, n_v)`` (with Euler
         geometries, ``m`` is the product of the motion-partition shape).
+    rays : numpy.ndarray, shape ``(m, d)``
+        Unit ray directions (towards the source): moving a point along them
+        leaves its projection at that angle unchanged.
     """
 
     axes: np.ndarray
@@ -128,6 +131,7 @@ class DetectorFrame:
     edges: tuple
     centres: tuple
     shape: tuple
+    rays: np.ndarray = None
 
     @classmethod
     def from_geometry(cls, geometry):
@@ -164,8 +168,9 @@ class DetectorFrame:
         edges = tuple(np.asarray(e, dtype=float) for e in dpart.cell_boundary_vecs)
         centres = tuple(np.asarray(c, dtype=float) for c in dpart.coord_vectors)
         shape = (points.shape[0],) + tuple(dpart.shape)
+        rays = ray / np.linalg.norm(ray, axis=1, keepdims=True)
         return cls(axes=axes, offsets=offsets, edges=edges, centres=centres,
-                   shape=shape)
+                   shape=shape, rays=rays)
 
     @property
     def n_angles(self):

@@ -107,6 +107,13 @@ class ADCG(Solver):
         the data energy ``E_atom`` of one atom (default 0.5: adding a missing
         atom lowers it by about one ``E_atom``; an atom that explains less than
         half of its own data is not worth its place).
+    fine_tol : float, optional
+        Second stage: from the configuration found with ``tol``, atoms are
+        added (and escapes tried) while they lower the objective by more than
+        ``fine_tol`` atom energies (default 0.2). Atoms close to others lower
+        it by less than one ``E_atom`` when their neighbours had partly
+        absorbed their signal; adding them only once the skeleton is right
+        keeps partial fits in wrong places from blocking the escape moves.
     noise_std : float, optional
         Standard deviation of the data noise, if known. The stopping threshold
         is then at least ``noise_factor * (d + 1) * 0.5 * c * noise_std**2``
@@ -157,7 +164,8 @@ class ADCG(Solver):
     """
 
     def __init__(self, operator, alpha=DEFAULT_ALPHA, potential='auto',
-                 weights=1.0, grid_spacing=None, tol=0.5, noise_std=None,
+                 weights=1.0, grid_spacing=None, tol=0.5, fine_tol=0.2,
+                 noise_std=None,
                  noise_factor=10.0, max_atoms=None, max_iter=None,
                  local_maxiter=100, merge_distance=None, moves=DEFAULT_MOVES,
                  move_budget=2.0, polish=True, seed=None):
@@ -184,6 +192,7 @@ class ADCG(Solver):
         if not self.grid_spacing > 0:
             raise ValueError(f'`grid_spacing` must be positive, got {grid_spacing}')
         self.tol = float(tol)
+        self.fine_tol = float(fine_tol)
         self.noise_std = None if noise_std is None else float(noise_std)
         self.noise_factor = float(noise_factor)
         self.max_atoms = max_atoms
@@ -262,7 +271,6 @@ class ADCG(Solver):
                                    np.array(initial.weights),
                                    np.array(initial.species))
         config.value = objective(config.positions, config.weights)
-        threshold = self.stop_threshold(objective)
         max_atoms = self.max_atoms or self._default_max_atoms(objective)
         max_iter = self.max_iter or 2 * max_atoms
         history = []
@@ -274,34 +282,41 @@ class ADCG(Solver):
                 callback(self._measure(new))
 
         stop = 'max_iter'
-        budget = int(self.move_budget * max_atoms)
-        while len(history) < max_iter:
-            candidate = None
-            if config.n_atoms >= max_atoms:
-                stop = 'max_atoms'
-            else:
-                candidate = self.add_atom(objective, config)
-                stop = 'no_candidate' if candidate is None else 'converged'
-            if candidate is not None:
-                candidate = self.local_move(objective, candidate)
-                candidate = self.choose_weights(objective, candidate)
-                candidate = self.prune(objective, candidate)
-                if config.value - candidate.value > threshold:
-                    config = candidate
-                    report(config)
-                    continue
-            # No addition helps: try to escape the local minimum.
-            if stop == 'max_atoms':
-                break
-            moved, name, budget = self.escape(objective, config, threshold,
-                                              budget, rng)
-            if moved is None:
-                if budget <= 0:
-                    stop = 'move_budget'
-                break
-            moves_taken[name] += 1
-            config = moved
-            report(config)
+        # Two stages: first the skeleton (atoms that explain at least
+        # ``tol`` of an atom's data energy), then, from there, the atoms the
+        # skeleton's neighbours had partly absorbed (``fine_tol``). Adding
+        # those early lets partial fits in wrong places block the escapes.
+        for tol in sorted({self.tol, min(self.fine_tol, self.tol)},
+                          reverse=True):
+            threshold = self.stop_threshold(objective, tol)
+            budget = int(self.move_budget * max_atoms)
+            while len(history) < max_iter:
+                candidate = None
+                if config.n_atoms >= max_atoms:
+                    stop = 'max_atoms'
+                else:
+                    candidate = self.add_atom(objective, config)
+                    stop = 'no_candidate' if candidate is None else 'converged'
+                if candidate is not None:
+                    candidate = self.local_move(objective, candidate)
+                    candidate = self.choose_weights(objective, candidate)
+                    candidate = self.prune(objective, candidate)
+                    if config.value - candidate.value > threshold:
+                        config = candidate
+                        report(config)
+                        continue
+                # No addition helps: try to escape the local minimum.
+                if stop == 'max_atoms':
+                    break
+                moved, name, budget = self.escape(objective, config,
+                                                  threshold, budget, rng)
+                if moved is None:
+                    if budget <= 0:
+                        stop = 'move_budget'
+                    break
+                moves_taken[name] += 1
+                config = moved
+                report(config)
         self._moves_taken = moves_taken
         if full:
             return config, history, stop
@@ -370,9 +385,9 @@ class ADCG(Solver):
         return space.element(np.clip(config.positions, space.min_pt, space.max_pt),
                              weights=config.weights, species=config.labels)
 
-    def stop_threshold(self, objective):
+    def stop_threshold(self, objective, tol=None):
         """Smallest objective decrease that counts as progress (see ``tol``)."""
-        threshold = self.tol * objective.atom_energy
+        threshold = (self.tol if tol is None else tol) * objective.atom_energy
         if self.noise_std:
             d = self.operator.domain.ndim
             noise = (0.5 * objective.inner_weight * self.noise_std ** 2
@@ -405,8 +420,19 @@ class ADCG(Solver):
         w = self.allowed[None, :]
         gains = w * corr[:, None] - 0.5 * w ** 2 * norms[:, None]
         if objective.energy_weight and config.n_atoms > 0:
-            gains -= objective.energy_weight * self.addition_energies(
-                objective.potential, config.positions, points)[:, None]
+            # Energy in the scoring: a hard exclusion zone around every atom
+            # (no atom on top of another: a stacked pair can fit a column of
+            # double weight) and the attractive part of the pair energy (the
+            # bonds a new atom would form). Not the repulsion between the
+            # exclusion radius and the bond length: an interstitial's
+            # neighbours relax outwards in the local move, and scoring it
+            # with rigid neighbours would veto it (measured: 2.5 atom
+            # energies of repulsion before relaxing, a net gain after).
+            potential = objective.potential
+            attraction, nearest = self.addition_energies(
+                potential, config.positions, points, attractive_only=True)
+            gains -= objective.energy_weight * attraction[:, None]
+            gains[nearest < self.exclusion_radius(potential)] = -np.inf
         best = np.argmax(gains, axis=1)
         return points, gains[np.arange(points.shape[0]), best], best
 
@@ -423,22 +449,32 @@ class ADCG(Solver):
             self._grid = (points, stencil, stencil.self_inner())
         return self._grid
 
+    def exclusion_radius(self, potential):
+        """No candidate closer than this to an atom: half a bond length."""
+        return 0.5 * potential.r_min
+
     @staticmethod
-    def addition_energies(potential, positions, points):
-        """Energy change of adding one atom at each of ``points``."""
-        tree = cKDTree(points)
-        pairs = tree.sparse_distance_matrix(cKDTree(positions),
-                                            potential.cutoff,
-                                            output_type='coo_matrix')
-        # sparse_distance_matrix drops exact zeros (an atom on a grid point);
-        # those pairs cost the energy of coincident atoms.
-        energies = np.bincount(
-            pairs.row, np.asarray(potential.pair_energy(pairs.data), float),
-            minlength=points.shape[0]).astype(float)  # int64 when no pairs
-        on_atom = tree.query_ball_point(positions, 1e-12)
-        for hits in on_atom:
-            energies[hits] += potential.pair_energy(0.0)
-        return energies
+    def addition_energies(potential, positions, points, attractive_only=False):
+        """Energy change of adding one atom at each of ``points``.
+
+        Returns ``(energies, nearest)``: the energy change (only its
+        attractive, negative pair terms with ``attractive_only``) and the
+        distance from each point to the nearest atom.
+        """
+        tree = cKDTree(positions)
+        nearest = tree.query(points)[0]
+        pairs = cKDTree(points).sparse_distance_matrix(
+            tree, potential.cutoff, output_type='coo_matrix')
+        pair = np.asarray(potential.pair_energy(pairs.data), float)
+        if attractive_only:
+            pair = np.minimum(pair, 0.0)
+        energies = np.bincount(pairs.row, pair,
+                               minlength=points.shape[0]).astype(float)
+        if not attractive_only:
+            # sparse_distance_matrix drops exact zeros (an atom on a grid
+            # point); those pairs cost the energy of coincident atoms.
+            energies[nearest == 0] += potential.pair_energy(0.0)
+        return energies, nearest
 
     def refine_candidate(self, objective, config, point):
         """Move a candidate to the local maximum of the residual correlation."""
@@ -617,7 +653,7 @@ class ADCG(Solver):
             args.append(f'weights={self.weights!r}')
         if self.moves != DEFAULT_MOVES:
             args.append(f'moves={list(self.moves)!r}')
-        for name, default in (('tol', 0.5), ('noise_std', None),
+        for name, default in (('tol', 0.5), ('fine_tol', 0.2), ('noise_std', None),
                               ('max_atoms', None), ('max_iter', None),
                               ('local_maxiter', 100), ('move_budget', 2.0),
                               ('polish', True), ('seed', None)):

@@ -25,9 +25,12 @@ Write your own by following the same interface and pass it in
 """
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-__all__ = ('Relocate', 'Regrow', 'DEFAULT_MOVES')
+__all__ = ('Relocate', 'Regrow', 'ShiftColumn', 'RegrowColumn',
+           'DEFAULT_MOVES')
 
 
 class Relocate:
@@ -137,6 +140,154 @@ class Regrow:
 
     def __repr__(self):
         return f'Regrow(radius={self.radius!r}, n_suspects={self.n_suspects!r})'
+
+
+class ShiftColumn:
+
+    """Slide a whole column of atoms along the rays of one projection.
+
+    Atoms that project onto the same detector position at one angle form a
+    column; moving the column along that angle's rays leaves that projection
+    unchanged and changes only the others. With two or three projections,
+    a column shifted by a fraction of the lattice spacing along the rays of
+    the sharpest projection fits the data almost as well as the true one,
+    and single-atom moves cannot undo it (every atom would have to move at
+    once). This move tries, for every angle and every column, the best shift
+    on a line search over ``+- max_shift``, relaxes the column and its
+    neighbours, and keeps it if the objective drops.
+
+    Parameters
+    ----------
+    max_shift : float, optional
+        Largest shift tried, angstrom. Default: one equilibrium distance of
+        the potential (one lattice period), or ``8 sigma`` without potential.
+    step : float, optional
+        Step of the line search. Default ``sigma / 2``.
+    """
+
+    name = 'shift_column'
+
+    def __init__(self, max_shift=None, step=None):
+        self.max_shift = max_shift
+        self.step = step
+
+    def trials(self, solver, objective, config, threshold, rng):
+        n = config.n_atoms
+        if n < 2:
+            return
+        op = solver.operator
+        sigma = op.sigma
+        max_shift = self.max_shift
+        if max_shift is None:
+            max_shift = (objective.potential.r_min if objective.potential
+                         is not None else 8 * sigma)
+        step = self.step or 0.5 * sigma
+        shifts = np.arange(step, max_shift + 1e-12, step)
+        shifts = np.concatenate([-shifts[::-1], shifts])
+        frame = op.frame
+        space = op.domain
+        for a in range(frame.n_angles):
+            coords = frame.coordinates(config.positions)[:, a, :]
+            for column in _columns(coords, sigma):
+                if column.size < 2:
+                    continue
+                restricted = objective.restricted(config.positions,
+                                                  config.weights, column)
+                base = config.positions[column]
+                best_value, best_shift = config.value, 0.0
+                for t in shifts:
+                    moved = base + t * frame.rays[a]
+                    if np.any(moved < space.min_pt) or np.any(moved > space.max_pt):
+                        continue
+                    value = restricted(moved)[0]
+                    if value < best_value:
+                        best_value, best_shift = value, t
+                if best_shift == 0.0:
+                    continue
+                trial = config.copy()
+                trial.positions[column] = base + best_shift * frame.rays[a]
+                trial.value = best_value
+                region = _near(solver, objective, trial.positions,
+                               trial.positions[column])
+                trial = solver.local_move(objective, trial, active=region)
+                yield solver.finish_trial(objective, trial, config)
+
+    def __repr__(self):
+        return f'ShiftColumn(max_shift={self.max_shift!r}, step={self.step!r})'
+
+
+class RegrowColumn:
+
+    """Remove a whole column of atoms (along one projection's rays), regrow it.
+
+    With few projections a column can hold the wrong number of atoms at the
+    wrong heights while its projection at that angle is still right; the
+    other projections then show only a weak, spread-out misfit. Removing the
+    column leaves its full signal in the residual, and greedy regrowth (with
+    energy-aware scoring, so that atoms land at bond length from the correct
+    neighbouring columns) rebuilds it. Columns are tried worst first, by the
+    mean potential energy of their atoms (irregular spacing costs energy).
+
+    Parameters
+    ----------
+    max_trials : int, optional
+        Columns tried per call, over all angles (worst first).
+    """
+
+    name = 'regrow_column'
+
+    def __init__(self, max_trials=12):
+        self.max_trials = int(max_trials)
+
+    def trials(self, solver, objective, config, threshold, rng):
+        if config.n_atoms < 3:
+            return
+        op = solver.operator
+        coords = op.frame.coordinates(config.positions)
+        columns = [c for a in range(op.frame.n_angles)
+                   for c in _columns(coords[:, a, :], op.sigma) if c.size >= 2]
+        if objective.potential is not None:
+            site = -objective.potential.removal_energies(config.positions)
+            badness = [float(site[c].mean()) for c in columns]
+        else:
+            removal = solver.removal_changes(objective, config)
+            badness = [-float(removal[c].mean()) for c in columns]
+        for k in np.argsort(badness)[::-1][:self.max_trials]:
+            column = columns[k]
+            trial = config.without(column)
+            trial.value = objective(trial.positions, trial.weights)
+            removed = config.positions[column]
+            grown = trial
+            count = 0
+            while count < column.size + 2:
+                more = solver.add_atom(objective, grown)
+                if more is None:
+                    break
+                active = _near(solver, objective, more.positions, removed)
+                active[-1] = True
+                more = solver.local_move(objective, more, active=active)
+                if grown.value - more.value <= threshold:
+                    break
+                grown = more
+                count += 1
+            yield solver.finish_trial(objective, grown, config)
+
+    def __repr__(self):
+        return f'RegrowColumn(max_trials={self.max_trials!r})'
+
+
+def _columns(coords, sigma):
+    """Group atoms whose detector coordinates agree within ``sigma``.
+
+    ``coords`` is ``(n, k)``; returns a list of index arrays (single-linkage
+    clusters, by a KD-tree on the detector coordinates).
+    """
+    pairs = cKDTree(coords).query_pairs(sigma, output_type='ndarray')
+    n = coords.shape[0]
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                       shape=(n, n))
+    n_comp, labels = connected_components(graph, directed=False)
+    return [np.flatnonzero(labels == k) for k in range(n_comp)]
 
 
 def _near(solver, objective, positions, centres):
