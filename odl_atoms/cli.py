@@ -613,101 +613,18 @@ def _pyplot():
     return plt
 
 
-def plot_projection_images(data, model=None, fig=None, max_angles=5):
-    """Draw 3D projection data (one image per angle), the model and residual.
-
-    ``odl_atoms.plot.plot_projections`` draws 2D data only; this is its 3D
-    counterpart for the command line's figures.
-    """
-    plt = _pyplot()
-    y = np.asarray(data.data, dtype=float)
-    n = min(y.shape[0], max_angles)
-    rows = 1 if model is None else 3
-    angles = data.space.partition.coord_vectors[0]
-    umin, vmin = data.space.partition.min_pt[1:]
-    umax, vmax = data.space.partition.max_pt[1:]
-    if fig is None:
-        aspect = (vmax - vmin) / (umax - umin)
-        fig = plt.figure(figsize=(2.4 * n, 2.4 * rows * aspect + 0.5),
-                         layout='constrained')
-    axes = fig.subplots(rows, n, squeeze=False)
-    extent = [umin, umax, vmin, vmax]
-    ym = None if model is None else np.asarray(model.data, dtype=float)
-    scale = np.abs(y).max()
-    for k in range(n):
-        panels = [(y[k], 'data', 'gray')]
-        if ym is not None:
-            panels += [(ym[k], 'model', 'gray'), (y[k] - ym[k], 'residual',
-                                                  'RdBu_r')]
-        for r, (img, label, cmap) in enumerate(panels):
-            ax = axes[r, k]
-            lim = (0, scale) if label != 'residual' else (-0.2 * scale,
-                                                          0.2 * scale)
-            ax.imshow(img.T, origin='lower', extent=extent, cmap=cmap,
-                      vmin=lim[0], vmax=lim[1])
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f'{np.degrees(angles[k]):.0f}°')
-            if k == 0:
-                ax.set_ylabel(label)
-    return fig
-
-
 def comparison_figure(results, truth, data, op, fit_label=None):
-    """One panel per method (atoms by distance to the truth) + projections.
+    """`odl_atoms.plot.plot_comparison` with the non-interactive backend."""
+    from odl_atoms.plot import plot_comparison
 
-    Parameters
-    ----------
-    results : dict
-        ``{method name: Reconstruction}``.
-    truth : `SparseMeasure` or None
-    data : projection-space element
-    op : `GaussianRayTransform`
-    fit_label : str, optional
-        Which method's model to draw over the projections (default the first).
-    """
-    from odl_atoms.plot import plot_atoms, plot_atoms_3d, plot_projections
-
-    plt = _pyplot()
-    names = list(results)
-    fit_label = fit_label or names[0]
-    ndim = op.domain.ndim
-    if ndim == 2:
-        n = len(names)
-        fig, axes = plt.subplots(
-            1, n + 1, figsize=(4.4 * n + 5.6, 4.6), squeeze=False,
-            gridspec_kw={'width_ratios': [1.0] * (n - 1) + [1.2, 1.3]})
-        axes = axes[0]
-        box = op.domain
-        for i, (ax, name) in enumerate(zip(axes, names)):
-            result = results[name]
-            image = result.image
-            if image is not None and getattr(image, 'ndim', 0) != 2:
-                image = None
-            plot_atoms(result.measure, truth, image=image, ax=ax,
-                       colorbar=(i == n - 1))
-            ax.set_xlim(box.min_pt[0], box.max_pt[0])
-            ax.set_ylim(box.min_pt[1], box.max_pt[1])
-            ax.set_title(f'{name}\n{ax.get_title()}' if truth is not None
-                         else f'{name}: {result.n_atoms} atoms', fontsize=10)
-        plot_projections(data, op(results[fit_label].measure), ax=axes[-1])
-        axes[-1].set_title(f'data, {fit_label} model and residual',
-                           fontsize=10)
-        fig.tight_layout()
-        return fig
-    fig = plt.figure(figsize=(5.0 * len(names), 4.8))
-    for i, name in enumerate(names):
-        ax = fig.add_subplot(1, len(names), i + 1, projection='3d')
-        plot_atoms_3d(results[name].measure, truth, ax=ax)
-        ax.set_title(f'{name}: {ax.get_title()}' if truth is not None
-                     else f'{name}: {results[name].n_atoms} atoms')
-    fig.tight_layout()
-    return fig
+    _pyplot()
+    return plot_comparison(results, truth, data, op, fit_label=fit_label)
 
 
 def reconstruction_figure(result, truth, data, op, name):
     """Figure of one reconstruction (2D: atoms + fit; 3D: atoms + images)."""
+    from odl_atoms.plot import plot_projection_images
+
     fig = comparison_figure({name: result}, truth, data, op)
     if op.domain.ndim == 3:
         return [fig, plot_projection_images(data, op(result.measure))]

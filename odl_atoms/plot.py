@@ -11,7 +11,7 @@ from odl_atoms.metrics import match_atoms
 from odl_atoms.space import SparseMeasure
 
 __all__ = ('plot_atoms', 'plot_projections', 'plot_alpha_sweep',
-           'plot_atoms_3d')
+           'plot_atoms_3d', 'plot_projection_images', 'plot_comparison')
 
 
 def _axes(ax, projection=None):
@@ -175,3 +175,108 @@ def plot_atoms_3d(atoms, ground_truth=None, ax=None, title=None):
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_projection_images(data, model=None, fig=None, max_angles=5):
+    """Draw 3D projection data (one image per angle), the model and residual.
+
+    `plot_projections` draws 2D data; this is its 3D counterpart: rows data,
+    model and residual, one column per angle (the first ``max_angles``).
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    """
+    import matplotlib.pyplot as plt
+    y = np.asarray(data.data, dtype=float)
+    n = min(y.shape[0], max_angles)
+    rows = 1 if model is None else 3
+    angles = data.space.partition.coord_vectors[0]
+    umin, vmin = data.space.partition.min_pt[1:]
+    umax, vmax = data.space.partition.max_pt[1:]
+    if fig is None:
+        aspect = (vmax - vmin) / (umax - umin)
+        fig = plt.figure(figsize=(2.4 * n, 2.4 * rows * aspect + 0.5),
+                         layout='constrained')
+    axes = fig.subplots(rows, n, squeeze=False)
+    extent = [umin, umax, vmin, vmax]
+    ym = None if model is None else np.asarray(model.data, dtype=float)
+    scale = np.abs(y).max()
+    for k in range(n):
+        panels = [(y[k], 'data', 'gray')]
+        if ym is not None:
+            panels += [(ym[k], 'model', 'gray'), (y[k] - ym[k], 'residual',
+                                                  'RdBu_r')]
+        for r, (img, label, cmap) in enumerate(panels):
+            ax = axes[r, k]
+            lim = (0, scale) if label != 'residual' else (-0.2 * scale,
+                                                          0.2 * scale)
+            ax.imshow(img.T, origin='lower', extent=extent, cmap=cmap,
+                      vmin=lim[0], vmax=lim[1])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f'{np.degrees(angles[k]):.0f}°')
+            if k == 0:
+                ax.set_ylabel(label)
+    return fig
+
+
+def plot_comparison(results, truth, data, op, fit_label=None):
+    """The paper's comparison figure: one panel per method, and the fit.
+
+    In 2D, atoms of every method coloured by distance to the truth (red
+    crosses), over the method's image when it has one (SIRT), and the
+    projections with one method's model and residual; in 3D, one scatter
+    per method.
+
+    Parameters
+    ----------
+    results : dict
+        ``{method name: Reconstruction}``.
+    truth : `SparseMeasure` or None
+    data : projection-space element
+    op : `GaussianRayTransform`
+    fit_label : str, optional
+        Which method's model to draw over the projections (default the first).
+
+    Returns
+    -------
+    fig : matplotlib Figure
+    """
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fit_label = fit_label or names[0]
+    ndim = op.domain.ndim
+    if ndim == 2:
+        n = len(names)
+        fig, axes = plt.subplots(
+            1, n + 1, figsize=(4.4 * n + 5.6, 4.6), squeeze=False,
+            gridspec_kw={'width_ratios': [1.0] * (n - 1) + [1.2, 1.3]})
+        axes = axes[0]
+        box = op.domain
+        for i, (ax, name) in enumerate(zip(axes, names)):
+            result = results[name]
+            image = result.image
+            if image is not None and getattr(image, 'ndim', 0) != 2:
+                image = None
+            plot_atoms(result.measure, truth, image=image, ax=ax,
+                       colorbar=(i == n - 1))
+            ax.set_xlim(box.min_pt[0], box.max_pt[0])
+            ax.set_ylim(box.min_pt[1], box.max_pt[1])
+            ax.set_title(f'{name}\n{ax.get_title()}' if truth is not None
+                         else f'{name}: {result.n_atoms} atoms', fontsize=10)
+        plot_projections(data, op(results[fit_label].measure), ax=axes[-1])
+        axes[-1].set_title(f'data, {fit_label} model and residual',
+                           fontsize=10)
+        fig.tight_layout()
+        return fig
+    fig = plt.figure(figsize=(5.0 * len(names), 4.8))
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1, projection='3d')
+        plot_atoms_3d(results[name].measure, truth, ax=ax)
+        ax.set_title(f'{name}: {ax.get_title()}' if truth is not None
+                     else f'{name}: {results[name].n_atoms} atoms')
+    fig.tight_layout()
+    return fig
