@@ -295,7 +295,13 @@ class ADCG(Solver):
                 if config.n_atoms >= max_atoms:
                     stop = 'max_atoms'
                 else:
-                    candidate = self.add_atom(objective, config)
+                    # A candidate may pay off only after the local move:
+                    # neighbours that had moved in to absorb a missing
+                    # atom's signal (around an interstitial, say) make its
+                    # immediate gain negative. Try the best one anyway.
+                    candidate = self.add_atom(
+                        objective, config,
+                        min_gain=-self.tol * objective.atom_energy)
                     stop = 'no_candidate' if candidate is None else 'converged'
                 if candidate is not None:
                     candidate = self.local_move(objective, candidate)
@@ -508,15 +514,18 @@ class ADCG(Solver):
         k = int(np.argmax(gains))
         return points[k], int(best[k]), float(gains[k])
 
-    def add_atom(self, objective, config, exclude=None, candidate=None):
-        """Return ``config`` plus the best candidate atom, or None if none helps.
+    def add_atom(self, objective, config, exclude=None, candidate=None,
+                 min_gain=0.0):
+        """Return ``config`` plus the best candidate atom, or None.
 
-        ``exclude = (point, radius)`` forbids candidates near ``point``;
-        ``candidate`` is a `best_candidate` result to use instead of scoring.
+        None if the best candidate's immediate gain is not above
+        ``min_gain``; ``exclude = (point, radius)`` forbids candidates near
+        ``point``; ``candidate`` is a `best_candidate` result to use instead
+        of scoring.
         """
         point, j, gain = candidate or self.best_candidate(objective, config,
                                                           exclude)
-        if not gain > 0:
+        if not gain > min_gain:
             return None
         point = self.refine_candidate(objective, config, point)
         new = Configuration(
