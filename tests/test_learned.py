@@ -285,6 +285,11 @@ def test_save_load_round_trip_and_errors(torch, tmp_path):
     (tmp_path / 'bad.pt').write_bytes(b'not a model')
     with pytest.raises(ValueError, match='not a model file'):
         load_model(tmp_path / 'bad.pt')
+    # A model whose inputs were normalised otherwise is refused.
+    model.config['normalisation'] = 'density / max'
+    model.save(tmp_path / 'other.pt')
+    with pytest.raises(ValueError, match='normalised as'):
+        load_model(tmp_path / 'other.pt')
 
 
 def test_symmetrised_prediction_is_rotation_equivariant(torch):

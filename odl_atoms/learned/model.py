@@ -18,7 +18,12 @@ from odl_atoms.learned.data import normalise_image
 from odl_atoms.learned.network import build_network, count_parameters
 
 __all__ = ('LearnedModel', 'load_model', 'default_model_path',
-           'DEFAULT_MODEL', 'resolve_device', 'require_torch')
+           'DEFAULT_MODEL', 'NORMALISATION', 'resolve_device', 'require_torch')
+
+#: How network inputs are normalised (stored with every trained model):
+#: the SIRT density divided by the peak height of one atom of the model's
+#: sigma on the image's grid, `normalise_image`.
+NORMALISATION = 'density / atom_peak_height(sigma, pixel)'
 
 #: File name of the shipped default model (in ``odl_atoms/data``).
 DEFAULT_MODEL = 'learned_picker_0-45-90.pt'
@@ -91,6 +96,11 @@ class LearnedModel:
         for key in ('sigma', 'pixel_size', 'angles', 'width'):
             if key not in self.config:
                 raise ValueError(f'model configuration lacks {key!r}')
+        norm = self.config.get('normalisation', NORMALISATION)
+        if norm != NORMALISATION:
+            raise ValueError(f'the model expects inputs normalised as '
+                             f'{norm!r}; this version normalises as '
+                             f'{NORMALISATION!r}')
         self.device = resolve_device(device)
         self.network = build_network(self.config['width'])
         if state_dict is not None:

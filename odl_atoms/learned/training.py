@@ -38,7 +38,8 @@ import numpy as np
 
 from odl_atoms.learned.data import (encode_targets, normalise_image,
                                     random_crystal, to_index)
-from odl_atoms.learned.model import LearnedModel, require_torch
+from odl_atoms.learned.model import (NORMALISATION, LearnedModel,
+                                     require_torch)
 from odl_atoms.phantoms import DEFAULT_SPACING
 
 __all__ = ('train', 'default_training_config', 'make_sample',
@@ -464,6 +465,7 @@ def train(angles=DEFAULT_ANGLES, sigma=None, spacing=DEFAULT_SPACING,
     config.update(_calibrate(model, samples[split:], config))
     config['training_time'] = time.perf_counter() - start
     config['n_parameters'] = model.n_parameters
+    config['normalisation'] = NORMALISATION
     config['torch_version'] = str(torch.__version__)
     model.config = config
     model.history = history
