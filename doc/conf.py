@@ -216,6 +216,7 @@ _API_SECTIONS = [
     ('Forward operator', ['operators']),
     ('Energy and objective', ['functionals', 'objective']),
     ('Solvers', ['solvers']),
+    ('Learned post-processing', ['learned']),
     ('Phantoms', ['phantoms']),
     ('Simulation and noise', ['simulation', 'noise']),
     ('Choosing alpha', ['parameter_choice']),

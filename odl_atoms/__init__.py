@@ -28,8 +28,14 @@ from odl_atoms.solvers import *  # noqa: F401,F403
 from odl_atoms.space import *  # noqa: F401,F403
 from odl_atoms.weights import *  # noqa: F401,F403
 
+# The learned post-processing: importable without torch (torch is only needed
+# when a model runs); only its three user-facing names go to the top level.
+from odl_atoms import learned  # noqa: E402
+from odl_atoms.learned import LearnedPicker, LearnedSIRT, learned_sirt  # noqa: E402,F401
+
 __all__ = (space.__all__ + atoms.__all__ + operators.__all__
            + functionals.__all__ + objective.__all__ + solvers.__all__
            + phantoms.__all__ + metrics.__all__ + io.__all__ + noise.__all__
            + simulation.__all__ + parameter_choice.__all__ + plot.__all__
-           + picking.__all__ + weights.__all__)
+           + picking.__all__ + weights.__all__
+           + ('LearnedPicker', 'LearnedSIRT', 'learned_sirt'))

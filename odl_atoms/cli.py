@@ -482,7 +482,11 @@ def build_solver(cls, op, options, args):
         flags = ', '.join('--' + k.replace('_', '-') for k in ignored)
         print(f'odl-atoms: warning: {cls.__name__} does not use {flags}; '
               f'ignored', file=sys.stderr)
-    return cls(op, **kwargs)
+    try:
+        return cls(op, **kwargs)
+    except ImportError as exc:  # an optional dependency (torch) is missing
+        raise UsageError(f'{cls.__name__} needs an optional dependency: '
+                         f'{exc}') from exc
 
 
 def _check_data_scale(measured, weights, args):
