@@ -102,10 +102,23 @@ class Stencil:
         self.ndim = positions.shape[1]
         centres = frame.coordinates(positions)  # (n, m, k)
         self.axes = frame.axes
-        self.profiles = [
-            _profile_1d(centres[..., i], frame.edges[i], frame.centres[i],
-                        sigma, truncate, mode)
-            for i in range(centres.shape[-1])]
+        # Built in chunks of atoms: the many (atoms, angles, window)
+        # temporaries of one pass over 10^5 atoms do not fit in the caches
+        # (measured: 80x the time of 10^4 atoms unchunked, about 10x chunked).
+        step = max(1, _CHUNK_VALUES // (8 * centres.shape[1] * 32))
+        self.profiles = []
+        for i in range(centres.shape[-1]):
+            arrays = None
+            for start in range(0, max(self.n_atoms, 1), step):
+                part = _profile_1d(centres[start:start + step, :, i],
+                                   frame.edges[i], frame.centres[i], sigma,
+                                   truncate, mode)
+                if arrays is None:  # the window size is known now
+                    shape = (self.n_atoms,) + part[0].shape[1:]
+                    arrays = tuple(np.empty(shape, a.dtype) for a in part)
+                for out, a in zip(arrays, part):
+                    out[start:start + step] = a
+            self.profiles.append(arrays)
         m = frame.n_angles
         det = frame.shape[1:]
         # Flat index into the data array of every window entry.
