@@ -198,32 +198,29 @@ def parse_weights(text):
     return weights
 
 
-def _positive(name):
+def _number(name, strictly_positive):
+    """argparse type: a finite number, positive or at least 0."""
+    need = 'positive' if strictly_positive else 'a number >= 0'
+
     def convert(text):
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f'{name} must be a number, got {text!r}') from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(
-                f'{name} must be positive, got {text!r}')
+        ok = value > 0 if strictly_positive else value >= 0
+        if not (math.isfinite(value) and ok):
+            raise argparse.ArgumentTypeError(f'{name} must be {need}, got {text!r}')
         return value
     return convert
+
+
+def _positive(name):
+    return _number(name, strictly_positive=True)
 
 
 def _non_negative(name):
-    def convert(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f'{name} must be a number, got {text!r}') from None
-        if not (math.isfinite(value) and value >= 0):
-            raise argparse.ArgumentTypeError(
-                f'{name} must be a number >= 0, got {text!r}')
-        return value
-    return convert
+    return _number(name, strictly_positive=False)
 
 
 def _noise_std(text):

@@ -635,7 +635,25 @@ def _safe_inverse(arr):
     return out
 
 
-class _AstraCpuEngine(_Engine):
+class _AstraEngine(_Engine):
+
+    """What ASTRA's 2D (CPU) and 3D (CUDA) SIRT engines share."""
+
+    def step(self):
+        for alg in self.algorithms:
+            self._astra.algorithm.run(alg, 1)
+
+    def close(self):
+        for alg in self.algorithms:
+            self._astra.algorithm.delete(alg)
+        if self.data_ids:
+            self._data_module().delete(self.data_ids)
+        if self.projector is not None:
+            self._projector_module().delete(self.projector)
+        self.algorithms, self.data_ids, self.projector = [], [], None
+
+
+class _AstraCpuEngine(_AstraEngine):
 
     """ASTRA's ``SIRT`` (2D, CPU), one algorithm object per slice."""
 
@@ -663,22 +681,14 @@ class _AstraCpuEngine(_Engine):
             self.close()
             raise
 
-    def step(self):
-        for alg in self.algorithms:
-            self._astra.algorithm.run(alg, 1)
+    def _data_module(self):
+        return self._astra.data2d
 
-    def close(self):
-        astra = self._astra
-        for alg in self.algorithms:
-            astra.algorithm.delete(alg)
-        if self.data_ids:
-            astra.data2d.delete(self.data_ids)
-        if self.projector is not None:
-            astra.projector.delete(self.projector)
-        self.algorithms, self.data_ids, self.projector = [], [], None
+    def _projector_module(self):
+        return self._astra.projector
 
 
-class _AstraCudaEngine(_Engine):
+class _AstraCudaEngine(_AstraEngine):
 
     """ASTRA's ``SIRT3D_CUDA`` for 2D (one slice) and 3D problems."""
 
@@ -717,19 +727,11 @@ class _AstraCudaEngine(_Engine):
             self.close()
             raise
 
-    def step(self):
-        for alg in self.algorithms:
-            self._astra.algorithm.run(alg, 1)
+    def _data_module(self):
+        return self._astra.data3d
 
-    def close(self):
-        astra = self._astra
-        for alg in self.algorithms:
-            astra.algorithm.delete(alg)
-        if self.data_ids:
-            astra.data3d.delete(self.data_ids)
-        if self.projector is not None:
-            astra.projector3d.delete(self.projector)
-        self.algorithms, self.data_ids, self.projector = [], [], None
+    def _projector_module(self):
+        return self._astra.projector3d
 
 
 def _sirt_config(kind, sino_id, vol_id, projector_id, nonnegative):
