@@ -35,3 +35,15 @@ def test_three_dimensional_cluster_from_five_angles():
     result = oa.ADCG(measured.operator(), potential=a,
                      noise_std=measured.noise_std).solve(measured.element())
     assert oa.match_atoms(phantom.measure, result.measure).exact
+
+
+def test_interstitial_with_wide_blur_from_two_angles():
+    """Neighbours that moved in to absorb the interstitial's signal make its
+    immediate gain negative; ADCG must still add it (it pays off after the
+    local move)."""
+    phantom = oa.defect_phantom('interstitial')
+    a = phantom.lattice_spacing
+    measured = oa.simulate(phantom.measure, np.radians([0, 90]), 0.18 * a,
+                           n_detector=96)
+    result = oa.ADCG(measured.operator(), potential=a).solve(measured.element())
+    assert oa.match_atoms(phantom.measure, result.measure).exact
