@@ -54,7 +54,7 @@ def check_parallel_geometry(geometry, ndim=None):
     return geometry
 
 
-def projection_space(geometry, dtype='float64'):
+def projection_space(geometry, dtype='float64', impl='numpy', device='cpu'):
     """Return the projection space of ODL's ``RayTransform`` for ``geometry``.
 
     It is the space ``tomo.RayTransform(vol_space, geometry).range`` for a
@@ -69,6 +69,14 @@ def projection_space(geometry, dtype='float64'):
     dtype : str or numpy dtype, optional
         ``'float32'`` is what ASTRA's CPU backend needs; ``'float64'`` (the
         default) is what the atom operator and its tests use.
+    impl : {'numpy', 'pytorch'}, optional
+        ODL array backend of the space: with ``'pytorch'`` the elements hold
+        ``torch.Tensor`` data, as ``RayTransform`` on a ``uniform_discr(...,
+        impl='pytorch')`` volume produces them.
+    device : str, optional
+        Device of the data: ``'cpu'`` (default) or, with ``impl='pytorch'``,
+        ``'cuda'`` / ``'cuda:<i>'`` (``'cuda'`` means the current CUDA device;
+        ODL itself only accepts the indexed name).
 
     Examples
     --------
@@ -79,9 +87,22 @@ def projection_space(geometry, dtype='float64'):
     ...     vol, geometry).range
     True
     """
+    if impl == 'pytorch':
+        # Lazy: torch is optional, and only this backend needs it.
+        from odl_atoms.projection_torch import check_torch_device
+        device = check_torch_device(device)
+    elif impl != 'numpy':
+        raise ValueError(
+            f"`impl` must be 'numpy' or 'pytorch' (ODL's array backends), got "
+            f"{impl!r}")
+    elif device != 'cpu':
+        raise ValueError(
+            f"impl='numpy' runs on the CPU only, got device={device!r}; use "
+            f"impl='pytorch' for a GPU")
     partition = geometry.partition
     weighting = float(partition.extent.prod()) / float(partition.size)
-    tspace = odl.tensor_space(partition.shape, dtype=dtype, weighting=weighting)
+    tspace = odl.tensor_space(partition.shape, dtype=dtype, weighting=weighting,
+                              impl=impl, device=device)
     labels = (['$\\varphi$'] if geometry.motion_partition.ndim == 1 else
               ['$\\vartheta$', '$\\varphi$', '$\\psi$'][
                   :geometry.motion_partition.ndim])
@@ -201,6 +222,12 @@ def as_data(space, data, name='data'):
                 f'{space.partition}; build the operator with the geometry the '
                 f'data were measured with')
         arr = data.data
+    elif _is_torch_tensor(data):
+        arr = data  # stays on its device; converted by space.element below
+        if tuple(arr.shape) != space.shape:
+            raise ValueError(
+                f'`{name}` has shape {tuple(arr.shape)}, but the geometry needs '
+                f'{space.shape} (angles x detector cells)')
     else:
         try:
             arr = np.asarray(data, dtype=float)
@@ -212,12 +239,31 @@ def as_data(space, data, name='data'):
             raise ValueError(
                 f'`{name}` has shape {arr.shape}, but the geometry needs '
                 f'{space.shape} (angles x detector cells)')
-    if arr.size == 0:
-        raise ValueError(f'`{name}` is empty')
-    if not np.all(np.isfinite(arr)):
+    if _is_torch_tensor(arr):
+        # Data on ODL's pytorch backend (possibly on a GPU): check it there.
+        import torch
+        if arr.numel() == 0:
+            raise ValueError(f'`{name}` is empty')
+        n_bad = int((~torch.isfinite(arr)).sum())
+    else:
+        if arr.size == 0:
+            raise ValueError(f'`{name}` is empty')
+        n_bad = 0 if np.all(np.isfinite(arr)) else int(
+            np.sum(~np.isfinite(arr)))
+    if n_bad:
         raise ValueError(
-            f'`{name}` contains {int(np.sum(~np.isfinite(arr)))} NaN or inf '
-            f'value(s); remove or interpolate them before reconstructing')
+            f'`{name}` contains {n_bad} NaN or inf value(s); remove or '
+            f'interpolate them before reconstructing')
     if data in space:
         return data
+    if space.impl != 'numpy':
+        return space.element(arr)  # ODL moves and casts to the space
+    if _is_torch_tensor(arr):
+        arr = arr.detach().cpu().numpy()
     return space.element(np.asarray(arr, dtype=space.dtype))
+
+
+def _is_torch_tensor(arr):
+    """Return True for a ``torch.Tensor``, without importing torch."""
+    return type(arr).__module__.split('.')[0] == 'torch'
+

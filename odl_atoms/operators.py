@@ -12,6 +12,13 @@ for the same geometry. It is linear in the measure. Solvers that move atoms use
 - `GaussianRayTransform.correlation`: the map ``x -> <R(G * delta_x), r>`` for a
   residual ``r`` (the exact Gaussian-filtered back-projection) and its
   gradient, at arbitrary points or on an ODL grid.
+
+The range can live on either of ODL's array backends: ``impl='numpy'`` (the
+default) or ``impl='pytorch'`` with a ``device`` (``'cpu'``, ``'cuda'``), where
+the projections, the Jacobian and its adjoint and the correlation run as
+torch kernels on that device (`odl_atoms.projection_torch`), so the same code
+uses a GPU when there is one. The domain (atoms: positions and weights) stays
+on the host; only those small arrays are copied to the device.
 """
 
 import numbers
@@ -34,6 +41,13 @@ def _check_sigma(sigma):
             f'`sigma` (the Gaussian std of an atom, in angstrom) must be a '
             f'positive number, got {sigma!r}')
     return float(sigma)
+
+
+def _to_numpy(arr):
+    """Host NumPy copy of a torch tensor (or an array)."""
+    if hasattr(arr, 'detach'):
+        return arr.detach().cpu().numpy()
+    return np.asarray(arr)
 
 
 class GaussianRayTransform(odl.Operator):
@@ -69,6 +83,14 @@ class GaussianRayTransform(odl.Operator):
     dtype : optional
         Data type of the range; ``'float64'`` by default, ``'float32'`` to match
         ASTRA's CPU backend directly.
+    impl : {'numpy', 'pytorch'}, optional
+        ODL array backend of the range (the names ODL's spaces use). With
+        ``'pytorch'`` the data are ``torch.Tensor`` s and the operator computes
+        them with torch on ``device``; this needs torch installed.
+    device : str, optional
+        ``'cpu'`` (default) or, with ``impl='pytorch'``, a CUDA device
+        (``'cuda'`` or ``'cuda:<i>'``); asking for CUDA where torch sees none
+        raises a `ValueError`.
 
     Examples
     --------
@@ -90,7 +112,7 @@ class GaussianRayTransform(odl.Operator):
     """
 
     def __init__(self, domain, geometry, sigma, mode='integrate', truncate=6.0,
-                 dtype='float64'):
+                 dtype='float64', impl='numpy', device='cpu'):
         if not isinstance(domain, SparseMeasureSpace):
             raise TypeError(
                 f'`domain` must be a SparseMeasureSpace, got {domain!r}')
@@ -106,8 +128,15 @@ class GaussianRayTransform(odl.Operator):
         self.__truncate = truncate
         self.__frame = DetectorFrame.from_geometry(geometry)
         self.__cache = (None, None)
-        super().__init__(domain=domain, range=projection_space(geometry, dtype),
-                         linear=True)
+        self.__device_cache = (None, None)
+        range_ = projection_space(geometry, dtype, impl=impl, device=device)
+        if impl == 'pytorch':
+            # Imported here so that torch stays optional for the NumPy path.
+            from odl_atoms.projection_torch import TorchFrame
+            self.__torch_frame = TorchFrame(self.__frame, range_.device)
+        else:
+            self.__torch_frame = None
+        super().__init__(domain=domain, range=range_, linear=True)
 
     # --- Properties
 
@@ -137,6 +166,16 @@ class GaussianRayTransform(odl.Operator):
         return self.__frame
 
     @property
+    def impl(self):
+        """ODL array backend of the range: ``'numpy'`` or ``'pytorch'``."""
+        return self.range.impl
+
+    @property
+    def device(self):
+        """Device of the range's data (``'cpu'``, ``'cuda:0'``, ...)."""
+        return self.range.device
+
+    @property
     def inner_weight(self):
         """Constant weight of the range's inner product (cell size x angle step)."""
         return float(self.range.weighting.const)
@@ -158,14 +197,45 @@ class GaussianRayTransform(odl.Operator):
     def project(self, positions, weights):
         """Return the projection data array of atoms given as arrays.
 
-        This is the fast path solvers use; ``op(measure)`` is the ODL way.
+        This is the NumPy fast path the solvers use (float64, whatever
+        `impl` is); ``op(measure)`` is the ODL way and uses the range's
+        backend.
         """
         flat = self.stencil(positions).project(np.asarray(weights, dtype=float))
         return flat.reshape(self.range.shape)
 
+    def device_stencil(self, positions):
+        """Return the stencil of ``positions`` in the range's backend.
+
+        For ``impl='numpy'`` this is `stencil`; for ``impl='pytorch'`` a
+        `~odl_atoms.projection_torch.TorchStencil` on `device`, in the
+        range's dtype (the last one is cached).
+        """
+        if self.__torch_frame is None:
+            return self.stencil(positions)
+        from odl_atoms.projection_torch import TorchStencil
+        positions = np.asarray(positions, dtype=float)
+        last_pos, last = self.__device_cache
+        if last_pos is not None and last_pos.shape == positions.shape and \
+                np.array_equal(last_pos, positions):
+            return last
+        stencil = TorchStencil(self.__torch_frame, positions, self.sigma,
+                               self.truncate, self.mode,
+                               dtype=self.range.dtype_identifier)
+        self.__device_cache = (positions.copy(), stencil)
+        return stencil
+
+    def _project_data(self, positions, weights):
+        """Projection data in the range's backend, dtype and shape."""
+        if self.__torch_frame is None:
+            return self.project(positions, weights).astype(
+                self.range.dtype, copy=False)
+        flat = self.device_stencil(positions).project(
+            np.asarray(weights, dtype=float))
+        return flat.reshape(self.range.shape)
+
     def _call(self, measure):
-        return self.project(measure.positions, measure.weights).astype(
-            self.range.dtype, copy=False)
+        return self._project_data(measure.positions, measure.weights)
 
     @property
     def adjoint(self):
@@ -241,10 +311,20 @@ class GaussianRayTransform(odl.Operator):
             raise ValueError(
                 f'`points` must have shape (p, {self.domain.ndim}), got '
                 f'{points.shape}')
-        stencil = Stencil(self.frame, points, self.sigma, self.truncate,
-                          self.mode)
-        grad_x, values = stencil.adjoint_jacobian(
-            np.ones(points.shape[0]), np.asarray(residual.data, float).ravel())
+        if self.__torch_frame is None:
+            stencil = Stencil(self.frame, points, self.sigma, self.truncate,
+                              self.mode)
+            grad_x, values = stencil.adjoint_jacobian(
+                np.ones(points.shape[0]),
+                np.asarray(residual.data, float).ravel())
+        else:
+            # Gathered on the device in float64 (as the NumPy path), only the
+            # p values and gradients come back to the host.
+            from odl_atoms.projection_torch import TorchStencil
+            stencil = TorchStencil(self.__torch_frame, points, self.sigma,
+                                   self.truncate, self.mode, dtype='float64')
+            grad_x, values = (_to_numpy(a) for a in stencil.adjoint_jacobian(
+                np.ones(points.shape[0]), residual.data))
         weight = self.inner_weight
         if gradient:
             return weight * values, weight * grad_x
@@ -277,8 +357,12 @@ class GaussianRayTransform(odl.Operator):
             args.append(f'mode={self.mode!r}')
         if self.truncate != 6.0:
             args.append(f'truncate={self.truncate!r}')
-        if self.range.dtype != np.float64:
-            args.append(f"dtype='{np.dtype(self.range.dtype).name}'")
+        if self.range.dtype_identifier != 'float64':
+            args.append(f"dtype='{self.range.dtype_identifier}'")
+        if self.impl != 'numpy':
+            args.append(f'impl={self.impl!r}')
+        if self.device != 'cpu':
+            args.append(f'device={self.device!r}')
         return f'{type(self).__name__}(\n    ' + ',\n    '.join(args) + '\n)'
 
     __str__ = __repr__
@@ -330,8 +414,7 @@ class GaussianAtomsTransform(odl.Operator):
         return self.domain[1].shape[0]
 
     def _call(self, params):
-        return self.transform.project(params[0].data, params[1].data).astype(
-            self.range.dtype, copy=False)
+        return self.transform._project_data(params[0].data, params[1].data)
 
     def derivative(self, params):
         """Return the Jacobian at ``params`` (a linear operator with adjoint)."""
@@ -387,12 +470,14 @@ class GaussianRayTransformJacobian(odl.Operator):
         return self.__weights
 
     def _stencil(self):
-        return self.transform.stencil(self.positions)
+        return self.transform.device_stencil(self.positions)
 
     def _call(self, dparams):
         flat = self._stencil().apply_jacobian(
             self.weights, np.asarray(dparams[0].data, float),
             np.asarray(dparams[1].data, float))
+        if self.transform.impl != 'numpy':
+            return flat.reshape(self.range.shape)
         return flat.reshape(self.range.shape).astype(self.range.dtype, copy=False)
 
     @property
@@ -417,8 +502,15 @@ class _JacobianAdjoint(odl.Operator):
 
     def _call(self, residual):
         jac = self.__jacobian
-        grad_x, grad_w = jac._stencil().adjoint_jacobian(
-            jac.weights, np.asarray(residual.data, float).ravel())
+        if jac.transform.impl == 'numpy':
+            grad_x, grad_w = jac._stencil().adjoint_jacobian(
+                jac.weights, np.asarray(residual.data, float).ravel())
+        else:
+            # Gathered on the device; the (n, d) and (n,) gradients live in
+            # the NumPy parameter space.
+            grad_x, grad_w = (_to_numpy(a).astype(float) for a in
+                              jac._stencil().adjoint_jacobian(
+                                  jac.weights, residual.data))
         weight = jac.transform.inner_weight
         return self.range.element([weight * grad_x, weight * grad_w])
 
