@@ -220,6 +220,7 @@ _API_SECTIONS = [
     ('Phantoms', ['phantoms']),
     ('Simulation and noise', ['simulation', 'noise']),
     ('Choosing alpha', ['parameter_choice']),
+    ('Parameter sweeps', ['sweep']),
     ('Scores', ['metrics']),
     ('Files', ['io']),
     ('Figures', ['plot']),

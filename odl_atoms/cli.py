@@ -7,6 +7,8 @@
     odl-atoms reconstruct tilts.npz -o atoms.extxyz --figure atoms.png
     odl-atoms evaluate atoms.extxyz tilts.npz        # truth from the data file
     odl-atoms sweep tilts.npz --alphas 0 1e-4 1e-3 1e-2 --figure sweep.png
+    odl-atoms sweep --grid --phantoms vacancy interstitial --noise 0 0.01 \
+        --solvers adcg sirt --alphas 0 1e-3 --cache runs/ --table grid.md
 
 Conventions of the command line (the Python API is the same toolkit):
 
@@ -47,7 +49,12 @@ SOLVER_NAMES = {'adcg': 'ADCG', 'sa': 'SimulatedAnnealing', 'sirt': 'SIRT',
 _SOLVER_HOMES = {'sirt+learned': 'odl_atoms.learned'}
 # Optional dependencies a solver may import when it runs, and how to get them.
 _OPTIONAL = {'torch': 'pip install "odl_atoms[learn]" (PyTorch, for '
-                      '--solver sirt+learned)'}
+                      '--solver sirt+learned)',
+             'dask': 'pip install "odl_atoms[sweep]" (Dask, for sweep --grid; '
+                     'or run it here with --scheduler synchronous)',
+             'distributed': 'pip install "odl_atoms[sweep]" (Dask, for sweep '
+                            '--grid; or run it here with --scheduler '
+                            'synchronous)'}
 
 # The demo problem: the README's and the first example's.
 DEMO_ANGLES_DEG = (0.0, 45.0, 90.0)
@@ -826,7 +833,35 @@ def cmd_evaluate(args):
     return 0
 
 
+# Options of ``sweep`` that only one of its two modes uses.
+_GRID_ONLY = ('phantoms', 'angles', 'noise', 'seeds', 'solvers', 'detector',
+              'shape', 'size', 'scheduler', 'workers', 'cache')
+_ALPHA_ONLY = ('figure', 'weights', 'noise_std')
+
+
 def cmd_sweep(args):
+    explicit = getattr(args, '_explicit', set())
+    if args.grid:
+        misplaced = [n for n in _ALPHA_ONLY if n in explicit]
+        if misplaced:
+            raise UsageError(
+                f'{", ".join("--" + n.replace("_", "-") for n in misplaced)}: '
+                f'not used by sweep --grid (which simulates its own data); '
+                f'the table goes to --table or -o')
+        if args.data is not None:
+            raise UsageError(f'sweep --grid simulates its data from '
+                             f'--phantoms; it reads no data file (got '
+                             f'{args.data!r})')
+        return sweep_grid(args)
+    misplaced = [n for n in _GRID_ONLY if n in explicit]
+    if misplaced:
+        raise UsageError(
+            f'{", ".join("--" + n for n in misplaced)}: these options '
+            f'describe a grid; add --grid')
+    if args.data is None:
+        raise UsageError('sweep needs a projection-data file (the alpha '
+                         'sweep), or --grid (a grid of simulated '
+                         'reconstructions)')
     from odl_atoms.io import write_atoms
     from odl_atoms.metrics import match_atoms
     from odl_atoms.parameter_choice import alpha_sweep
@@ -903,6 +938,74 @@ def cmd_sweep(args):
     if args.output:
         write_atoms(args.output, sweep.result(chosen).measure)
         print(f'wrote {args.output} (alpha = {chosen:g})')
+    return 0
+
+
+def sweep_grid(args):
+    """``odl-atoms sweep --grid``: `odl_atoms.sweep.run_sweep` on a grid."""
+    from odl_atoms.sweep import run_sweep, sweep_tasks
+
+    output = args.output or args.table
+    if args.output and args.table and args.output != args.table:
+        raise UsageError('give the grid\'s table once: --table or -o')
+    if output:
+        _check_output(output, 'table')
+    choices = _phantom_choices()
+    for name in args.phantoms:
+        if Path(name).suffix:
+            _input_file(name, 'atom')
+        elif name not in choices:
+            raise UsageError(f'--phantoms: unknown phantom {name!r}; choose '
+                             f'from {", ".join(choices)}, or give atom files')
+    angle_sets = [tuple(float(a) for a in np.round(np.degrees(
+        parse_angles(tokens)), 9)) for tokens in args.angles or [['0', '45',
+                                                                 '90']]]
+    alphas = [None]
+    if args.alphas:
+        alphas = sorted(set(_parse_numbers(args.alphas, '--alphas',
+                                           allow_range=False)))
+        if any(a < 0 for a in alphas):
+            raise UsageError(f'--alphas: energy weights must be >= 0, got '
+                             f'{alphas}')
+    for name in args.solvers:
+        solver_class(name)
+    if args.cache:
+        cache = Path(args.cache)
+        if cache.exists() and not cache.is_dir():
+            raise UsageError(f'--cache: {args.cache!r} is a file; give a '
+                             f'folder')
+        if not cache.parent.is_dir():
+            raise UsageError(f'--cache: the folder {str(cache.parent)!r} '
+                             f'does not exist')
+    options = {} if args.r_min is None else {'potential': args.r_min}
+    tasks = sweep_tasks(
+        phantom=args.phantoms, angles_deg=angle_sets,
+        sigma=args.sigma or DEFAULT_SIGMA, n_detector=args.detector or
+        DEMO_DETECTOR, noise=args.noise, seed=args.seeds,
+        solver=args.solvers, alpha=alphas,
+        shape=None if args.shape is None else tuple(args.shape),
+        size=args.size, solver_options=options)
+    where = {None: f'a local Dask cluster ({args.workers} workers)',
+             'synchronous': 'this process'}.get(args.scheduler,
+                                                args.scheduler)
+    _info(args, f'sweep: {len(tasks)} reconstructions on {where}'
+                + (f', cache {args.cache}' if args.cache else ''))
+    result = run_sweep(tasks, scheduler=args.scheduler, n_workers=args.workers,
+                       cache_dir=args.cache,
+                       progress=not getattr(args, 'quiet', False))
+    print(result.as_markdown())
+    print(f'\n{result.summary()}')
+    if output:
+        if Path(output).suffix.lower() == '.csv':
+            result.to_csv(output)
+        else:
+            _write_text(output, result.as_markdown() + '\n')
+        print(f'wrote {output}')
+    if result.failed:
+        print(f'odl-atoms: {len(result.failed)} of {len(result.rows)} '
+              f'reconstructions failed; their errors are in the table\'s '
+              f'status column', file=sys.stderr)
+        return 1
     return 0
 
 
@@ -1195,31 +1298,94 @@ def build_parser():
     # sweep
     p = sub.add_parser(
         'sweep', formatter_class=_Formatter,
-        help='reconstruct for several energy weights alpha',
-        description='Reconstruct with ADCG for each alpha; print the data '
-                    'discrepancy and the energy of each (and F1/RMSD if the '
-                    'file holds a ground truth), and choose alpha by the '
-                    'discrepancy principle when the noise level is known.')
-    p.add_argument('data', metavar='DATA', help='projection-data file')
+        help='reconstruct for several alphas, or a grid of simulations',
+        description='Reconstruct the data of DATA with ADCG for each alpha; '
+                    'print the data discrepancy and the energy of each (and '
+                    'F1/RMSD if the file holds a ground truth), and choose '
+                    'alpha by the discrepancy principle when the noise level '
+                    'is known.\n\n'
+                    'With --grid (and no DATA): simulate and reconstruct '
+                    'every combination of phantoms, angle sets, noise '
+                    'levels, seeds, solvers and alphas on Dask (a local '
+                    'cluster, or --scheduler), and print one table of F1, '
+                    'RMSD and times. Failed reconstructions are listed in '
+                    'the table (exit status 1); with --cache, finished ones '
+                    'are kept and a re-run does only the rest.',
+        epilog='examples:\n'
+               '  odl-atoms sweep tilts.npz --alphas 0 1e-4 1e-3 1e-2 '
+               '--figure sweep.png\n'
+               '  odl-atoms sweep --grid --phantoms vacancy interstitial '
+               '--angles 0 60 120 \\\n'
+               '      --noise 0 0.01 --seeds 0 1 --solvers adcg sirt '
+               '--alphas 0 1e-3 \\\n'
+               '      --cache runs/ --table grid.md\n'
+               '  odl-atoms sweep --grid --angles 0 90 --angles 0 45 90 '
+               '--scheduler tcp://host:8786')
+    p.add_argument('data', metavar='DATA', nargs='?', default=None,
+                   help='projection-data file (alpha sweep; not with --grid)')
     p.add_argument('--alphas', nargs='+', default=None, metavar='A',
                    help=f'energy weights (default '
-                        f'{" ".join(f"{a:g}" for a in DEFAULT_ALPHAS)})')
+                        f'{" ".join(f"{a:g}" for a in DEFAULT_ALPHAS)}; with '
+                        f'--grid: the solver\'s default)')
     p.add_argument('--figure', metavar='PATH', default=None,
                    help='save the energy/discrepancy plot')
     p.add_argument('--table', metavar='PATH', default=None,
                    help='save the table (.md Markdown or .csv)')
-    p.add_argument('-o', '--output', metavar='ATOMS', default=None,
-                   help='write the atoms of the chosen alpha')
+    p.add_argument('-o', '--output', metavar='PATH', default=None,
+                   help='write the atoms of the chosen alpha (with --grid: '
+                        'the table, as --table)')
     p.add_argument('--r-min', type=_positive('--r-min'), default=None,
                    metavar='Å',
                    help='Lennard-Jones equilibrium distance (default: '
-                        'estimated once from an energy-free reconstruction)')
+                        'estimated once from an energy-free reconstruction; '
+                        'with --grid: the phantom\'s lattice spacing)')
     p.add_argument('--weights', default=None, metavar='SPECIES=W,...',
                    help='allowed atom weights (as for reconstruct)')
     p.add_argument('--sigma', type=_positive('--sigma'), default=None,
-                   metavar='Å', help='atom std, overriding the file\'s')
+                   metavar='Å', help='atom std, overriding the file\'s '
+                                     f'(with --grid: default {DEFAULT_SIGMA})')
     p.add_argument('--noise-std', type=_noise_std, default=None,
                    help='noise std per data value, overriding the file\'s')
+    grid = p.add_argument_group(
+        'grid of simulated reconstructions (--grid; each option takes one or '
+        'more values, the grid is every combination)')
+    grid.add_argument('--grid', action='store_true',
+                      help='run a grid of simulated reconstructions on Dask '
+                           'instead of sweeping alpha on DATA')
+    grid.add_argument('--phantoms', nargs='+', default=['vacancy'],
+                      metavar='NAME',
+                      help='built-in phantoms (as for simulate --phantom) or '
+                           'atom files')
+    grid.add_argument('--angles', nargs='+', action='append', default=None,
+                      metavar='DEG',
+                      help='one angle set in DEGREES (as for simulate); '
+                           'repeat --angles for several sets (default 0 45 '
+                           '90)')
+    grid.add_argument('--noise', nargs='+', type=_non_negative('--noise'),
+                      default=[0.01], help='relative noise levels')
+    grid.add_argument('--seeds', nargs='+', type=int, default=[0],
+                      help='noise (and random phantom) seeds')
+    grid.add_argument('--solvers', nargs='+', choices=list(SOLVER_NAMES),
+                      default=['adcg'], metavar='SOLVER',
+                      help=f'reconstruction methods: '
+                           f'{", ".join(SOLVER_NAMES)}')
+    grid.add_argument('--detector', type=_positive_int('--detector'),
+                      default=None, metavar='N',
+                      help=f'detector cells (default {DEMO_DETECTOR})')
+    grid.add_argument('--shape', type=_positive_int('--shape'), nargs=2,
+                      metavar=('NX', 'NY'), default=None,
+                      help='2D lattice size in atoms (default 7 7)')
+    grid.add_argument('--size', type=_positive_int('--size'), default=None,
+                      help='3D particle size')
+    grid.add_argument('--scheduler', metavar='ADDRESS', default=None,
+                      help='Dask scheduler to use, e.g. tcp://host:8786 (its '
+                           'workers need odl_atoms); "synchronous" runs here '
+                           'without Dask (default: a local cluster)')
+    grid.add_argument('--workers', type=_positive_int('--workers'), default=2,
+                      help='worker processes of the local cluster')
+    grid.add_argument('--cache', metavar='DIR', default=None,
+                      help='folder of finished reconstructions (one JSON '
+                           'file each); a re-run reuses them')
     _common(p)
     p.set_defaults(func=cmd_sweep)
     return parser
