@@ -1,11 +1,14 @@
 """Reconstruction methods sharing one interface (`Solver`, `Reconstruction`)."""
 
-from odl_atoms.solvers import adcg, annealing, base, common, moves, sirt
+from odl_atoms.solvers import (adcg, annealing, base, certificate, common,
+                               moves, sirt, starts)
 from odl_atoms.solvers.adcg import *  # noqa: F401,F403
 from odl_atoms.solvers.annealing import *  # noqa: F401,F403
 from odl_atoms.solvers.base import *  # noqa: F401,F403
+from odl_atoms.solvers.certificate import *  # noqa: F401,F403
 from odl_atoms.solvers.moves import *  # noqa: F401,F403
 from odl_atoms.solvers.sirt import *  # noqa: F401,F403
+from odl_atoms.solvers.starts import *  # noqa: F401,F403
 
 __all__ = (base.__all__ + adcg.__all__ + moves.__all__ + sirt.__all__
-           + annealing.__all__)
+           + annealing.__all__ + starts.__all__ + certificate.__all__)

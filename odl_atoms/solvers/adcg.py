@@ -39,7 +39,9 @@ from odl_atoms.solvers.base import Reconstruction, Solver
 from odl_atoms.solvers.common import (check_alpha, default_potential,
                                       estimate_r_min, expected_atoms,
                                       parse_potential)
+from odl_atoms.solvers.certificate import certify
 from odl_atoms.solvers.moves import DEFAULT_MOVES
+from odl_atoms.solvers.starts import DEFAULT_STARTS
 
 __all__ = ('ADCG', 'DEFAULT_ALPHA')
 
@@ -76,6 +78,18 @@ class Configuration:
     def copy(self):
         return Configuration(self.positions.copy(), self.weights.copy(),
                              self.labels.copy(), self.value)
+
+
+@dataclass
+class _Run:
+
+    """The outcome of the search from one start."""
+
+    config: Configuration
+    history: list
+    stop: str
+    moves_taken: dict
+    start: str = ''
 
 
 class ADCG(Solver):
@@ -137,6 +151,14 @@ class ADCG(Solver):
         ``()`` gives the plain ADCG of the paper.
     move_budget : float, optional
         Total number of escape trials, in units of ``max_atoms`` (default 2).
+    starts : sequence of starts, optional
+        Where the search starts (`odl_atoms.solvers.starts`). Every start
+        runs the full search and the lowest objective wins; the others are
+        kept for the certificate. Default ``(GreedyStart(),)``: the
+        ``initial`` measure of `solve`, or no atom (the paper's ADCG). Add
+        ``LatticeStart('square')`` (or the crystal's lattice) when the
+        angles are not zone axes: from 2-3 generic angles greedy addition
+        ends in arrangements that fit the data as well as the truth does.
     polish : bool, optional
         After the search (with energy), refine the positions with 1 % of the
         energy weight (a local move from the found arrangement), so that the
@@ -168,8 +190,18 @@ class ADCG(Solver):
                  noise_std=None,
                  noise_factor=10.0, max_atoms=None, max_iter=None,
                  local_maxiter=100, merge_distance=None, moves=DEFAULT_MOVES,
-                 move_budget=2.0, polish=True, seed=None):
+                 move_budget=2.0, polish=True, starts=DEFAULT_STARTS,
+                 seed=None):
         super().__init__(operator, seed=seed)
+        self.starts = tuple(starts)
+        if not self.starts:
+            raise ValueError('`starts` needs at least one start, e.g. '
+                             '(GreedyStart(),)')
+        for start in self.starts:
+            if not (hasattr(start, 'configuration') and hasattr(start, 'name')):
+                raise TypeError(
+                    f'a start needs a `name` and a `configuration(...)` method '
+                    f'(see odl_atoms.solvers.starts), got {start!r}')
         self.alpha = check_alpha(alpha)
         potential = parse_potential(operator, potential)
         self.polish = bool(polish)
@@ -214,62 +246,75 @@ class ADCG(Solver):
         info = {}
         potential = self.potential
         alpha = self.alpha
+        d = self.operator.domain.ndim
+        if initial is None:
+            begin = Configuration(np.zeros((0, d)), np.zeros(0),
+                                  np.zeros(0, dtype=self.labels.dtype))
+        else:
+            begin = Configuration(np.array(initial.positions),
+                                  np.array(initial.weights),
+                                  np.array(initial.species))
         if alpha > 0 and potential == 'auto':
-            first = self._run(data, initial, None, 0.0, None, rng=rng)
-            r_min = estimate_r_min(first.positions, self.operator.sigma)
+            first = self._run(AtomObjective(
+                self.operator, data, reference_weight=self.allowed.min()),
+                begin, None, rng)
+            r_min = estimate_r_min(first.config.positions, self.operator.sigma)
             potential = None if r_min is None else self.lennard_jones(r_min)
             info['estimated_r_min'] = r_min
         elif alpha == 0 or potential == 'auto':
             potential = None
         objective = AtomObjective(self.operator, data, alpha if potential else 0.0,
                                   potential, reference_weight=self.allowed.min())
-        config, history, stop = self._run(data, initial, callback, alpha,
-                                          potential, objective=objective,
-                                          full=True, rng=rng)
-        info['moves_taken'] = dict(self._moves_taken)
+        # Every start runs the full search; the lowest objective wins (the
+        # objective, not the data fit alone: from 2-3 angles many wrong
+        # arrangements fit the data to the noise level).
+        runs = []
+        for start in self.starts:
+            config = start.configuration(self, objective, begin.copy())
+            config.value = objective(config.positions, config.weights)
+            runs.append(self._run(objective, config, callback, rng))
+            runs[-1].start = start.name
+        best = min(runs, key=lambda run: run.config.value)
+        config, history = best.config, best.history
+        info['moves_taken'] = dict(best.moves_taken)
+        info['starts'] = [
+            dict(start=run.start, objective=run.config.value,
+                 n_atoms=run.config.n_atoms, stop=run.stop,
+                 positions=run.config.positions) for run in runs]
+        info['best_start'] = best.start
+        polish_objective = objective
         if self.polish and objective.energy_weight and config.n_atoms:
             # The energy chose the arrangement; the positions are then
             # refined with 1 % of its weight, so that a lattice the potential
             # does not prefer (a square one, a strained one) is not biased,
             # while its repulsive core still keeps atoms apart.
-            data_only = AtomObjective(self.operator, data,
-                                      POLISH_FRACTION * objective.alpha,
-                                      objective.potential,
-                                      reference_weight=self.allowed.min())
+            polish_objective = AtomObjective(
+                self.operator, data, POLISH_FRACTION * objective.alpha,
+                objective.potential, reference_weight=self.allowed.min())
             start = config.copy()
-            start.value = data_only(start.positions, start.weights)
-            polished = self.local_move(data_only, start)
+            start.value = polish_objective(start.positions, start.weights)
+            polished = self.local_move(polish_objective, start)
             shift = np.linalg.norm(polished.positions - config.positions, axis=1)
             info['polish_max_shift'] = float(shift.max())
             config = Configuration(polished.positions, config.weights,
-                                   config.labels)
-        space = self.operator.domain
-        measure = space.element(
-            np.clip(config.positions, space.min_pt, space.max_pt),
-            weights=config.weights, species=config.labels)
+                                   config.labels, objective(polished.positions,
+                                                            config.weights))
+        measure = self._measure(config)
         misfit, energy = objective.parts(config.positions, config.weights)
-        info.update(stop_reason=stop, atom_energy=objective.atom_energy,
+        info.update(stop_reason=best.stop, atom_energy=objective.atom_energy,
                     energy_weight=objective.energy_weight,
                     potential=potential)
+        info['certificate'] = self.certify(
+            data, measure, objective=objective, refined_with=polish_objective,
+            starts=info['starts'], start=best.start)
         return Reconstruction(measure=measure, objective=history,
                               n_iterations=len(history), data_misfit=misfit,
                               energy=energy if potential is not None else None,
                               info=info)
 
-    def _run(self, data, initial, callback, alpha, potential, objective=None,
-             full=False, rng=None):
-        if objective is None:
-            objective = AtomObjective(self.operator, data, alpha, potential,
-                                      reference_weight=self.allowed.min())
+    def _run(self, objective, config, callback, rng):
+        """The search from one start: additions, local moves, escapes."""
         rng = np.random.default_rng(rng)
-        d = self.operator.domain.ndim
-        if initial is None:
-            config = Configuration(np.zeros((0, d)), np.zeros(0),
-                                   np.zeros(0, dtype=self.labels.dtype))
-        else:
-            config = Configuration(np.array(initial.positions),
-                                   np.array(initial.weights),
-                                   np.array(initial.species))
         config.value = objective(config.positions, config.weights)
         max_atoms = self.max_atoms or self._default_max_atoms(objective)
         max_iter = self.max_iter or 2 * max_atoms
@@ -323,10 +368,16 @@ class ADCG(Solver):
                 moves_taken[name] += 1
                 config = moved
                 report(config)
-        self._moves_taken = moves_taken
-        if full:
-            return config, history, stop
-        return config
+        return _Run(config, history, stop, moves_taken)
+
+    def certify(self, data, measure, **kwargs):
+        """Return the `Certificate` of ``measure`` for this solver's problem.
+
+        `solve` stores the answer's in ``result.info['certificate']``; this
+        certifies any configuration (another solver's, say). Keyword
+        arguments go to `odl_atoms.solvers.certificate.certify`.
+        """
+        return certify(self, data, measure, **kwargs)
 
     def escape(self, objective, config, threshold, budget, rng):
         """Try the escape moves in turn; return the first improvement.
@@ -662,6 +713,8 @@ class ADCG(Solver):
             args.append(f'weights={self.weights!r}')
         if self.moves != DEFAULT_MOVES:
             args.append(f'moves={list(self.moves)!r}')
+        if self.starts != DEFAULT_STARTS:
+            args.append(f'starts={list(self.starts)!r}')
         for name, default in (('tol', 0.5), ('fine_tol', 0.2), ('noise_std', None),
                               ('max_atoms', None), ('max_iter', None),
                               ('local_maxiter', 100), ('move_budget', 2.0),

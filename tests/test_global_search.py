@@ -1,0 +1,139 @@
+"""ADCG's global search: starts (LatticeStart) and the certificate.
+
+The checks use independent ground truths (phantoms, hand-built lattices) and
+compare against separate runs or exact constructions, never a run with
+itself.
+"""
+
+import numpy as np
+import pytest
+
+import odl_atoms as oa
+from odl_atoms.simulation import simulate
+from odl_atoms.solvers.moves import Relocate
+
+
+def generic_problem(defect='interstitial', shape=(4, 4), angles=(0, 60, 120),
+                    noise=0.01, seed=0):
+    phantom = oa.defect_phantom(defect, shape=shape)
+    a = phantom.lattice_spacing
+    measured = simulate(phantom.measure, np.radians(angles), 0.15 * a,
+                        n_detector=64, noise=noise, seed=seed)
+    return phantom, measured
+
+
+def test_lattice_start_fixes_a_generic_angle_case_plain_adcg_gets_wrong():
+    """4 x 4 lattice with an interstitial, 0/60/120 degrees, 1 % noise."""
+    phantom, measured = generic_problem()
+    a = phantom.lattice_spacing
+    op, data = measured.operator(), measured.element()
+    plain = oa.ADCG(op, potential=a, noise_std=measured.noise_std).solve(data)
+    both = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
+                   starts=[oa.GreedyStart(), oa.LatticeStart('square')]
+                   ).solve(data)
+    assert not oa.match_atoms(phantom.measure, plain.measure).exact
+    assert oa.match_atoms(phantom.measure, both.measure).exact
+    assert both.info['best_start'] == 'lattice'
+    # More starts never end higher: the greedy start's run is the plain one.
+    cert = both.info['certificate']
+    greedy = [s for s in cert.starts if s['start'] == 'greedy'][0]
+    assert greedy['objective'] == pytest.approx(
+        plain.info['starts'][0]['objective'] / plain.info['atom_energy'])
+    assert cert.best_of_starts and cert.local_minimum
+
+
+@pytest.mark.parametrize('lattice, angle', [('square', 20.0),
+                                            ('hexagonal', 13.0)])
+def test_lattice_start_finds_orientation_and_offset(lattice, angle):
+    """A rotated, shifted perfect lattice is found to within the search steps."""
+    make = oa.square_lattice if lattice == 'square' else oa.hexagonal_lattice
+    phantom = make(shape=(4, 4))
+    a = phantom.lattice_spacing
+    centre = phantom.measure.positions.mean(axis=0)
+    phi = np.radians(angle)
+    rot = np.array([[np.cos(phi), -np.sin(phi)], [np.sin(phi), np.cos(phi)]])
+    truth = (phantom.measure.positions - centre) @ rot.T + [0.3, -0.2]
+    space = oa.SparseMeasureSpace([-9, -9], [9, 9])
+    measured = simulate(space.element(truth), np.radians([0, 60, 120]),
+                        0.15 * a, n_detector=96)
+    start = oa.LatticeStart(lattice, n_orientations=90, n_offsets=8)
+    found = start.positions(measured.operator(), measured.element(), a)
+    match = oa.match_atoms(truth, found, tolerance=0.3 * a)
+    assert match.exact, match
+    # Orientation step 1 (square) or 0.67 (hexagonal) degrees, offset step
+    # a / 8: every site within the search resolution.
+    assert match.max_distance < 0.25 * a
+
+
+def test_certificate_reads_right_on_exact_and_broken_configurations():
+    space = oa.SparseMeasureSpace([-4, -4], [4, 4])
+    truth = np.array([[-1.5, 0.4], [1.2, -0.8], [0.3, 1.9], [-0.2, -2.1]])
+    measured = simulate(space.element(truth), np.radians([0, 60, 120]), 0.35,
+                        n_detector=64)
+    op, data = measured.operator(), measured.element()
+    solver = oa.ADCG(op, alpha=0)
+
+    exact = solver.certify(data, space.element(truth))
+    assert exact.local_minimum
+    assert exact.data_misfit < 1e-12
+    assert exact.gradient < 1e-6
+
+    missing = solver.certify(data, space.element(truth[1:]))
+    assert not missing.local_minimum
+    assert missing.best_addition > 0.5  # adding the atom back pays off
+    # The largest residual is where the missing atom belongs.
+    assert np.linalg.norm(missing.worst_point - truth[0]) < 2 * solver.grid_spacing
+
+    extra = solver.certify(data, space.element(
+        np.vstack([truth, [[3.0, 3.0]]])))
+    assert not extra.local_minimum
+    assert extra.best_removal < -0.5  # removing the ghost pays off
+    assert 4 in extra.worst_atoms[:1]
+
+    moved = truth.copy()
+    moved[2] += [0.2, 0.0]
+    shifted = solver.certify(data, space.element(moved))
+    assert not shifted.stationary
+    assert shifted.worst_atoms[0] == 2
+    text = str(shifted)
+    assert 'local minimum: NO' in text and 'largest residual' in text
+
+
+def test_solve_stores_a_certificate_and_is_reproducible():
+    phantom, measured = generic_problem('vacancy', shape=(3, 3),
+                                        angles=(0, 45, 90))
+    a = phantom.lattice_spacing
+    solver = oa.ADCG(measured.operator(), potential=a,
+                     noise_std=measured.noise_std, seed=1,
+                     starts=[oa.GreedyStart(), oa.LatticeStart('square')])
+    first = solver.solve(measured.element())
+    second = solver.solve(measured.element())
+    np.testing.assert_array_equal(first.measure.positions,
+                                  second.measure.positions)
+    cert = first.info['certificate']
+    assert [s['start'] for s in cert.starts] == ['greedy', 'lattice']
+    assert cert.noise_misfit is not None
+    assert 0.3 < cert.residual_ratio < 3  # misfit at the noise level
+
+
+def test_starts_bad_input_and_repr():
+    phantom, measured = generic_problem(shape=(2, 2))
+    op = measured.operator()
+    with pytest.raises(ValueError, match='square'):
+        oa.LatticeStart('triangular')
+    with pytest.raises(ValueError, match='basis'):
+        oa.LatticeStart([[1.0, 0.0], [2.0, 0.0]])
+    with pytest.raises(ValueError, match='at least one start'):
+        oa.ADCG(op, starts=[])
+    with pytest.raises(TypeError, match='configuration'):
+        oa.ADCG(op, starts=[Relocate()])
+    with pytest.raises(ValueError, match='spacing'):
+        oa.ADCG(op, potential=None, alpha=0,
+                starts=[oa.LatticeStart()]).solve(measured.element())
+    with pytest.raises(ValueError, match='2D'):
+        oa.LatticeStart('square').bases(3, 1.0)
+    start = oa.LatticeStart('hexagonal', spacing=2.5, n_offsets=4)
+    assert repr(start) == "LatticeStart('hexagonal', spacing=2.5, n_offsets=4)"
+    assert repr(eval(repr(start), vars(oa))) == repr(start)
+    solver = oa.ADCG(op, alpha=0, starts=[oa.GreedyStart(), start])
+    assert 'starts=[GreedyStart(), LatticeStart(' in repr(solver)
