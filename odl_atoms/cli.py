@@ -748,16 +748,30 @@ def cmd_reconstruct(args):
                 f'angles, {measured.ndim}D, sigma {measured.sigma:g} Å, '
                 f'noise_std {_fmt("{:.4g}", measured.noise_std)}; '
                 f'{cls.__name__}')
+    starts = None
+    if args.lattice is not None:
+        if args.solver != 'adcg':
+            raise UsageError('--lattice applies to --solver adcg only')
+        if measured.ndim != 2:
+            raise UsageError(
+                '--lattice square/hexagonal are 2D lattices; for 3D data use '
+                'the API: LatticeStart(basis) with the crystal\'s basis')
+        from odl_atoms.solvers.starts import GreedyStart, LatticeStart
+        starts = [GreedyStart(), LatticeStart(args.lattice),
+                  LatticeStart(args.lattice, patches=2)]
     result, op = reconstruct_measurement(
         measured, args, solver=args.solver, alpha=args.alpha,
         r_min=args.r_min, weights=weights, init=init,
-        grid_spacing=args.grid_spacing)
+        grid_spacing=args.grid_spacing, starts=starts)
     write_atoms(out, result.measure)
     r_est = result.info.get('estimated_r_min')
     print(f'{cls.__name__}: {result.n_atoms} atoms in {result.time:.1f} s, '
           f'{result.n_iterations} iterations, data misfit '
           f'{result.data_misfit:.4g}'
           + (f', estimated r_min {r_est:.3f} Å' if r_est else ''))
+    certificate = result.info.get('certificate')
+    if certificate is not None:
+        print('certificate:\n  ' + str(certificate).replace('\n', '\n  '))
     print(f'wrote {out}')
     truth = measured.ground_truth()
     report = {'solver': cls.__name__, 'data': str(args.data),
@@ -1269,6 +1283,11 @@ def build_parser():
                    help='candidate grid spacing of ADCG (and annealing); '
                         'default: sigma in 2D (ADCG\'s), 2 sigma in 3D, '
                         'which is ~8x faster and found the same atoms')
+    p.add_argument('--lattice', choices=('square', 'hexagonal'), default=None,
+                   help='ADCG also starts from the best-fitting lattice of '
+                        'this kind (one, and one per half box), spacing '
+                        'r_min; the lowest objective wins. Use it when the '
+                        'angles are not zone axes of a crystal')
     p.add_argument('--seed', type=int, default=None,
                    help='seed of randomised solvers (annealing)')
     _common(p)

@@ -306,7 +306,8 @@ class ADCG(Solver):
                     potential=potential)
         info['certificate'] = self.certify(
             data, measure, objective=objective, refined_with=polish_objective,
-            starts=info['starts'], start=best.start)
+            starts=info['starts'], start=best.start,
+            search_value=best.config.value)
         return Reconstruction(measure=measure, objective=history,
                               n_iterations=len(history), data_misfit=misfit,
                               energy=energy if potential is not None else None,

@@ -41,7 +41,9 @@ class Certificate:
     Attributes
     ----------
     objective : float
-        ``F = 0.5 ||R(mu) - y||^2 + lambda V`` of the answer, in ``E_atom``.
+        ``F = 0.5 ||R(mu) - y||^2 + lambda V`` of the answer, in ``E_atom``
+        (for an ADCG result: of the arrangement as the search left it,
+        before the final polish, the value compared across starts).
     data_misfit : float
         ``0.5 ||R(mu) - y||^2``, in ``E_atom``.
     noise_misfit : float or None
@@ -142,7 +144,7 @@ class Certificate:
 
 
 def certify(solver, data, measure, objective=None, refined_with=None,
-            starts=(), start=None, tolerance=None):
+            starts=(), start=None, search_value=None, tolerance=None):
     """Return the `Certificate` of ``measure`` as a solution of ``solver``'s problem.
 
     Parameters
@@ -164,6 +166,10 @@ def certify(solver, data, measure, objective=None, refined_with=None,
         ``positions``, as ADCG records them in ``info['starts']``.
     start : str, optional
         Name of the start ``measure`` came from.
+    search_value : float, optional
+        The objective of the arrangement before ``measure``'s positions were
+        polished (absolute); reported as ``objective`` instead of the
+        objective of ``measure`` itself.
     tolerance : float, optional
         Matching tolerance of the agreement between starts (angstrom).
         Default: 0.3 equilibrium distances of the potential, or ``2 sigma``.
@@ -227,6 +233,8 @@ def certify(solver, data, measure, objective=None, refined_with=None,
     points, grid_stencil, _ = solver.candidate_grid()
     spread = grid_stencil.adjoint_jacobian(np.ones(len(points)), r2)[1]
     worst_point = points[int(np.argmax(spread))]
+    if search_value is not None:
+        value = search_value
     return Certificate(objective=value / unit, data_misfit=misfit / unit,
                        noise_misfit=noise, gradient=gradient,
                        best_removal=removal, best_addition=addition,
