@@ -69,9 +69,12 @@ def peak_memory(func):
     return peak / 1e6
 
 
-def run_case(n, d):
+def problem(n, d):
+    """The lattice of about ``n`` atoms, its geometry and its measure.
+
+    Returns ``(n, n_det, geometry, measure)`` (``n`` the actual count).
+    """
     pos, half = lattice(n, d)
-    n = pos.shape[0]
     n_det = int(np.ceil(2 * half / CELL))
     angles = odl.uniform_partition(0, np.pi, N_ANGLES)
     if d == 2:
@@ -81,7 +84,14 @@ def run_case(n, d):
         geometry = tomo.Parallel3dAxisGeometry(
             angles, odl.uniform_partition([-half] * 2, [half] * 2, [n_det] * 2))
     space = SparseMeasureSpace([-half] * d, [half] * d)
-    measure = space.element(pos)
+    return pos.shape[0], n_det, geometry, space.element(pos)
+
+
+def run_case(n, d):
+    n, n_det, geometry, measure = problem(n, d)
+    space = measure.space
+    half = float(space.max_pt[0])
+    angles = geometry.motion_partition
     op = GaussianRayTransform(space, geometry, SIGMA)
     params = measure.to_parameters()
     atoms_op = op.parametrized(n)

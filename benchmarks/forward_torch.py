@@ -23,30 +23,18 @@ import os
 import sys
 
 import numpy as np
-import odl
 import torch
-from odl.applications import tomo
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import markdown_table, write_result  # noqa: E402
-from forward import CELL, N_ANGLES, SIGMA, best_time, lattice  # noqa: E402
+from forward import CELL, N_ANGLES, SIGMA, best_time, problem  # noqa: E402
 
-from odl_atoms import GaussianRayTransform, SparseMeasureSpace  # noqa: E402
+from odl_atoms import GaussianRayTransform  # noqa: E402
 
 
 def run_case(n, d, devices):
-    pos, half = lattice(n, d)
-    n = pos.shape[0]
-    n_det = int(np.ceil(2 * half / CELL))
-    angles = odl.uniform_partition(0, np.pi, N_ANGLES)
-    if d == 2:
-        geometry = tomo.Parallel2dGeometry(
-            angles, odl.uniform_partition(-half, half, n_det))
-    else:
-        geometry = tomo.Parallel3dAxisGeometry(
-            angles, odl.uniform_partition([-half] * 2, [half] * 2, [n_det] * 2))
-    space = SparseMeasureSpace([-half] * d, [half] * d)
-    measure = space.element(pos)
+    n, n_det, geometry, measure = problem(n, d)
+    space = measure.space
     ref = GaussianRayTransform(space, geometry, SIGMA)
     # Evict the cached stencil so every timed call builds it (as forward.py).
     t_np = best_time(lambda: ref(measure), 3,

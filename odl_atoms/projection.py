@@ -17,6 +17,8 @@ indices they touch; the forward projection, the Jacobian, its adjoint and the
 correlation map are all a gather or a scatter through it.
 """
 
+import math
+
 import numpy as np
 from scipy.special import ndtr
 
@@ -81,7 +83,42 @@ def _profile_1d(centres, edges, mids, sigma, truncate, mode):
     return index, value, deriv
 
 
-class Stencil:
+class WindowedProfiles:
+
+    """Window bookkeeping shared by `Stencil` and its torch twin.
+
+    Subclasses set ``profiles`` (per detector axis: first-cell indices,
+    values and derivatives, each ``(n, m, w)``), ``_flat`` (flat data
+    indices of the window entries), ``frame`` and ``n_atoms``; the methods
+    below only index and broadcast, so they serve NumPy arrays and torch
+    tensors alike.
+    """
+
+    #: Window values handled per chunk of atoms (caps the temporaries).
+    chunk_values = _CHUNK_VALUES
+
+    def _chunks(self):
+        per_atom = self.frame.n_angles * math.prod(
+            p[1].shape[2] for p in self.profiles)
+        step = max(1, self.chunk_values // max(per_atom, 1))
+        for start in range(0, self.n_atoms, step):
+            yield slice(start, min(start + step, self.n_atoms))
+
+    def _index(self, sl):
+        if len(self._flat) == 1:
+            return self._flat[0][sl]
+        return self._flat[0][sl][..., :, None] + self._flat[1][sl][..., None, :]
+
+    def _outer(self, sl, du=False, dv=False):
+        """Window values (n, m, wu[, wv]) of the profile or its derivatives."""
+        pu = self.profiles[0][2 if du else 1][sl]
+        if len(self.profiles) == 1:
+            return pu
+        pv = self.profiles[1][2 if dv else 1][sl]
+        return pu[..., :, None] * pv[..., None, :]
+
+
+class Stencil(WindowedProfiles):
 
     """Projected profiles of a set of atoms, for gathers and scatters.
 
@@ -129,27 +166,7 @@ class Stencil:
             self._flat = [angle_offset + self.profiles[0][0] * det[1],
                           self.profiles[1][0]]
 
-    # --- Helpers over atom chunks
-
-    def _chunks(self):
-        per_atom = self.frame.n_angles * int(
-            np.prod([p[1].shape[2] for p in self.profiles]))
-        step = max(1, _CHUNK_VALUES // per_atom)
-        for start in range(0, self.n_atoms, step):
-            yield slice(start, min(start + step, self.n_atoms))
-
-    def _index(self, sl):
-        if len(self._flat) == 1:
-            return self._flat[0][sl]
-        return self._flat[0][sl][..., :, None] + self._flat[1][sl][..., None, :]
-
-    def _outer(self, sl, du=False, dv=False):
-        """Window values (n, m, wu[, wv]) of the profile or its derivatives."""
-        pu = self.profiles[0][2 if du else 1][sl]
-        if len(self.profiles) == 1:
-            return pu
-        pv = self.profiles[1][2 if dv else 1][sl]
-        return pu[..., :, None] * pv[..., None, :]
+    # --- Helpers over atom chunks (see also WindowedProfiles)
 
     def _scatter(self, out, sl, values):
         out += np.bincount(self._index(sl).ravel(), weights=values.ravel(),

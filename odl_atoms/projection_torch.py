@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from odl_atoms.projection import WindowedProfiles
+
 __all__ = ('TorchFrame', 'TorchStencil', 'check_torch_device',
            'require_torch')
 
@@ -185,7 +187,7 @@ def _profile_1d(centres, edges, mids, widths, min_width, sigma, truncate,
     return index, value, deriv
 
 
-class TorchStencil:
+class TorchStencil(WindowedProfiles):
 
     """Projected profiles of a set of atoms on a torch device.
 
@@ -209,6 +211,8 @@ class TorchStencil:
     dtype : str or `torch.dtype`, optional
         Dtype of the profiles and of the results.
     """
+
+    chunk_values = _CHUNK_VALUES
 
     def __init__(self, frame, positions, sigma, truncate=6.0,
                  mode='integrate', dtype='float64'):
@@ -241,25 +245,6 @@ class TorchStencil:
         return torch.as_tensor(a, dtype=dtype or self.dtype, device=self.device)
 
     # --- Helpers over atom chunks (as in Stencil)
-
-    def _chunks(self):
-        per_atom = self.frame.n_angles * math.prod(
-            p[1].shape[2] for p in self.profiles)
-        step = max(1, _CHUNK_VALUES // max(per_atom, 1))
-        for start in range(0, self.n_atoms, step):
-            yield slice(start, min(start + step, self.n_atoms))
-
-    def _index(self, sl):
-        if len(self._flat) == 1:
-            return self._flat[0][sl]
-        return self._flat[0][sl][..., :, None] + self._flat[1][sl][..., None, :]
-
-    def _outer(self, sl, du=False, dv=False):
-        pu = self.profiles[0][2 if du else 1][sl]
-        if len(self.profiles) == 1:
-            return pu
-        pv = self.profiles[1][2 if dv else 1][sl]
-        return pu[..., :, None] * pv[..., None, :]
 
     def _bcast(self, per_atom_angle):
         """Reshape ``(n,)`` or ``(n, m)`` to broadcast over the window axes."""
