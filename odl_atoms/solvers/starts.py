@@ -129,7 +129,6 @@ class LatticeStart:
         # Several lattice starts in one ADCG are told apart in its records.
         self.name = 'lattice' if self.patches == 1 else f'lattice/{self.patches}'
 
-
     def configuration(self, solver, objective, initial):
         spacing = self.spacing
         if spacing is None and isinstance(self.lattice, str):
