@@ -13,7 +13,9 @@ methods
   the same defaults),
 - simulated annealing (`SimulatedAnnealing`, Lennard-Jones with r_min = a,
   default alpha),
-- ADCG without energy (alpha = 0) and with it (r_min = a, default alpha).
+- ADCG without energy (alpha = 0) and with it (r_min = a, default alpha),
+  and with it and lattice starts (greedy, `LatticeStart('square')` and
+  `LatticeStart('square', patches=2)`; the lowest objective wins).
 
 Part 2 (where learning starts to work): SIRT + picking against SIRT +
 learned picking for 2, 3, 5, 10 and 15 angles uniform in [0, 180), the same
@@ -55,11 +57,11 @@ ANGLE_SETS = {'0/90': (0, 90), '0/45/90': (0, 45, 90),
               '0/60/120': (0, 60, 120)}
 ANGLE_COUNTS = (2, 3, 5, 10, 15)
 METHODS = ('SIRT + picking', 'SIRT + learned', 'annealing', 'ADCG alpha=0',
-           'ADCG + energy')
+           'ADCG + energy', 'ADCG + lattice starts')
 N_DETECTOR = 96
 BLUR = 0.15
 # The case drawn in the figure (defect, angle set, noise, seed).
-FIGURE_CASE = ('edge_dislocation', '0/45/90', 0.01, 0)
+FIGURE_CASE = ('interstitial', '0/60/120', 0.01, 0)
 
 
 def uniform_angles(n):
@@ -146,8 +148,12 @@ def method_task(task):
                                        noise_std=measured.noise_std, seed=seed)
     elif method == 'ADCG alpha=0':
         solver = oa.ADCG(op, alpha=0, noise_std=measured.noise_std)
-    else:
+    elif method == 'ADCG + energy':
         solver = oa.ADCG(op, potential=a, noise_std=measured.noise_std)
+    else:
+        solver = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
+                         starts=[oa.GreedyStart(), oa.LatticeStart('square'),
+                                 oa.LatticeStart('square', patches=2)])
     result = solver.solve(data)
     row = _row(phantom, result, kind='method', method=method, defect=defect,
                angles=angles_key, noise=noise, seed=seed)
@@ -335,7 +341,7 @@ def plan(quick, models_dir):
              for d, k, nz in itertools.product(defects, angle_sets, noises)
              for m in METHODS if m != 'SIRT + learned']
     # Slow methods first, so that the pool ends with short tasks.
-    first.sort(key=lambda t: METHODS.index(t[1]) not in (2, 4))
+    first.sort(key=lambda t: METHODS.index(t[1]) not in (2, 4, 5))
     later = [('method', 'SIRT + learned', d, k, nz, 0,
               models[ANGLE_SETS[k]]['path'])
              for d, k, nz in itertools.product(defects, angle_sets, noises)]
