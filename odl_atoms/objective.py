@@ -138,7 +138,7 @@ class AtomObjective:
             grad_x += self.energy_weight * g
         return value, grad_x, grad_w
 
-    def restricted(self, positions, weights, active):
+    def restricted(self, positions, weights, active, local_energy=False):
         """Return ``F`` as a function of the ``active`` atoms' positions only.
 
         The other atoms stay where they are: their data are projected once,
@@ -150,6 +150,15 @@ class AtomObjective:
         positions : (n, d) array
         weights : (n,) array
         active : (n,) bool array or index array
+        local_energy : bool, optional
+            If True, the energy is evaluated on the active atoms and the
+            fixed atoms within two cut-off radii of them only (a neighbour
+            list taken once), plus the constant energy of the rest: the cost
+            of an evaluation then grows with the block, not with the whole
+            configuration. Exact as long as no active atom moves farther
+            than one cut-off radius from where it started (callers bound
+            the move, see `ADCG.block_move`). Default False: the energy of
+            all atoms at every evaluation.
 
         Returns
         -------
@@ -174,6 +183,25 @@ class AtomObjective:
                 op.mode).project(weights[fixed])
         w_active = weights[index]
         c = self.inner_weight
+        energy_index = index
+        energy_offset = 0.0
+        energy_positions = positions
+        if (local_energy and self.energy_weight and positions.shape[0] > 1
+                and np.any(fixed)):
+            from scipy.spatial import cKDTree
+
+            # Neighbour list taken once: the fixed atoms within two cut-offs
+            # of an active one. E(all) = E(local) + [E(all) - E(local)] with
+            # the bracket (fixed-fixed pairs outside) constant while no
+            # active atom moves more than a cut-off.
+            reach = 2 * self.potential.cutoff
+            near = cKDTree(positions[index]).query_ball_point(
+                positions[fixed], reach, return_length=True) > 0
+            local = np.concatenate([index, np.flatnonzero(fixed)[near]])
+            energy_positions = positions[local].copy()
+            energy_index = np.arange(index.size)
+            energy_offset = (self.potential.energy(positions)
+                             - self.potential.energy(energy_positions))
 
         def fun(active_positions):
             p = np.asarray(active_positions, dtype=float).reshape(-1, positions.shape[1])
@@ -183,10 +211,10 @@ class AtomObjective:
             value = 0.5 * c * float(r @ r)
             grad *= c
             if self.energy_weight and positions.shape[0] > 1:
-                positions[index] = p
-                e, g = self.potential.energy(positions, gradient=True)
-                value += self.energy_weight * e
-                grad += self.energy_weight * g[index]
+                energy_positions[energy_index] = p
+                e, g = self.potential.energy(energy_positions, gradient=True)
+                value += self.energy_weight * (e + energy_offset)
+                grad += self.energy_weight * g[energy_index]
             return value, grad
 
         return fun

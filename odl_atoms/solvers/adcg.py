@@ -22,6 +22,15 @@ configuration that did.
 Each step is a method (`ADCG.score_candidates`, `ADCG.refine_candidate`,
 `ADCG.add_atom`, `ADCG.local_move`, `ADCG.choose_weights`, `ADCG.prune`) that
 subclasses can replace.
+
+In 3D (``batch='auto'``) the search first adds atoms in batches
+(`ADCG.grow_batches`: `ADCG.add_atoms` picks many well-separated grid
+maxima by their joint gain, `ADCG.block_move` relaxes them with their
+neighbours only), with a stronger energy weight ``batch_alpha`` that sorts
+them onto lattice sites, then continues one atom at a time as above. One
+addition per iteration costs ``O(n^2)`` or more in all; the batches build a
+particle in a handful of ``O(n)`` passes (``benchmarks/scale.py`` measures
+the growth).
 """
 
 import numbers
@@ -34,7 +43,7 @@ from scipy.spatial import cKDTree
 
 from odl_atoms.objective import AtomObjective
 from odl_atoms.weights import allowed_weights
-from odl_atoms.projection import Stencil
+from odl_atoms.projection import SeparableGrid, Stencil
 from odl_atoms.solvers.base import Reconstruction, Solver
 from odl_atoms.solvers.common import (check_alpha, default_potential,
                                       estimate_r_min, expected_atoms,
@@ -50,6 +59,9 @@ __all__ = ('ADCG', 'DEFAULT_ALPHA')
 #: enough to rule out the many atom arrangements that fit 2-3 projections
 #: equally well.
 DEFAULT_ALPHA = 1e-3
+
+#: Escape trials (in units of ``move_budget``) when batches run (3D).
+BATCH_ESCAPES = 100
 
 #: Fraction of ``alpha`` kept when polishing the positions at the end.
 POLISH_FRACTION = 1e-2
@@ -90,6 +102,78 @@ class _Run:
     stop: str
     moves_taken: dict
     start: str = ''
+
+
+class _AttractionField:
+
+    """Attraction and exclusion of grid points by atoms, kept up to date.
+
+    ``field[p] = sum_i min(phi(|p - x_i|), 0)`` (the bonds an atom added at
+    grid point ``p`` would form) and ``count[p]`` = number of atoms within
+    the exclusion radius of ``p``, as `ADCG.addition_energies` computes
+    them. Between two calls ADCG changes few atoms (an escape trial
+    removes one, a batch adds some, a block move shifts a region), so
+    `update` re-sums only the grid points near atoms that were removed,
+    added or moved (matched by exact coordinates), and recomputes from
+    scratch when more than half of them changed.
+    """
+
+    def __init__(self, potential, points, radius):
+        self.potential, self.points, self.radius = potential, points, radius
+        self.tree = cKDTree(points)
+        self.rows = {}
+        self.field = np.zeros(points.shape[0])
+        self.count = np.zeros(points.shape[0], int)
+
+    @staticmethod
+    def _keys(positions):
+        return [row.tobytes() for row in np.ascontiguousarray(positions)]
+
+    def _stamp(self, positions, sign, chunk=256):
+        """Add (``sign=1``) or remove (-1) the terms of some atoms."""
+        # In chunks of atoms: each has thousands of grid points within the
+        # cut-off, and the neighbour lists are Python lists.
+        for start in range(0, len(positions), chunk):
+            self._stamp_chunk(positions[start:start + chunk], sign)
+
+    def _stamp_chunk(self, positions, sign):
+        if len(positions) == 0:
+            return
+        lists = self.tree.query_ball_point(positions, self.potential.cutoff)
+        lengths = np.fromiter((len(x) for x in lists), int, len(lists))
+        if lengths.sum() == 0:
+            return
+        index = np.concatenate([np.asarray(x, int) for x in lists])
+        atom = np.repeat(np.arange(len(positions)), lengths)
+        r = np.linalg.norm(self.points[index] - positions[atom], axis=1)
+        pair = np.minimum(np.asarray(self.potential.pair_energy(r), float), 0.0)
+        self.field += sign * np.bincount(index, pair, minlength=self.field.size)
+        self.count += sign * np.bincount(index[r < self.radius],
+                                         minlength=self.count.size)
+
+    def update(self, positions):
+        """Return ``(attraction, excluded)`` for atoms at ``positions``."""
+        positions = np.asarray(positions, float)
+        keys = self._keys(positions)
+        new = {}
+        for k, row in zip(keys, positions):
+            new.setdefault(k, []).append(row)
+        added, removed = [], []
+        for k, rows in new.items():
+            extra = len(rows) - len(self.rows.get(k, ()))
+            added += rows[:max(extra, 0)]
+        for k, rows in self.rows.items():
+            missing = len(rows) - len(new.get(k, ()))
+            removed += rows[:max(missing, 0)]
+        if len(added) + len(removed) > 0.5 * len(positions) + 10:
+            self.field[:] = 0.0
+            self.count[:] = 0
+            self._stamp(positions, 1)
+        else:
+            self._stamp(np.array(removed).reshape(-1, positions.shape[1]), -1)
+            self._stamp(np.array(added).reshape(-1, positions.shape[1]), 1)
+        self.rows = new
+        return self.field, self.count > 0
 
 
 class ADCG(Solver):
@@ -150,7 +234,8 @@ class ADCG(Solver):
         (`odl_atoms.solvers.moves`): default ``(Relocate(), Regrow())``;
         ``()`` gives the plain ADCG of the paper.
     move_budget : float, optional
-        Total number of escape trials, in units of ``max_atoms`` (default 2).
+        Total number of escape trials, in units of ``max_atoms`` (default 2);
+        with batch additions at most ``move_budget * BATCH_ESCAPES`` (200).
     starts : sequence of starts, optional
         Where the search starts (`odl_atoms.solvers.starts`). Every start
         runs the full search and the lowest objective wins; the others are
@@ -164,6 +249,27 @@ class ADCG(Solver):
         energy weight (a local move from the found arrangement), so that the
         potential's preference for its own lattice does not bias the
         positions while its core still keeps atoms apart. Default True.
+    batch : 'auto', int or None, optional
+        Batch additions (`add_atoms`): up to this many atoms are added in one
+        iteration, chosen from the scored grid by non-maximum suppression and
+        by their joint gain, then relaxed together with their neighbours only
+        (`block_move`); one full local move follows once no batch pays off,
+        and the usual one-at-a-time loop (with escapes) finishes the job.
+        ``'auto'`` (default): in 3D, a quarter of the atoms the data hold
+        (`odl_atoms.solvers.common.expected_atoms`), when that is at least
+        2; in 2D no batches, so 2D results are exactly those of one addition
+        per iteration. ``None`` or 1: no batches. See `batch_size`.
+    batch_alpha : float, optional
+        Energy weight during the batch additions (default 0.1, used only
+        when batches run and there is a potential). The batches build the
+        whole particle at once, and in 3D the Lennard-Jones energy (whose
+        ground state is the close-packed lattice) is what sorts dozens of
+        new atoms onto sites: measured on a 343-atom octahedron from 5
+        tilts in +-70 degrees at 1 % noise, F1 after the batches was 0.98
+        with 0.1, 0.52 with ``alpha = 1e-3``, 0.43 with 0.01, 0.84 with
+        0.3 (and with 1 surface sites the data do not support fill up).
+        Afterwards the search continues with ``alpha``, which removes the
+        atoms only the stronger energy had justified (vacancies).
     seed : int or Generator, optional
         Unused by plain ADCG (it is deterministic); kept for the interface.
 
@@ -191,8 +297,14 @@ class ADCG(Solver):
                  noise_factor=10.0, max_atoms=None, max_iter=None,
                  local_maxiter=100, merge_distance=None, moves=DEFAULT_MOVES,
                  move_budget=2.0, polish=True, starts=DEFAULT_STARTS,
-                 seed=None):
+                 batch='auto', batch_alpha=0.1, seed=None):
         super().__init__(operator, seed=seed)
+        if not (batch is None or (isinstance(batch, str) and batch == 'auto')
+                or (isinstance(batch, numbers.Integral) and batch >= 1)):
+            raise ValueError(f"`batch` must be 'auto', None or an int >= 1, "
+                             f"got {batch!r}")
+        self.batch = batch
+        self.batch_alpha = check_alpha(batch_alpha)
         self.starts = tuple(starts)
         if not self.starts:
             raise ValueError('`starts` needs at least one start, e.g. '
@@ -336,6 +448,15 @@ class ADCG(Solver):
                           reverse=True):
             threshold = self.stop_threshold(objective, tol)
             budget = int(self.move_budget * max_atoms)
+            if self.batch_size(objective) > 1:
+                # At scale, escape trials (each a grid scoring, some a
+                # regional regrowth) would cost O(n) each and O(n) of them
+                # would run: cap them. The batches with their stronger
+                # energy leave few misplaced atoms (none on the 343-atom
+                # octahedron, where 700 escape trials found nothing).
+                budget = min(budget, int(self.move_budget * BATCH_ESCAPES))
+            config = self.grow_batches(objective, config, threshold,
+                                       max_atoms, max_iter, report, history)
             while len(history) < max_iter:
                 candidate = None
                 if config.n_atoms >= max_atoms:
@@ -425,6 +546,209 @@ class ADCG(Solver):
             count += 1
         return config
 
+    # --- Batch additions (3D at scale)
+
+    def batch_size(self, objective):
+        """Largest number of atoms `add_atoms` adds at once (1: no batches).
+
+        ``'auto'``: a quarter of the expected atom count in 3D (so that a
+        particle is built in a handful of batches, each costing about one
+        pass over the atoms: time grows about linearly with their number),
+        one in 2D (2D problems are small, and their behaviour, tuned and
+        tested one addition at a time, stays exactly as it was).
+        """
+        if self.batch is None:
+            return 1
+        if isinstance(self.batch, numbers.Integral):
+            return int(self.batch)
+        if self.operator.domain.ndim != 3:
+            return 1
+        expected = expected_atoms(self.operator, objective.y, self.allowed.min())
+        return max(1, int(np.ceil(0.25 * expected)))
+
+    def batch_separation(self, objective):
+        """Least distance between atoms added in one batch.
+
+        ``0.8 r_min`` with a potential (nearest neighbours of a lattice may
+        come in the same batch; closer pairs are what the energy forbids),
+        else ``3 sigma`` (where two atoms' projections are told apart).
+        """
+        if objective.energy_weight:
+            return 0.8 * objective.potential.r_min
+        return 3.0 * self.operator.sigma
+
+    def add_atoms(self, objective, config, max_new, min_gain=0.0):
+        """Return ``config`` plus up to ``max_new`` new atoms, or None.
+
+        The candidates are the grid's local maxima of the addition gain
+        (`score_candidates`, with its energy-aware exclusion around existing
+        atoms), at least `batch_separation` apart (non-maximum
+        suppression). From them, atoms are chosen greedily by their *joint*
+        gain: after choosing ``i``, the gain of every other candidate ``j``
+        drops by ``w_i w_j <g_i, g_j>`` (the data the two would share; exact
+        for the data misfit), so that two candidates on one ray of one
+        projection do not both claim its signal. Only candidates whose joint
+        gain stays above ``min_gain`` are added; None if there is none.
+        Positions are not refined one by one: `block_move` relaxes the new
+        atoms and their neighbours together.
+        """
+        points, gains, best = self.score_candidates(objective, config)
+        order = np.argsort(-gains, kind='stable')
+        order = order[gains[order] > min_gain]
+        if order.size == 0:
+            return None
+        # Non-maximum suppression: walk down the gains, keep a point unless
+        # a kept one is closer than the separation. Pool of at most 3 x
+        # max_new (the joint selection below needs some spare).
+        separation = self.batch_separation(objective)
+        tree = cKDTree(points[order])
+        suppressed = np.zeros(order.size, bool)
+        pool = []
+        for rank in range(order.size):
+            if suppressed[rank]:
+                continue
+            pool.append(order[rank])
+            if len(pool) >= 3 * max_new:
+                break
+            suppressed[tree.query_ball_point(points[order[rank]],
+                                             separation)] = True
+        pool = np.array(pool)
+        weights = self.allowed[best[pool]]
+        # Joint gains: the Gram matrix of the pool's unit-atom data (sparse:
+        # only candidates whose projections overlap somewhere interact).
+        from scipy.sparse import csr_matrix
+        op = self.operator
+        idx, val = Stencil(op.frame, points[pool], op.sigma, op.truncate,
+                           op.mode).windows()
+        rows = np.repeat(np.arange(pool.size), idx.shape[1])
+        data_size = int(np.prod(op.frame.shape))
+        g = csr_matrix((val.ravel(), (rows, idx.ravel())),
+                       shape=(pool.size, data_size))
+        gram = (g @ g.T).tocsr()
+        gram = gram * objective.inner_weight
+        current = gains[pool].astype(float)
+        chosen = []
+        while len(chosen) < max_new:
+            k = int(np.argmax(current))
+            if not current[k] > min_gain:
+                break
+            chosen.append(k)
+            row = gram.getrow(k)
+            current[row.indices] -= weights[k] * weights[row.indices] * row.data
+            current[k] = -np.inf
+        if not chosen:
+            return None
+        chosen = pool[np.array(chosen)]
+        j = best[chosen]
+        new = Configuration(
+            np.vstack([config.positions, points[chosen]]),
+            np.append(config.weights, self.allowed[j]),
+            np.append(config.labels, self.labels[j]))
+        new.value = objective(new.positions, new.weights)
+        return new
+
+    def block_move(self, objective, config, new, radius=None):
+        """Relax atoms ``new`` (indices) and their neighbours only.
+
+        The block is the new atoms and every atom within ``radius`` (default
+        ``1.2 r_min``, the first shell; ``3 sigma`` without potential) of
+        one; the others stay fixed. Data: only the block is projected per
+        evaluation (`AtomObjective.restricted`); energy: a neighbour list of
+        the block taken once (``local_energy=True``), with every atom kept
+        within one cut-off of its start so that the list stays exact.
+        """
+        n, d = config.positions.shape
+        new = np.asarray(new, int)
+        if new.size == 0:
+            return config
+        if radius is None:
+            radius = (1.2 * objective.potential.r_min if objective.energy_weight
+                      else 3.0 * self.operator.sigma)
+        active = np.zeros(n, bool)
+        active[new] = True
+        near = cKDTree(config.positions[new]).query_ball_point(
+            config.positions, radius, return_length=True) > 0
+        active |= near
+        index = np.flatnonzero(active)
+        fun = objective.restricted(config.positions, config.weights, index,
+                                   local_energy=True)
+        space = self.operator.domain
+        x0 = np.clip(config.positions[index], space.min_pt, space.max_pt)
+        lo, hi = np.broadcast_to(space.min_pt, x0.shape), np.broadcast_to(
+            space.max_pt, x0.shape)
+        if objective.energy_weight:
+            reach = objective.potential.cutoff
+            lo, hi = np.maximum(lo, x0 - reach), np.minimum(hi, x0 + reach)
+
+        def flat_fun(flat):
+            value, grad = fun(flat.reshape(-1, d))
+            return value, grad.ravel()
+
+        res = minimize(flat_fun, x0.ravel(), jac=True, method='L-BFGS-B',
+                       bounds=list(zip(lo.ravel(), hi.ravel())),
+                       options={'maxiter': self.local_maxiter})
+        positions = config.positions.copy()
+        positions[index] = res.x.reshape(-1, d)
+        moved = Configuration(positions, config.weights.copy(),
+                              config.labels.copy())
+        moved.value = objective(moved.positions, moved.weights)
+        return moved if moved.value <= config.value else config
+
+    def grow_batches(self, objective, config, threshold, max_atoms, max_iter,
+                     report, history):
+        """Add atoms in batches while a batch lowers F by > ``threshold``.
+
+        Every iteration: `add_atoms` (joint gain of each atom above
+        ``threshold``), `block_move` around the new atoms, `choose_weights`,
+        `prune`; the batch is accepted if the objective dropped by more than
+        ``threshold``, else the loop ends (the caller's one-at-a-time loop
+        takes over from the last accepted configuration). One full
+        `local_move` closes the phase. Returns ``config`` unchanged if
+        `batch_size` is 1.
+        """
+        k = self.batch_size(objective)
+        if k <= 1:
+            return config
+        begin = config
+        final = objective
+        if objective.energy_weight:
+            objective = AtomObjective(self.operator, objective.data,
+                                      self.batch_alpha, objective.potential,
+                                      reference_weight=self.allowed.min())
+            config = config.copy()
+            config.value = objective(config.positions, config.weights)
+        start_value = final(config.positions, config.weights)
+        added = False
+        while len(history) < max_iter and config.n_atoms < max_atoms:
+            n_old = config.n_atoms
+            candidate = self.add_atoms(objective, config,
+                                       min(k, max_atoms - n_old),
+                                       min_gain=threshold)
+            if candidate is None:
+                break
+            candidate = self.block_move(objective, candidate,
+                                        np.arange(n_old, candidate.n_atoms))
+            candidate = self.choose_weights(objective, candidate)
+            candidate = self.prune(objective, candidate)
+            if not config.value - candidate.value > threshold:
+                break
+            config = candidate
+            added = True
+            shown = config.copy()  # history holds values of the objective
+            shown.value = final(shown.positions, shown.weights)
+            report(shown)
+        if final is not objective:
+            # Back to the search's own energy weight: relax, and remove the
+            # atoms only the batch energy had justified.
+            config = config.copy()
+            config.value = final(config.positions, config.weights)
+            objective = final
+        if added:
+            config = self.prune(objective, self.local_move(objective, config))
+            if not config.value < start_value:  # never worse than the start
+                return begin
+        return config
+
     def finish_trial(self, objective, trial, current):
         """Relax, reweigh and prune a promising escape trial in full.
 
@@ -471,7 +795,7 @@ class ADCG(Solver):
         """
         points, stencil, norms = self.candidate_grid()
         residual = -objective.residual(config.positions, config.weights)
-        _, corr = stencil.adjoint_jacobian(np.ones(points.shape[0]), residual)
+        corr = stencil.correlate(residual)
         c = objective.inner_weight
         corr *= c
         norms = c * norms
@@ -487,10 +811,18 @@ class ADCG(Solver):
             # with rigid neighbours would veto it (measured: 2.5 atom
             # energies of repulsion before relaxing, a net gain after).
             potential = objective.potential
-            attraction, nearest = self.addition_energies(
-                potential, config.positions, points, attractive_only=True)
+            if points.shape[1] == 3:
+                # 3D: the same terms, kept up to date incrementally (only
+                # the atoms that changed since the last call are re-summed:
+                # 10^6 grid-atom pairs for 10^3 atoms otherwise).
+                attraction, excluded = self._attraction_field(
+                    potential, points).update(config.positions)
+            else:
+                attraction, nearest = self.addition_energies(
+                    potential, config.positions, points, attractive_only=True)
+                excluded = nearest < self.exclusion_radius(potential)
             gains -= objective.energy_weight * attraction[:, None]
-            gains[nearest < self.exclusion_radius(potential)] = -np.inf
+            gains[excluded] = -np.inf
         best = np.argmax(gains, axis=1)
         return points, gains[np.arange(points.shape[0]), best], best
 
@@ -501,11 +833,33 @@ class ADCG(Solver):
             shape = np.maximum(
                 np.round((space.max_pt - space.min_pt) / self.grid_spacing), 1
             ).astype(int)
-            points = odl.uniform_discr(space.min_pt, space.max_pt, shape).points()
+            discr = odl.uniform_discr(space.min_pt, space.max_pt, shape)
+            points = discr.points()
             op = self.operator
-            stencil = Stencil(op.frame, points, op.sigma, op.truncate, op.mode)
+            # Single tilt axis along a box axis (the usual 3D tilt series):
+            # the grid's correlations are matrix products (SeparableGrid),
+            # so scoring costs O(grid) BLAS work instead of a gather of
+            # window^2 values per point and angle. Otherwise a Stencil.
+            stencil = None
+            if space.ndim == 3:
+                stencil = SeparableGrid.build(
+                    op.frame, discr.partition.coord_vectors, op.sigma,
+                    op.truncate, op.mode)
+            if stencil is None:
+                stencil = Stencil(op.frame, points, op.sigma, op.truncate,
+                                  op.mode)
             self._grid = (points, stencil, stencil.self_inner())
         return self._grid
+
+    def _attraction_field(self, potential, points):
+        """The (cached) `_AttractionField` of the grid for ``potential``."""
+        field = getattr(self, '_field', None)
+        radius = self.exclusion_radius(potential)
+        if (field is None or field.potential is not potential
+                or field.radius != radius or field.points is not points):
+            field = _AttractionField(potential, points, radius)
+            self._field = field
+        return field
 
     def exclusion_radius(self, potential):
         """No candidate closer than this to an atom: half a bond length."""
@@ -719,7 +1073,9 @@ class ADCG(Solver):
         for name, default in (('tol', 0.5), ('fine_tol', 0.2), ('noise_std', None),
                               ('max_atoms', None), ('max_iter', None),
                               ('local_maxiter', 100), ('move_budget', 2.0),
-                              ('polish', True), ('seed', None)):
+                              ('polish', True), ('batch', 'auto'),
+                              ('batch_alpha', 0.1),
+                              ('seed', None)):
             value = getattr(self, name)
             if value != default:
                 args.append(f'{name}={value!r}')

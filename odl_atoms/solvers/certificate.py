@@ -231,7 +231,7 @@ def certify(solver, data, measure, objective=None, refined_with=None,
             w, np.ones_like(r2))[1]
         worst_atoms = np.argsort(seen)[::-1][:5]
     points, grid_stencil, _ = solver.candidate_grid()
-    spread = grid_stencil.adjoint_jacobian(np.ones(len(points)), r2)[1]
+    spread = grid_stencil.correlate(r2)
     worst_point = points[int(np.argmax(spread))]
     if search_value is not None:
         value = search_value
