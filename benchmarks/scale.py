@@ -13,6 +13,9 @@ For every size, in a fresh process (so that the peak resident memory,
 - ADCG with its defaults (batch additions in 3D), the lattice spacing as
   the potential's ``r_min`` and the known noise level: wall time, peak
   memory, F1 (`match_atoms`);
+- ADCG started from `LatticeStart('fcc')` only (the fcc lattice that fits
+  the data best, its offset searched; ase.cluster's cubic axes are x, y, z):
+  the same;
 - SIRT (ASTRA on the CPU, slice by slice) + atom picking: the same;
 - the forward operator alone, ``op(measure)``, and the gradient of the data
   term (adjoint Jacobian), up to 10^5 atoms.
@@ -53,6 +56,9 @@ SIZES = (6, 8, 12, 17)
 FORWARD_SIZES = (6, 12, 25, 53)   # ~10^2 ... 10^5 atoms
 ANGLES = np.radians(np.linspace(-70, 70, 5))
 NOISE = 0.01
+#: Reconstruction methods measured, and their labels in the table.
+KINDS = {'adcg': 'ADCG', 'adcg-lattice': 'ADCG + LatticeStart(fcc)',
+         'sirt': 'SIRT + picking'}
 
 
 def phantom(size):
@@ -85,9 +91,14 @@ def case(kind, size):
                data=list(measured.data.shape))
     base = peak_rss_mb()
     t0 = time.perf_counter()
-    if kind == 'adcg':
+    if kind in ('adcg', 'adcg-lattice'):
+        # 'adcg-lattice': started from the fcc lattice that fits the data
+        # best (offset searched; ase.cluster's cubic axes are x, y, z).
+        starts = ([oa.LatticeStart('fcc')] if kind == 'adcg-lattice'
+                  else oa.DEFAULT_STARTS)
         result = oa.ADCG(op, potential=ph.lattice_spacing,
-                         noise_std=measured.noise_std).solve(measured.element())
+                         noise_std=measured.noise_std,
+                         starts=starts).solve(measured.element())
         out['iterations'] = result.n_iterations
     elif kind == 'sirt':
         result = oa.SIRT(op, noise_std=measured.noise_std).solve(
@@ -164,6 +175,8 @@ def main():
     parser.add_argument('--resume', action='store_true',
                         help='keep the cases stored in results/scale.json '
                              'and run only the missing ones')
+    parser.add_argument('--kinds', nargs='+', choices=list(KINDS),
+                        default=list(KINDS))
     parser.add_argument('--case', nargs=2, metavar=('KIND', 'SIZE'),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,11 +186,12 @@ def main():
 
     start = time.perf_counter()
     load_before = os.getloadavg()[0]
-    rows = {'adcg': [], 'sirt': [], 'forward': []}
+    rows = {kind: [] for kind in KINDS}
+    rows['forward'] = []
     store = os.path.join(HERE, 'results', 'scale.json')
     if args.resume and os.path.exists(store):
         with open(store) as f:
-            rows = json.load(f)
+            rows.update(json.load(f))
     skipped = []
 
     def have(kind, size):
@@ -191,7 +205,7 @@ def main():
         (rows['forward'] if 'skipped' not in r else skipped).append(r)
     for size in args.sizes:
         n = (2 * size ** 3 + size) // 3
-        for kind in ('adcg', 'sirt'):
+        for kind in args.kinds:
             if have(kind, size):
                 continue
             left = args.budget - (time.perf_counter() - start)
@@ -225,7 +239,7 @@ def main():
         if rows['adcg'] else '', '',
         '## Reconstruction', '']
     table = []
-    for kind, label in (('adcg', 'ADCG'), ('sirt', 'SIRT + picking')):
+    for kind, label in KINDS.items():
         for r in rows[kind]:
             table.append([label, r['n'], 'x'.join(map(str, r['data'])),
                           f"{r['time']:.1f}", f"{r['memory_mb']:.0f}",
@@ -234,7 +248,7 @@ def main():
                                 'peak memory (MB)', 'F1', 'atoms found'],
                                table))
     text.append('')
-    for kind, label in (('adcg', 'ADCG'), ('sirt', 'SIRT + picking')):
+    for kind, label in KINDS.items():
         b = exponent(rows[kind])
         if b is not None:
             ns = [r['n'] for r in rows[kind]]

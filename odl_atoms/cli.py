@@ -752,11 +752,14 @@ def cmd_reconstruct(args):
     if args.lattice is not None:
         if args.solver != 'adcg':
             raise UsageError('--lattice applies to --solver adcg only')
-        if measured.ndim != 2:
+        from odl_atoms.solvers.starts import CUBIC, GreedyStart, LatticeStart
+        lattice_ndim = 3 if args.lattice in CUBIC else 2
+        if lattice_ndim != measured.ndim:
             raise UsageError(
-                '--lattice square/hexagonal are 2D lattices; for 3D data use '
-                'the API: LatticeStart(basis) with the crystal\'s basis')
-        from odl_atoms.solvers.starts import GreedyStart, LatticeStart
+                f'--lattice {args.lattice} is a {lattice_ndim}D lattice but '
+                f'the data are {measured.ndim}D; use '
+                + ('fcc, bcc or sc' if measured.ndim == 3
+                   else 'square or hexagonal'))
         starts = [GreedyStart(), LatticeStart(args.lattice),
                   LatticeStart(args.lattice, patches=2)]
     result, op = reconstruct_measurement(
@@ -1283,11 +1286,14 @@ def build_parser():
                    help='candidate grid spacing of ADCG (and annealing); '
                         'default: sigma in 2D (ADCG\'s), 2 sigma in 3D, '
                         'which is ~8x faster and found the same atoms')
-    p.add_argument('--lattice', choices=('square', 'hexagonal'), default=None,
+    p.add_argument('--lattice', default=None,
+                   choices=('square', 'hexagonal', 'fcc', 'bcc', 'sc'),
                    help='ADCG also starts from the best-fitting lattice of '
                         'this kind (one, and one per half box), spacing '
-                        'r_min; the lowest objective wins. Use it when the '
-                        'angles are not zone axes of a crystal')
+                        'r_min; the lowest objective wins. 2D: square, '
+                        'hexagonal (orientation searched); 3D: fcc, bcc, sc '
+                        'with cubic axes along x, y, z. Use it for crystals, '
+                        'above all when the angles are not zone axes')
     p.add_argument('--seed', type=int, default=None,
                    help='seed of randomised solvers (annealing)')
     _common(p)

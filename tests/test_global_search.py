@@ -185,3 +185,20 @@ def test_command_line_lattice_start(tmp_path, capsys):
     assert oa.match_atoms(truth, oa.read_atoms(out)).exact
     assert main(['-q', 'reconstruct', str(data), '-o', str(out),
                  '--solver', 'sirt', '--lattice', 'square']) == 2
+
+
+def test_fcc_lattice_start_in_3d():
+    """An ase.cluster octahedron: the fcc start covers every atom."""
+    particle = oa.nanoparticle('octahedron', size=4, vacancies=1, seed=0)
+    r = particle.lattice_spacing
+    measured = simulate(particle.measure, np.radians([-60, -30, 0, 30, 60]),
+                        0.15 * r, detector_cell=0.5)
+    op, data = measured.operator(), measured.element()
+    sites = oa.LatticeStart('fcc').positions(op, data, r)
+    match = oa.match_atoms(particle.measure, sites, tolerance=0.3 * r)
+    # Offset step: 1/6 of a primitive vector; the vacancy's site and a few
+    # surface sites may be occupied too (pruned by ADCG).
+    assert match.recall == 1.0 and match.rmsd < 0.15 * r
+    assert len(sites) <= particle.n_atoms + 6
+    with pytest.raises(ValueError, match='3D lattice'):
+        oa.LatticeStart('fcc').bases(2, 1.0)

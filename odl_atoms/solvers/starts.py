@@ -35,6 +35,17 @@ from odl_atoms.projection import Stencil
 
 __all__ = ('GreedyStart', 'LatticeStart', 'DEFAULT_STARTS')
 
+#: Primitive bases of the cubic lattices, cubic axes along x, y, z, for a
+#: nearest-neighbour distance of 1 (rows are basis vectors).
+CUBIC = {
+    'fcc': np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]]) / np.sqrt(2),
+    'bcc': np.array([[-1, 1, 1], [1, -1, 1], [1, 1, -1]]) / np.sqrt(3),
+    'sc': np.eye(3),
+}
+
+#: Names `LatticeStart` knows: 2D (orientation searched) and 3D cubic.
+NAMED_LATTICES = ('square', 'hexagonal') + tuple(CUBIC)
+
 
 class GreedyStart:
 
@@ -62,10 +73,13 @@ class LatticeStart:
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'} or array-like, optional
-        A named 2D lattice (nearest-neighbour distance ``spacing``), or the
-        lattice basis as the rows of a ``(d, d)`` array (angstrom; any
-        dimension). A basis is used as given: only its offset is searched.
+    lattice : str or array-like, optional
+        A named lattice with nearest-neighbour distance ``spacing``: 2D
+        ``'square'`` or ``'hexagonal'`` (orientations searched), 3D
+        ``'fcc'``, ``'bcc'`` or ``'sc'`` with cubic axes along x, y, z (as
+        `ase.cluster` and `ase.build` make them; orientation not searched);
+        or the lattice basis as the rows of a ``(d, d)`` array (angstrom),
+        used as given: only its offset is searched.
     spacing : float, optional
         Nearest-neighbour distance of a named lattice. Default: the
         equilibrium distance ``r_min`` of ADCG's potential.
@@ -101,9 +115,10 @@ class LatticeStart:
     def __init__(self, lattice='square', spacing=None, n_orientations=45,
                  n_offsets=6, level=0.5, patches=1):
         if isinstance(lattice, str):
-            if lattice not in ('square', 'hexagonal'):
+            if lattice not in NAMED_LATTICES:
                 raise ValueError(
-                    f"`lattice` must be 'square', 'hexagonal' or a (d, d) "
+                    f"`lattice` must be one of "
+                    f"{', '.join(map(repr, NAMED_LATTICES))} or a (d, d) "
                     f"basis array, got {lattice!r}")
         else:
             basis = np.asarray(lattice, dtype=float)
@@ -163,10 +178,17 @@ class LatticeStart:
                     f'the lattice basis is {self.lattice.shape[0]}D but the '
                     f'atoms are {ndim}D')
             return self.lattice[None]
+        if self.lattice in CUBIC:
+            if ndim != 3:
+                raise ValueError(
+                    f"{self.lattice!r} is a 3D lattice; for {ndim}D atoms "
+                    f"use 'square' or 'hexagonal'")
+            return spacing * CUBIC[self.lattice][None]
         if ndim != 2:
             raise ValueError(
-                f"named lattices ('square', 'hexagonal') are 2D; for {ndim}D "
-                f"atoms give the lattice basis as a (d, d) array")
+                f"{self.lattice!r} is a 2D lattice; for {ndim}D atoms use "
+                f"{', '.join(map(repr, CUBIC))} or give the lattice basis "
+                f"as a (d, d) array")
         period = np.pi / 2 if self.lattice == 'square' else np.pi / 3
         second = np.pi / 2 if self.lattice == 'square' else np.pi / 3
         phi = np.arange(self.n_orientations) * period / self.n_orientations
