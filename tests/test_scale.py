@@ -12,7 +12,8 @@ import pytest
 import odl_atoms as oa
 from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import SeparableGrid, Stencil
-from odl_atoms.solvers.adcg import Configuration, _AttractionField
+from odl_atoms.solvers.adcg import Configuration
+from odl_atoms.solvers.batch import _AttractionField
 from odl_atoms.solvers.common import default_potential
 
 
