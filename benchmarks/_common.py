@@ -1,6 +1,8 @@
 """Shared helpers of the benchmark scripts: machine description, tables."""
 
+import argparse
 import datetime
+import multiprocessing
 import os
 import platform
 
@@ -38,3 +40,27 @@ def write_result(path, title, text):
     with open(path, 'w') as f:
         f.write(f'# {title}\n\n{stamp()}\n\n{text}\n')
     print(f'wrote {path}')
+
+
+def reconstruction_parser(doc):
+    """Command line of the reconstruction benchmarks (``--quick``, ...)."""
+    parser = argparse.ArgumentParser(description=doc.split('\n')[0])
+    parser.add_argument('--quick', action='store_true')
+    parser.add_argument('--workers', type=int, default=2)
+    parser.add_argument('--output', default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), 'results'))
+    return parser
+
+
+def run_parallel(func, tasks, workers, desc='reconstructions'):
+    """Return ``[func(t) for t in tasks]`` (in completion order), in processes.
+
+    'spawn': forked workers can deadlock in BLAS thread pools the parent
+    already started; each worker builds its own operators anyway.
+    """
+    from tqdm import tqdm
+
+    context = multiprocessing.get_context('spawn')
+    with context.Pool(workers) as pool:
+        return list(tqdm(pool.imap_unordered(func, tasks), total=len(tasks),
+                         desc=desc))

@@ -21,7 +21,6 @@ Usage::
 Writes ``benchmarks/results/defects.md``, ``defects.csv`` and ``defects.png``.
 """
 
-import argparse
 import os
 
 # One BLAS thread per worker process: the workers are the parallelism.
@@ -31,12 +30,12 @@ import csv
 import itertools
 import sys
 import time
-import multiprocessing
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import markdown_table, write_result  # noqa: E402
+from _common import (markdown_table, reconstruction_parser,  # noqa: E402
+                     run_parallel, write_result)
 
 DEFECTS = ('vacancy', 'interstitial', 'edge_dislocation', 'grain_boundary',
            'displaced')
@@ -159,21 +158,8 @@ def figure(rows, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--quick', action='store_true')
-    parser.add_argument('--workers', type=int, default=2)
-    parser.add_argument('--output', default=os.path.join(
-        os.path.dirname(__file__), 'results'))
-    args = parser.parse_args(argv)
-    from tqdm import tqdm
-
-    todo = list(cases(args.quick))
-    # 'spawn': forked workers can deadlock in BLAS thread pools the parent
-    # already started; each worker builds its own operators anyway.
-    context = multiprocessing.get_context('spawn')
-    with context.Pool(args.workers) as pool:
-        rows = list(tqdm(pool.imap_unordered(run_case, todo), total=len(todo),
-                         desc='reconstructions'))
+    args = reconstruction_parser(__doc__).parse_args(argv)
+    rows = run_parallel(run_case, list(cases(args.quick)), args.workers)
     os.makedirs(args.output, exist_ok=True)
     fields = [k for k in rows[0] if k != 'positions']
     with open(os.path.join(args.output, 'defects.csv'), 'w', newline='') as f:

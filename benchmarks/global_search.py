@@ -26,10 +26,8 @@ Usage::
 Writes ``benchmarks/results/global_search.md`` and ``global_search.csv``.
 """
 
-import argparse
 import csv
 import itertools
-import multiprocessing
 import os
 import sys
 import time
@@ -41,7 +39,8 @@ os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import markdown_table, write_result  # noqa: E402
+from _common import (markdown_table, reconstruction_parser,  # noqa: E402
+                     run_parallel, write_result)
 
 DEFECTS = ('vacancy', 'interstitial', 'edge_dislocation', 'grain_boundary',
            'displaced')
@@ -176,20 +175,9 @@ def grouped(rows, keys, order):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--quick', action='store_true')
-    parser.add_argument('--workers', type=int, default=2)
-    parser.add_argument('--output', default=os.path.join(
-        os.path.dirname(__file__), 'results'))
-    args = parser.parse_args(argv)
-    from tqdm import tqdm
-
-    todo = list(cases(args.quick))
+    args = reconstruction_parser(__doc__).parse_args(argv)
     begin = time.perf_counter()
-    context = multiprocessing.get_context('spawn')
-    with context.Pool(args.workers) as pool:
-        rows = list(tqdm(pool.imap_unordered(run_case, todo), total=len(todo),
-                         desc='reconstructions'))
+    rows = run_parallel(run_case, list(cases(args.quick)), args.workers)
     wall = time.perf_counter() - begin
     os.makedirs(args.output, exist_ok=True)
     with open(os.path.join(args.output, 'global_search.csv'), 'w',

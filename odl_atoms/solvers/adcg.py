@@ -288,7 +288,6 @@ class ADCG(BatchAdditions, Solver):
         runs = []
         for start in self.starts:
             config = start.configuration(self, objective, begin.copy())
-            config.value = objective(config.positions, config.weights)
             runs.append(self._run(objective, config, callback, rng))
             runs[-1].start = start.name
         best = min(runs, key=lambda run: run.config.value)
@@ -314,8 +313,7 @@ class ADCG(BatchAdditions, Solver):
             shift = np.linalg.norm(polished.positions - config.positions, axis=1)
             info['polish_max_shift'] = float(shift.max())
             config = Configuration(polished.positions, config.weights,
-                                   config.labels, objective(polished.positions,
-                                                            config.weights))
+                                   config.labels)
         measure = self._measure(config)
         misfit, energy = objective.parts(config.positions, config.weights)
         info.update(stop_reason=best.stop, atom_energy=objective.atom_energy,
@@ -429,11 +427,11 @@ class ADCG(BatchAdditions, Solver):
                     break
         return None, None, budget
 
-    def grow(self, objective, config, threshold, max_new=None, near=None):
+    def grow(self, objective, config, threshold, max_new=None, region=None):
         """Add atoms (with local moves) while each lowers F by > ``threshold``.
 
-        ``near = (centre, radius)`` relaxes only the atoms within ``radius``
-        of ``centre`` after each addition (cheap regional growth).
+        ``region(positions) -> bool mask`` relaxes only the atoms it selects
+        (and the new one) after each addition (cheap regional growth).
         """
         count = 0
         while max_new is None or count < max_new:
@@ -441,8 +439,8 @@ class ADCG(BatchAdditions, Solver):
             if more is None:
                 break
             active = None
-            if near is not None:
-                active = np.linalg.norm(more.positions - near[0], axis=1) < near[1]
+            if region is not None:
+                active = region(more.positions)
                 active[-1] = True
             more = self.local_move(objective, more, active=active)
             if config.value - more.value <= threshold:

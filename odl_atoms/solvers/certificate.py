@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from odl_atoms.metrics import match_atoms
+from odl_atoms.objective import AtomObjective
+from odl_atoms.solvers.configuration import Configuration
+
 __all__ = ('Certificate', 'certify')
 
 #: Largest projected gradient (``E_atom`` per ``sigma``) of a stationary point.
@@ -174,9 +178,6 @@ def certify(solver, data, measure, objective=None, refined_with=None,
         Matching tolerance of the agreement between starts (angstrom).
         Default: 0.3 equilibrium distances of the potential, or ``2 sigma``.
     """
-    from odl_atoms.metrics import match_atoms
-    from odl_atoms.objective import AtomObjective
-
     op = solver.operator
     if objective is None:
         potential = solver.potential if not isinstance(solver.potential,
@@ -188,14 +189,14 @@ def certify(solver, data, measure, objective=None, refined_with=None,
     unit = objective.atom_energy
     x = np.asarray(measure.positions, float)
     w = np.asarray(measure.weights, float)
-    value = objective(x, w)
-    misfit = objective.data_misfit(x, w)
+    residual = objective.residual(x, w)
+    misfit = 0.5 * objective.inner_weight * float(residual @ residual)
+    value = misfit + objective.energy_weight * objective.energy(x)
     noise = None
     if solver.noise_std:
         noise = (0.5 * objective.inner_weight * solver.noise_std ** 2
                  * objective.y.size) / unit
 
-    from odl_atoms.solvers.adcg import Configuration
     config = Configuration(x, w, np.asarray(measure.species), value)
     gradient, removal = 0.0, np.inf
     if len(w):
@@ -223,12 +224,12 @@ def certify(solver, data, measure, objective=None, refined_with=None,
         rows.append(dict(start=s['start'], objective=s['objective'] / unit,
                          n_atoms=s['n_atoms'], agreement=agreement))
 
-    r2 = objective.residual(x, w) ** 2
+    r2 = residual ** 2
     worst_atoms = np.zeros(0, int)
     if len(w):
+        # Mean squared residual under each atom's projections.
         stencil = op.stencil(x)
-        seen = stencil.adjoint_jacobian(w, r2)[1] / stencil.adjoint_jacobian(
-            w, np.ones_like(r2))[1]
+        seen = stencil.correlate(r2) / stencil.correlate(np.ones_like(r2))
         worst_atoms = np.argsort(seen)[::-1][:5]
     points, grid_stencil, _ = solver.candidate_grid()
     spread = grid_stencil.correlate(r2)

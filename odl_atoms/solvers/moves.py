@@ -133,9 +133,10 @@ class Regrow:
             region = tree.query_ball_point(centre, radius)
             trial = config.without(region)
             trial.value = objective(trial.positions, trial.weights)
-            trial = solver.grow(objective, trial, threshold,
-                                max_new=len(region) + 2,
-                                near=(centre, 2 * radius))
+            trial = solver.grow(
+                objective, trial, threshold, max_new=len(region) + 2,
+                region=lambda p, c=centre: (np.linalg.norm(p - c, axis=1)
+                                            < 2 * radius))
             yield solver.finish_trial(objective, trial, config)
 
     def __repr__(self):
@@ -257,19 +258,9 @@ class RegrowColumn:
             trial = config.without(column)
             trial.value = objective(trial.positions, trial.weights)
             removed = config.positions[column]
-            grown = trial
-            count = 0
-            while count < column.size + 2:
-                more = solver.add_atom(objective, grown)
-                if more is None:
-                    break
-                active = _near(solver, objective, more.positions, removed)
-                active[-1] = True
-                more = solver.local_move(objective, more, active=active)
-                if grown.value - more.value <= threshold:
-                    break
-                grown = more
-                count += 1
+            grown = solver.grow(
+                objective, trial, threshold, max_new=column.size + 2,
+                region=lambda p, r=removed: _near(solver, objective, p, r))
             yield solver.finish_trial(objective, grown, config)
 
     def __repr__(self):

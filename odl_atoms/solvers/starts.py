@@ -162,7 +162,6 @@ class LatticeStart:
         # extra signal, and pruning afterwards leaves it shifted (measured:
         # a vacancy at 0/60/120 degrees, 10 atoms off by half a spacing).
         while config.n_atoms:
-            config.value = objective(config.positions, config.weights)
             change = solver.removal_changes(objective, config)
             i = int(np.argmin(change))
             if not change[i] < 0:
@@ -189,12 +188,12 @@ class LatticeStart:
                 f"{self.lattice!r} is a 2D lattice; for {ndim}D atoms use "
                 f"{', '.join(map(repr, CUBIC))} or give the lattice basis "
                 f"as a (d, d) array")
-        period = np.pi / 2 if self.lattice == 'square' else np.pi / 3
-        second = np.pi / 2 if self.lattice == 'square' else np.pi / 3
-        phi = np.arange(self.n_orientations) * period / self.n_orientations
+        # The angle between the basis vectors is also the rotational period.
+        angle = np.pi / 2 if self.lattice == 'square' else np.pi / 3
+        phi = np.arange(self.n_orientations) * angle / self.n_orientations
         return spacing * np.stack(
             [np.stack([np.cos(phi), np.sin(phi)], -1),
-             np.stack([np.cos(phi + second), np.sin(phi + second)], -1)], 1)
+             np.stack([np.cos(phi + angle), np.sin(phi + angle)], -1)], 1)
 
     def positions(self, operator, data, spacing=None):
         """Return the best-fitting lattice arrangement, ``(n, d)``.
