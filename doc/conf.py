@@ -222,6 +222,7 @@ _API_SECTIONS = [
     ('Choosing alpha', ['parameter_choice']),
     ('Parameter sweeps', ['sweep']),
     ('Scores', ['metrics']),
+    ('Precision of positions', ['precision']),
     ('Files', ['io']),
     ('Figures', ['plot']),
 ]

@@ -11,7 +11,7 @@ __version__ = '0.1.0.dev0'
 
 from odl_atoms import (atoms, functionals, io, metrics, noise, objective,
                        operators, parameter_choice, phantoms, picking, plot,
-                       simulation, solvers, space, sweep, weights)
+                       precision, simulation, solvers, space, sweep, weights)
 from odl_atoms.atoms import *  # noqa: F401,F403
 from odl_atoms.functionals import *  # noqa: F401,F403
 from odl_atoms.io import *  # noqa: F401,F403
@@ -23,6 +23,7 @@ from odl_atoms.parameter_choice import *  # noqa: F401,F403
 from odl_atoms.phantoms import *  # noqa: F401,F403
 from odl_atoms.picking import *  # noqa: F401,F403
 from odl_atoms.plot import *  # noqa: F401,F403
+from odl_atoms.precision import *  # noqa: F401,F403
 from odl_atoms.simulation import *  # noqa: F401,F403
 from odl_atoms.solvers import *  # noqa: F401,F403
 from odl_atoms.space import *  # noqa: F401,F403
@@ -39,5 +40,5 @@ __all__ = (space.__all__ + atoms.__all__ + operators.__all__
            + functionals.__all__ + objective.__all__ + solvers.__all__
            + phantoms.__all__ + metrics.__all__ + io.__all__ + noise.__all__
            + simulation.__all__ + parameter_choice.__all__ + plot.__all__
-           + picking.__all__ + weights.__all__ + sweep.__all__
+           + picking.__all__ + precision.__all__ + weights.__all__ + sweep.__all__
            + ('LearnedPicker', 'LearnedSIRT', 'learned_sirt'))

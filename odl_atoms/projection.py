@@ -238,6 +238,31 @@ class Stencil(WindowedProfiles):
         val = self._outer(everything).reshape(self.n_atoms, -1)
         return idx, val
 
+    def position_derivatives(self, weights):
+        """Return flat data indices ``(n, K)`` and ``d data / d x`` ``(n, d, K)``.
+
+        The columns of the Jacobian with respect to positions, atom by atom,
+        on the atom's windows (the same ``K`` cells as `windows`): entry
+        ``[i, j, k]`` is the derivative of data cell ``index[i, k]`` with
+        respect to coordinate ``j`` of atom ``i``. Entries outside the
+        detector are 0; an index may repeat within a row with value 0 there.
+        """
+        everything = slice(0, self.n_atoms)
+        idx = self._index(everything).reshape(self.n_atoms, -1)
+        k = len(self.profiles)
+        # d(centre_i)/dx = axes[m, i, :] (chain rule as in apply_jacobian).
+        deriv = [self._outer(everything, du=(i == 0), dv=(i == 1))
+                 for i in range(k)]
+        out = np.zeros((self.n_atoms, self.ndim) + deriv[0].shape[1:])
+        extra = (None,) * (deriv[0].ndim - 2)
+        for i in range(k):
+            for j in range(self.ndim):
+                out[:, j] += self.axes[:, i, j][(None, slice(None)) + extra] \
+                    * deriv[i]
+        out *= np.asarray(weights, dtype=float)[:, None, None] \
+            .reshape((-1, 1) + (1,) * (out.ndim - 2))
+        return idx, out.reshape(self.n_atoms, self.ndim, -1)
+
     def correlate(self, data):
         """Return ``<P_i, data>`` for every unit atom ``i``, shape ``(n,)``.
 
