@@ -102,17 +102,31 @@ def make_solver(config, op, a, noise_std):
 
 
 def run_case(case):
-    """One reconstruction; runs in a worker (builds its own operator)."""
+    """One reconstruction of the main table or the ablation (a worker)."""
+    part, config, defect, angles_key, noise = case
+    row = reconstruct(config, defect, ANGLE_SETS[angles_key][1], noise)
+    row.update(part=part, angles=angles_key,
+               angle_class=ANGLE_SETS[angles_key][0])
+    return row
+
+
+def reconstruct(config, defect, angles, noise, seed=0):
+    """Reconstruct one phantom with one configuration; return a row.
+
+    Runs in a worker (builds its own operator). ``angles`` in degrees;
+    ``seed`` is the noise seed. The row holds the answer's F1, time and
+    objective, and the objective of the truth (relaxed from its exact
+    positions), so that a failure can be told apart as a search failure
+    (truth lower) or a modelling one (answer lower).
+    """
     import warnings
     warnings.filterwarnings('ignore', category=UserWarning)
     import odl_atoms as oa
 
-    part, config, defect, angles_key, noise = case
     phantom = oa.defect_phantom(defect)
     a = phantom.lattice_spacing
-    measured = oa.simulate(phantom.measure,
-                           np.radians(ANGLE_SETS[angles_key][1]), BLUR * a,
-                           n_detector=N_DETECTOR, noise=noise, seed=0)
+    measured = oa.simulate(phantom.measure, np.radians(angles), BLUR * a,
+                           n_detector=N_DETECTOR, noise=noise, seed=seed)
     op = measured.operator()
     solver = make_solver(config, op, a, measured.noise_std)
     start = time.perf_counter()
@@ -120,13 +134,10 @@ def run_case(case):
     elapsed = time.perf_counter() - start
     match = oa.match_atoms(phantom.measure, result.measure)
     cert = result.info['certificate']
-    # Does the objective rank the truth first? (the truth, relaxed from its
-    # exact positions, against the answer)
     truth = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
                     moves=[], starts=[oa.GreedyStart()]).certify(
         measured.element(), phantom.measure)
-    return dict(part=part, config=config, defect=defect, angles=angles_key,
-                angle_class=ANGLE_SETS[angles_key][0], noise=noise,
+    return dict(config=config, defect=defect, noise=noise, seed=seed,
                 n_true=phantom.n_atoms, n_found=result.n_atoms, f1=match.f1,
                 exact=match.exact, rmsd_a=match.rmsd / a, time=elapsed,
                 objective=cert.objective, truth_objective=truth.objective,
