@@ -31,9 +31,12 @@ import numbers
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
 
+from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import Stencil
+from odl_atoms.solvers.configuration import Configuration
 
-__all__ = ('GreedyStart', 'LatticeStart', 'DEFAULT_STARTS')
+__all__ = ('GreedyStart', 'LatticeStart', 'SplitLatticeStart',
+           'DEFAULT_STARTS')
 
 #: Primitive bases of the cubic lattices, cubic axes along x, y, z, for a
 #: nearest-neighbour distance of 1 (rows are basis vectors).
@@ -145,29 +148,20 @@ class LatticeStart:
         self.name = 'lattice' if self.patches == 1 else f'lattice/{self.patches}'
 
     def configuration(self, solver, objective, initial):
+        spacing = self._spacing(objective)
+        positions = self.positions(solver.operator, objective.data, spacing)
+        return _emptied(solver, objective, positions, type(initial))
+
+    def _spacing(self, objective):
+        """The nearest-neighbour distance: given, or the potential's r_min."""
         spacing = self.spacing
         if spacing is None and isinstance(self.lattice, str):
             if objective.potential is None:
                 raise ValueError(
-                    'LatticeStart needs the lattice spacing: give '
+                    f'{type(self).__name__} needs the lattice spacing: give '
                     '`spacing=` or a potential to ADCG (its r_min is used)')
             spacing = objective.potential.r_min
-        positions = self.positions(solver.operator, objective.data, spacing)
-        k = int(np.argmin(solver.allowed))
-        config = type(initial)(positions,
-                               np.full(len(positions), solver.allowed[k]),
-                               np.full(len(positions), solver.labels[k]))
-        # Empty the sites the data do not support before anything moves:
-        # relaxed with an atom too many, a whole row shifts to share the
-        # extra signal, and pruning afterwards leaves it shifted (measured:
-        # a vacancy at 0/60/120 degrees, 10 atoms off by half a spacing).
-        while config.n_atoms:
-            change = solver.removal_changes(objective, config)
-            i = int(np.argmin(change))
-            if not change[i] < 0:
-                break
-            config = config.without(i)
-        return config
+        return spacing
 
     def bases(self, ndim, spacing):
         """Return the lattice bases tried, ``(k, d, d)``."""
@@ -258,6 +252,232 @@ class LatticeStart:
         return 'LatticeStart(' + ', '.join(args) + ')'
 
 
+class SplitLatticeStart(LatticeStart):
+
+    """Start from two lattices that meet at a line: a boundary or a dislocation.
+
+    A grain boundary joins two lattices of different orientation; an edge
+    dislocation two half-crystals whose rows are out of step by half a
+    spacing (the extra half-plane). No single lattice fits either, and a
+    fixed grid of patches cuts across the defect: measured on the 7 x 7
+    edge dislocation at 0/60/120 degrees and 1 % noise, the best single
+    lattice matched 9 % of the atoms, the 2 x 2 patches 15 %; this start
+    98 %.
+
+    The box is cut by straight lines (planes in 3D) with normals along the
+    box axes and the rows of the best single lattice, at ``n_cuts``
+    positions ``cut_step`` spacings apart about the box centre. Each side
+    takes its own lattice (orientation and offset, fitted in turn with the
+    other side as background, from the single best lattice); the sites the
+    data do not support are emptied, and an affine map per side (rotation,
+    strain, shift: six numbers in 2D), fitted continuously to the data,
+    takes up what the search steps and the elastic field left. Rigid
+    lattices are ranked badly by their misfit (measured: the right pair
+    of lattices, a tenth of a spacing off, had twice the misfit of wrong
+    ones), so every candidate is aligned before it is judged; the one with
+    the lowest objective (the unsplit lattice is a candidate too) is
+    relaxed with every atom tethered to within ``tether`` spacings of its
+    site, and ADCG takes it from there. The tether matters: the truth's
+    basin is narrow, and a free local move from a start a tenth of a
+    spacing off lets atoms slide into neighbouring rows (measured: start
+    F1 0.98, 0.76 after ADCG without the tether, 1.0 with 0.08).
+
+    Parameters
+    ----------
+    lattice, spacing, level :
+        As for `LatticeStart`.
+    n_orientations : int, optional
+        Orientations tried per side (default 15: 6 degrees for a square
+        lattice; the affine map takes up the rest).
+    n_offsets : int, optional
+        Offsets tried along each basis vector (default 6).
+    n_cuts : int, optional
+        Cut positions per normal (default 7).
+    cut_step : float, optional
+        Distance between cut positions in spacings (default 0.75: a cut
+        anywhere between two rows of atoms separates them alike, so steps
+        under one spacing miss no row).
+    tether : float, optional
+        Largest move of an atom in the first relaxation, in spacings
+        (default 0.08); 0 returns the aligned lattice sites as they are.
+
+    Examples
+    --------
+    >>> import odl_atoms as oa
+    >>> SplitLatticeStart('square', n_cuts=5)
+    SplitLatticeStart('square', n_cuts=5)
+    """
+
+    def __init__(self, lattice='square', spacing=None, n_orientations=15,
+                 n_offsets=6, level=0.5, n_cuts=7, cut_step=0.75,
+                 tether=0.08):
+        super().__init__(lattice, spacing, n_orientations, n_offsets, level)
+        self.n_cuts = int(n_cuts)
+        self.cut_step = float(cut_step)
+        self.tether = float(tether)
+        if self.n_cuts < 1 or not self.cut_step > 0 or self.tether < 0:
+            raise ValueError('`n_cuts` must be >= 1, `cut_step` positive and '
+                             '`tether` >= 0')
+        self.name = 'lattice/split'
+
+    def configuration(self, solver, objective, initial):
+        spacing = self._spacing(objective)
+        kind = type(initial)
+        # The affine maps are fitted to the data alone: the energy of sites
+        # that crowd at the seam would push whole lattices apart.
+        misfit = AtomObjective(objective.operator, objective.data,
+                               reference_weight=solver.allowed.min())
+        configs = []
+        for positions, groups in self.candidates(solver.operator,
+                                                 objective.data, spacing):
+            config = _emptied(solver, objective, positions, kind,
+                              groups=groups)
+            positions = _affine_refine(misfit, config.positions,
+                                       config.groups, solver.operator.domain)
+            configs.append(_emptied(solver, objective, positions, kind))
+        best = min(configs, key=lambda c: c.value)
+        return _tethered(objective, best, self.tether * spacing,
+                         solver.operator.domain)
+
+    def candidates(self, operator, data, spacing=None):
+        """Two-lattice arrangements, one per cut, and the single lattice.
+
+        Returns
+        -------
+        candidates : list of ``(positions, groups)``
+            Site positions ``(n, d)`` and the side (0 or 1) of each.
+        """
+        from odl_atoms.geometry import as_data
+
+        data = as_data(operator.range, data)
+        y = np.asarray(data.data, dtype=float)
+        space = operator.domain
+        d = space.ndim
+        if isinstance(self.lattice, str) and spacing is None:
+            if self.spacing is None:
+                raise ValueError('a named lattice needs `spacing`')
+            spacing = self.spacing
+        fit = _LatticeFit(operator, y, self.level)
+        bases = self.bases(d, spacing)
+        offsets = np.stack(np.meshgrid(
+            *[np.arange(self.n_offsets) / self.n_offsets] * d,
+            indexing='ij'), -1).reshape(-1, d)
+        box = (space.min_pt, np.nextafter(space.max_pt, np.inf))
+        # The single best lattice, and its orientation.
+        single = (np.inf, None, None)
+        for basis in bases:
+            value, points = fit.best(box, basis[None], offsets, -fit.y)
+            if value < single[0]:
+                single = (value, points, basis)
+        _, best, basis = single
+        candidates = [(best, np.zeros(len(best), int))]
+        normals = list(np.eye(d))
+        for row in basis:
+            row = row / np.linalg.norm(row)
+            if all(abs(row @ n) < np.cos(np.radians(10)) for n in normals):
+                normals.append(row)
+        centre = 0.5 * (space.min_pt + space.max_pt)
+        steps = (np.arange(self.n_cuts) - (self.n_cuts - 1) / 2) * (
+            self.cut_step * spacing)
+        for normal in normals:
+            for cut in centre @ normal + steps:
+                sides = [lambda p, n=normal, c=cut: p @ n < c,
+                         lambda p, n=normal, c=cut: p @ n >= c]
+                current = [best[side(best)] for side in sides]
+                for k in (0, 1):
+                    background = fit.project(current[1 - k]) - fit.y
+                    current[k] = fit.best(box, bases, offsets, background,
+                                          incumbent=current[k],
+                                          mask=sides[k])[1]
+                if len(current[0]) and len(current[1]):
+                    candidates.append((
+                        np.concatenate(current),
+                        np.repeat([0, 1], [len(c) for c in current])))
+        return candidates
+
+    def __repr__(self):
+        lattice = (repr(self.lattice) if isinstance(self.lattice, str)
+                   else repr(self.lattice.tolist()))
+        args = [lattice]
+        for name, default in (('spacing', None), ('n_orientations', 15),
+                              ('n_offsets', 6), ('level', 0.5),
+                              ('n_cuts', 7), ('cut_step', 0.75),
+                              ('tether', 0.08)):
+            value = getattr(self, name)
+            if value != default:
+                args.append(f'{name}={value!r}')
+        return 'SplitLatticeStart(' + ', '.join(args) + ')'
+
+
+def _tethered(objective, config, radius, space, maxiter=200):
+    """Relax every atom within ``radius`` of where it is (L-BFGS-B bounds)."""
+    if config.n_atoms == 0 or radius <= 0:
+        return config
+    from scipy.optimize import minimize
+    n, d = config.positions.shape
+    weights = config.weights
+
+    def fun(flat):
+        value, grad, _ = objective.value_and_gradient(flat.reshape(n, d),
+                                                      weights)
+        return value, grad.ravel()
+
+    x0 = config.positions.ravel()
+    lo = np.maximum(config.positions - radius, space.min_pt).ravel()
+    hi = np.minimum(config.positions + radius, space.max_pt).ravel()
+    res = minimize(fun, x0, jac=True, method='L-BFGS-B',
+                   bounds=list(zip(lo, hi)), options={'maxiter': maxiter})
+    if not res.fun < config.value:
+        return config
+    new = Configuration(res.x.reshape(n, d), weights.copy(),
+                        config.labels.copy(), float(res.fun))
+    return new
+
+
+def _affine_refine(objective, positions, groups, space, maxiter=100):
+    """Move each group of sites by its own affine map to lower ``objective``.
+
+    ``x -> c + A (x - c) + t`` per group (``c`` its centroid), ``A`` and
+    ``t`` fitted by L-BFGS-B from the identity: a rotation, strain or shift
+    of a whole lattice is a few parameters, so the lattice is aligned to
+    the data without its atoms wandering apart.
+    """
+    positions = np.asarray(positions, dtype=float)
+    n, d = positions.shape
+    if n == 0:
+        return positions
+    weights = np.ones(n)
+    m = int(groups.max()) + 1
+    centres = np.array([positions[groups == g].mean(axis=0)
+                        if np.any(groups == g) else np.zeros(d)
+                        for g in range(m)])
+    rel = positions - centres[groups]
+    size = d * d + d
+
+    def moved(p):
+        p = p.reshape(m, size)
+        a = p[:, :d * d].reshape(m, d, d) + np.eye(d)
+        return (centres[groups] + np.einsum('nij,nj->ni', a[groups], rel)
+                + p[groups, d * d:]), a
+
+    def fun(p):
+        x, _ = moved(p)
+        value, grad, _ = objective.value_and_gradient(x, weights)
+        grad_a = np.zeros((m, d, d))
+        grad_t = np.zeros((m, d))
+        np.add.at(grad_a, groups, grad[:, :, None] * rel[:, None, :])
+        np.add.at(grad_t, groups, grad)
+        return value, np.concatenate([grad_a.reshape(m, -1), grad_t],
+                                     axis=1).ravel()
+
+    from scipy.optimize import minimize
+    res = minimize(fun, np.zeros(m * size), jac=True, method='L-BFGS-B',
+                   options={'maxiter': maxiter})
+    x = moved(res.x)[0] if res.fun <= fun(np.zeros(m * size))[0] else positions
+    # Sites pushed out of the box are dropped (the box holds the atoms).
+    return x[np.all((x >= space.min_pt) & (x <= space.max_pt), axis=1)]
+
+
 class _LatticeFit:
 
     """Data misfit of lattice arrangements on the data-supported sites."""
@@ -284,11 +504,13 @@ class _LatticeFit:
         r = background + (self.project(points) if len(points) else 0.0)
         return 0.5 * self.c * float(r @ r)
 
-    def best(self, region, bases, offsets, background, incumbent=None):
+    def best(self, region, bases, offsets, background, incumbent=None,
+             mask=None):
         """Lowest-misfit ``(value, points)`` over bases and offsets.
 
-        Sites lie in ``region = (lo, hi)`` and pass the support test;
-        ``background`` is the rest of the model minus the data.
+        Sites lie in ``region = (lo, hi)`` (and where ``mask(points)``, if
+        given, is true) and pass the support test; ``background`` is the
+        rest of the model minus the data.
         """
         best = (np.inf, np.zeros((0, len(region[0]))))
         if incumbent is not None:
@@ -298,6 +520,8 @@ class _LatticeFit:
             for offset in offsets @ basis:
                 points = sites + offset
                 points = points[_inside(points, *region)]
+                if mask is not None and len(points):
+                    points = points[mask(points)]
                 if len(points):
                     points = points[self.support(points) >= self.threshold]
                 if len(points) == 0:
@@ -306,6 +530,31 @@ class _LatticeFit:
                 if value < best[0]:
                     best = (value, points)
         return best
+
+
+def _emptied(solver, objective, positions, kind=Configuration, groups=None):
+    """Configuration of atoms at ``positions`` minus the unsupported ones.
+
+    Empty the sites the data do not support before anything moves: relaxed
+    with an atom too many, a whole row shifts to share the extra signal, and
+    pruning afterwards leaves it shifted (measured: a vacancy at 0/60/120
+    degrees, 10 atoms off by half a spacing).
+    """
+    k = int(np.argmin(solver.allowed))
+    config = kind(positions, np.full(len(positions), solver.allowed[k]),
+                  np.full(len(positions), solver.labels[k]))
+    keep = np.arange(len(positions))
+    while config.n_atoms:
+        change = solver.removal_changes(objective, config)
+        i = int(np.argmin(change))
+        if not change[i] < 0:
+            break
+        config = config.without(i)
+        keep = np.delete(keep, i)
+    config.value = objective(config.positions, config.weights)
+    if groups is not None:
+        config.groups = np.asarray(groups)[keep]
+    return config
 
 
 def _inside(points, lo, hi):
