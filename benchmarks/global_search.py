@@ -8,12 +8,13 @@ directions: 0/60/120 and 0/50 degrees, three sets of 3 angles and two sets of
 
 - ``plain``: the paper's ADCG (no escape moves, greedy start);
 - ``escapes``: ADCG's defaults (Relocate and Regrow escape moves);
-- ``escapes + lattice starts``: instead of the greedy start,
-  `LatticeStart('square')`, `LatticeStart('square', patches=2)` and
-  `SplitLatticeStart('square')` (two lattices meeting at a searched cut:
-  grain boundaries, dislocations); the lowest objective of the three
-  starts wins. (Until 2026-11 this configuration was the greedy start and
-  the two lattice starts; ``+ greedy start`` in the ablation adds it back.)
+- ``escapes + lattice starts``: also `LatticeStart('square')` and
+  `LatticeStart('square', patches=2)`; the lowest objective of the three
+  starts wins.
+
+The ablation adds ``+ split start`` (`SplitLatticeStart`: two lattices
+meeting at a searched cut, for grain boundaries and dislocations) and
+``split instead of greedy``.
 
 The ablation (3-angle generic and random sets, 1 % noise) switches single
 pieces on or off from ``escapes + lattice starts``. The last table asks
@@ -69,9 +70,9 @@ ANGLE_SETS = angle_sets()
 CLASSES = ('zone axes', 'generic 3', 'random 3', 'generic 2', 'random 2')
 FULL = 'escapes + lattice starts'
 CONFIGS = ('plain', 'escapes', FULL)
-ABLATION = (FULL, 'no split start', 'no patch start',
-            'no single-lattice start', '+ greedy start', 'no Relocate',
-            'no Regrow', '+ ShiftColumn', '+ RegrowColumn')
+ABLATION = (FULL, 'no patch start', 'no single-lattice start',
+            'no greedy start', '+ split start', 'split instead of greedy',
+            'no Relocate', 'no Regrow', '+ ShiftColumn', '+ RegrowColumn')
 
 
 def make_solver(config, op, a, noise_std):
@@ -82,19 +83,21 @@ def make_solver(config, op, a, noise_std):
     greedy, single = oa.GreedyStart(), oa.LatticeStart('square')
     patches = oa.LatticeStart('square', patches=2)
     split = oa.SplitLatticeStart('square')
-    starts = [single, patches, split]
+    starts = [greedy, single, patches]
     if config == 'plain':
         moves, starts = [], [greedy]
     elif config == 'escapes':
         starts = [greedy]
-    elif config == 'no split start':
-        starts = [single, patches]
     elif config == 'no patch start':
-        starts = [single, split]
+        starts = [greedy, single]
     elif config == 'no single-lattice start':
-        starts = [patches, split]
-    elif config == '+ greedy start':
+        starts = [greedy, patches]
+    elif config == 'no greedy start':
+        starts = [single, patches]
+    elif config == '+ split start':
         starts = [greedy, single, patches, split]
+    elif config == 'split instead of greedy':
+        starts = [single, patches, split]
     elif config == 'no Relocate':
         moves = [Regrow()]
     elif config == 'no Regrow':

@@ -265,8 +265,10 @@ class SplitLatticeStart(LatticeStart):
     98 %.
 
     The box is cut by straight lines (planes in 3D) with normals along the
-    box axes and the rows of the best single lattice, at ``n_cuts``
-    positions ``cut_step`` spacings apart about the box centre. Each side
+    box axes and the rows of the best single lattice, ``cut_step`` spacings
+    apart across the whole particle (from one spacing inside its first row
+    of sites to one spacing inside its last; ``n_cuts`` positions about the
+    box centre instead, if given). Each side
     takes its own lattice (orientation and offset, fitted in turn with the
     other side as background, from the single best lattice); the sites the
     data do not support are emptied, and an affine map per side (rotation,
@@ -292,7 +294,8 @@ class SplitLatticeStart(LatticeStart):
     n_offsets : int, optional
         Offsets tried along each basis vector (default 6).
     n_cuts : int, optional
-        Cut positions per normal (default 7).
+        Cut positions per normal, about the box centre. Default: as many as
+        it takes to span the particle (a defect can be anywhere).
     cut_step : float, optional
         Distance between cut positions in spacings (default 0.75: a cut
         anywhere between two rows of atoms separates them alike, so steps
@@ -309,13 +312,14 @@ class SplitLatticeStart(LatticeStart):
     """
 
     def __init__(self, lattice='square', spacing=None, n_orientations=15,
-                 n_offsets=6, level=0.5, n_cuts=7, cut_step=0.75,
+                 n_offsets=6, level=0.5, n_cuts=None, cut_step=0.75,
                  tether=0.08):
         super().__init__(lattice, spacing, n_orientations, n_offsets, level)
-        self.n_cuts = int(n_cuts)
+        self.n_cuts = None if n_cuts is None else int(n_cuts)
         self.cut_step = float(cut_step)
         self.tether = float(tether)
-        if self.n_cuts < 1 or not self.cut_step > 0 or self.tether < 0:
+        if (self.n_cuts is not None and self.n_cuts < 1) or \
+                not self.cut_step > 0 or self.tether < 0:
             raise ValueError('`n_cuts` must be >= 1, `cut_step` positive and '
                              '`tether` >= 0')
         self.name = 'lattice/split'
@@ -377,10 +381,17 @@ class SplitLatticeStart(LatticeStart):
             if all(abs(row @ n) < np.cos(np.radians(10)) for n in normals):
                 normals.append(row)
         centre = 0.5 * (space.min_pt + space.max_pt)
-        steps = (np.arange(self.n_cuts) - (self.n_cuts - 1) / 2) * (
-            self.cut_step * spacing)
+        step = self.cut_step * spacing
         for normal in normals:
-            for cut in centre @ normal + steps:
+            if self.n_cuts is None:
+                # Across the particle: a cut outside it splits nothing.
+                reach = best @ normal if len(best) else centre @ normal
+                cuts = np.arange(reach.min() + spacing,
+                                 reach.max() - spacing + 1e-9 * spacing, step)
+            else:
+                cuts = centre @ normal + (
+                    np.arange(self.n_cuts) - (self.n_cuts - 1) / 2) * step
+            for cut in cuts:
                 sides = [lambda p, n=normal, c=cut: p @ n < c,
                          lambda p, n=normal, c=cut: p @ n >= c]
                 current = [best[side(best)] for side in sides]
@@ -401,7 +412,7 @@ class SplitLatticeStart(LatticeStart):
         args = [lattice]
         for name, default in (('spacing', None), ('n_orientations', 15),
                               ('n_offsets', 6), ('level', 0.5),
-                              ('n_cuts', 7), ('cut_step', 0.75),
+                              ('n_cuts', None), ('cut_step', 0.75),
                               ('tether', 0.08)):
             value = getattr(self, name)
             if value != default:
