@@ -253,6 +253,7 @@ def test_command_line_lattice_start(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert status == 0
     assert 'certificate:' in printed and 'local minimum' in printed
+    assert 'lattice/split' in printed  # 2D: the split start ran too
     truth = oa.defect_phantom('interstitial', shape=(4, 4)).measure
     assert oa.match_atoms(truth, oa.read_atoms(out)).exact
     assert main(['-q', 'reconstruct', str(data), '-o', str(out),
