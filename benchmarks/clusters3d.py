@@ -33,9 +33,11 @@ Methods (each with the known noise level):
   default alpha) and, as ``benchmarks/compare.py`` runs it, no atom count:
   the data decide how many atoms there are. Its defaults (300 sweeps,
   the gain map on a grid of spacing sigma refreshed every 10 moves) do not
-  fit this benchmark in 3D: on the 144-atom octahedron at 5 tilts most of
-  the time goes into refreshing the gain map (about 0.5 s per refresh over
-  10^5 grid points, 4.6 GB resident), and 40 sweeps took 210 s (F1 0.74).
+  fit this benchmark in 3D: the gain map keeps every grid point's detector
+  window (profiled on a 43-atom octahedron: 80 % of the time in its
+  refreshes, 0.26 s each, 1.7 GB resident), and on the 144-atom
+  octahedron at 5 tilts 40 sweeps took 210 s and 4.6 GB (F1 0.74; load
+  average about 5 on 2 cores).
   Its budget here is ``ANNEAL`` (60 sweeps of twice the expected atom
   count, gain map on a grid of 1.5 sigma refreshed every 50 moves: about
   1.5 GB and one to two minutes per run, F1 0.69 in that probe), and it
