@@ -136,6 +136,37 @@ def test_finds_species():
     assert 'swap' in result.info['acceptance']
 
 
+@pytest.mark.slow
+def test_recovers_most_of_a_3d_cluster_from_five_tilts():
+    """A 43-atom gold octahedron (one vacancy, 0.05 A displacements) from 5
+    tilts in +-70 degrees about one axis at 1 % noise, atom count unknown.
+
+    Annealing does not recover it reliably exactly. Measured with this
+    configuration for annealing seeds 0-3 (2026-11-25): exact for seeds 0
+    and 2, F1 0.989 and 0.759 for 3 and 1, 43-44 atoms, about 30 s each
+    on a loaded 2-core machine. So this asserts the level every seed
+    reached, F1 >= 0.75, and the atom count within 2, not exactness; an
+    answer from the wrong basin (atoms at the wrong depth along the rays)
+    scores F1 0.4-0.6 and fails. The gain map uses the coarser grid and
+    rarer refreshes of ``benchmarks/clusters3d.py``: with the defaults
+    (grid spacing sigma, refresh every 10 moves) refreshing the map takes
+    most of the time in 3D.
+    """
+    phantom = oa.nanoparticle('octahedron', size=4, vacancies=1,
+                              displacement=0.05, seed=0)
+    a = phantom.lattice_spacing
+    measured = simulate(phantom.measure, np.radians(np.linspace(-70, 70, 5)),
+                        0.15 * a, detector_cell=0.5, noise=0.01, seed=0)
+    op = measured.operator()
+    result = SimulatedAnnealing(
+        op, potential=a, noise_std=measured.noise_std, n_sweeps=30,
+        proposal_spacing=1.5 * op.sigma, refresh_interval=50,
+        seed=0).solve(measured.element())
+    match = oa.match_atoms(phantom.measure, result.measure)
+    assert match.f1 >= 0.75, match
+    assert abs(result.n_atoms - phantom.n_atoms) <= 2, match
+
+
 def test_seeded_and_reproducible():
     truth, measured = small_problem(noise=0.01, seed=5)
     op = measured.operator()
