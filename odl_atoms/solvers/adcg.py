@@ -37,18 +37,16 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
-import odl
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
 from odl_atoms.objective import AtomObjective
 from odl_atoms.weights import allowed_weights
-from odl_atoms.projection import SeparableGrid, Stencil
 from odl_atoms.solvers.base import Reconstruction, Solver
 from odl_atoms.solvers.batch import BatchAdditions, _AttractionField
 from odl_atoms.solvers.common import (check_alpha, default_potential,
                                       estimate_r_min, expected_atoms,
-                                      parse_potential)
+                                      parse_potential, scoring_grid)
 from odl_atoms.solvers.certificate import certify
 from odl_atoms.solvers.configuration import Configuration
 from odl_atoms.solvers.moves import DEFAULT_MOVES
@@ -529,26 +527,7 @@ class ADCG(BatchAdditions, Solver):
     def candidate_grid(self):
         """Return the coarse grid, its stencil and ``||g_x||^2`` (cached)."""
         if getattr(self, '_grid', None) is None:
-            space = self.operator.domain
-            shape = np.maximum(
-                np.round((space.max_pt - space.min_pt) / self.grid_spacing), 1
-            ).astype(int)
-            discr = odl.uniform_discr(space.min_pt, space.max_pt, shape)
-            points = discr.points()
-            op = self.operator
-            # Single tilt axis along a box axis (the usual 3D tilt series):
-            # the grid's correlations are matrix products (SeparableGrid),
-            # so scoring costs O(grid) BLAS work instead of a gather of
-            # window^2 values per point and angle. Otherwise a Stencil.
-            stencil = None
-            if space.ndim == 3:
-                stencil = SeparableGrid.build(
-                    op.frame, discr.partition.coord_vectors, op.sigma,
-                    op.truncate, op.mode)
-            if stencil is None:
-                stencil = Stencil(op.frame, points, op.sigma, op.truncate,
-                                  op.mode)
-            self._grid = (points, stencil, stencil.self_inner())
+            self._grid = scoring_grid(self.operator, self.grid_spacing)
         return self._grid
 
     def _attraction_field(self, potential, points):

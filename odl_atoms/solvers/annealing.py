@@ -106,7 +106,6 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
-import odl
 from scipy.optimize import minimize
 
 from odl_atoms.objective import AtomObjective
@@ -117,7 +116,7 @@ from odl_atoms.solvers.base import Reconstruction, Solver
 # `weights` in exactly the same way.
 from odl_atoms.solvers.common import (check_alpha, default_potential,
                                       estimate_r_min, expected_atoms,
-                                      parse_potential)
+                                      parse_potential, scoring_grid)
 from odl_atoms.weights import allowed_weights
 
 __all__ = ('SimulatedAnnealing', 'AnnealingState')
@@ -558,17 +557,14 @@ class _GainMap:
     """
 
     def __init__(self, operator, spacing, allowed, uniform_fraction):
+        # ADCG's scoring grid: correlations by matrix products in 3D, no
+        # stored windows (which took 1.7-4.6 GB for 43-144-atom particles
+        # and 80 % of the run time in refreshes).
+        self.points, self.stencil, self.norms = scoring_grid(operator, spacing)
         space = operator.domain
-        shape = np.maximum(np.round((space.max_pt - space.min_pt) / spacing),
-                           1).astype(int)
-        grid = odl.uniform_discr(space.min_pt, space.max_pt, shape)
-        self.points = grid.points()
-        self.cell = np.asarray(grid.cell_sides, dtype=float)
+        self.cell = (space.max_pt - space.min_pt) / np.maximum(
+            np.round((space.max_pt - space.min_pt) / spacing), 1)
         self.lo, self.hi = space.min_pt, space.max_pt
-        stencil = Stencil(operator.frame, self.points, operator.sigma,
-                          operator.truncate, operator.mode)
-        self.idx, self.val = _windows(stencil)
-        self.norms = np.einsum('ij,ij->i', self.val, self.val)
         self.allowed = allowed
         self.uniform_fraction = float(uniform_fraction)
         self.cdf = None
@@ -577,7 +573,7 @@ class _GainMap:
     def refresh(self, state, clock):
         self.version, self.clock = state.version, clock
         residual, c = state.r, state.c
-        corr = -c * np.einsum('ij,ij->i', residual[self.idx], self.val)
+        corr = -c * self.stencil.correlate(residual)
         w = self.allowed[None, :]
         gains = w * corr[:, None] - 0.5 * c * w ** 2 * self.norms[:, None]
         self.best = np.argmax(gains, axis=1)

@@ -15,9 +15,10 @@ import odl
 from scipy.spatial import cKDTree
 
 from odl_atoms.functionals import LennardJones
+from odl_atoms.projection import SeparableGrid, Stencil
 
 __all__ = ('check_alpha', 'default_potential', 'parse_potential',
-           'estimate_r_min', 'expected_atoms')
+           'estimate_r_min', 'expected_atoms', 'scoring_grid')
 
 
 def check_alpha(alpha):
@@ -115,3 +116,36 @@ def expected_atoms(operator, data, min_weight=1.0):
         operator.range.ndim - (operator.domain.ndim - 1):]))
     per_angle = data.reshape(operator.frame.n_angles, -1).sum(axis=1) * det_cell
     return max(float(np.median(per_angle)), 0.0) / float(min_weight)
+
+
+def scoring_grid(operator, spacing):
+    """Return a regular grid over the box, its stencil and ``||g_x||^2``.
+
+    The grid on which ADCG scores candidate atoms and annealing samples
+    additions: points about ``spacing`` apart (cell centres), a stencil
+    whose ``correlate(data)`` gives ``<g_x, data>`` for every point, and the
+    squared norms of the unit atoms' data. With a single tilt axis along a
+    box axis (the usual 3D tilt series) the correlations are matrix
+    products (`SeparableGrid`): O(grid) BLAS work and no stored windows;
+    otherwise a `Stencil`, evaluated in chunks.
+
+    Returns
+    -------
+    points : (p, d) numpy.ndarray
+    stencil : `Stencil` or `SeparableGrid`
+    norms : (p,) numpy.ndarray
+    """
+    space = operator.domain
+    shape = np.maximum(np.round((space.max_pt - space.min_pt) / spacing),
+                       1).astype(int)
+    discr = odl.uniform_discr(space.min_pt, space.max_pt, shape)
+    points = discr.points()
+    stencil = None
+    if space.ndim == 3:
+        stencil = SeparableGrid.build(
+            operator.frame, discr.partition.coord_vectors, operator.sigma,
+            operator.truncate, operator.mode)
+    if stencil is None:
+        stencil = Stencil(operator.frame, points, operator.sigma,
+                          operator.truncate, operator.mode)
+    return points, stencil, stencil.self_inner()
