@@ -29,19 +29,14 @@ Methods (each with the known noise level):
   (``SLAB_BASIS``: (111) normal along z), which `'fcc'` would not fit. The
   orientation of the crystal is thus given, as a user who has indexed the
   zone axes would give it;
-- ``annealing``: `SimulatedAnnealing` with the same objective (r_min = a,
-  default alpha) and, as ``benchmarks/compare.py`` runs it, no atom count:
-  the data decide how many atoms there are. Its defaults (300 sweeps,
-  the gain map on a grid of spacing sigma refreshed every 10 moves) do not
-  fit this benchmark in 3D: the gain map keeps every grid point's detector
-  window (profiled on a 43-atom octahedron: 80 % of the time in its
-  refreshes, 0.26 s each, 1.7 GB resident), and on the 144-atom
-  octahedron at 5 tilts 40 sweeps took 210 s and 4.6 GB (F1 0.74; load
-  average about 5 on 2 cores).
-  Its budget here is ``ANNEAL`` (60 sweeps of twice the expected atom
-  count, gain map on a grid of 1.5 sigma refreshed every 50 moves: about
-  1.5 GB and one to two minutes per run, F1 0.69 in that probe), and it
-  runs for the first seed and at 5 tilts only (1 and 5 % noise);
+- ``annealing``: `SimulatedAnnealing` with its defaults (300 sweeps, gain
+  map on a grid of spacing sigma refreshed every 10 moves) and the same
+  objective (r_min = a, default alpha) and, as ``benchmarks/compare.py``
+  runs it, no atom count: the data decide how many atoms there are. It runs
+  at 5 tilts only (1 and 5 % noise), its slowest method's share of the
+  budget. (Until its gain map used ADCG's separable scoring grid, 40
+  sweeps on the 144-atom octahedron took 210 s and 4.6 GB; the defaults
+  now take about 76 s and 330 MB there.)
 - ``SIRT + picking``: `SIRT` (ASTRA on the CPU, slice by slice) with its
   default `AtomPicker`.
 
@@ -107,11 +102,9 @@ SEEDS = (0, 1)
 METHODS = ('ADCG', 'ADCG + LatticeStart', 'annealing', 'SIRT + picking')
 #: Annealing budget (see the module docstring); ``proposal_spacing`` is in
 #: units of sigma.
-ANNEAL = dict(n_sweeps=60, refresh_interval=50, proposal_spacing=1.5)
+ANNEAL = {}   # the defaults
 QUICK_ANNEAL = dict(n_sweeps=5, refresh_interval=50, proposal_spacing=1.5)
-#: Methods run for the first seed only, and the tilt counts they run at
-#: (their cost: see the module docstring).
-FIRST_SEED_ONLY = ('annealing',)
+#: The tilt counts annealing runs at (its cost: see the module docstring).
 ANNEAL_TILTS = (5,)
 #: The case of the figure: (tilts, noise, seed).
 FIGURE_CASE = (5, 0.01, 0)
@@ -186,7 +179,8 @@ def task(args):
                          starts=[oa.LatticeStart(lattice)])
     elif method == 'annealing':
         budget = dict(QUICK_ANNEAL if quick else ANNEAL)
-        budget['proposal_spacing'] *= op.sigma
+        if 'proposal_spacing' in budget:   # in units of sigma here
+            budget['proposal_spacing'] *= op.sigma
         solver = oa.SimulatedAnnealing(op, potential=a,
                                        noise_std=measured.noise_std,
                                        seed=seed, **budget)
@@ -210,8 +204,7 @@ def plan(quick, n_seeds=len(SEEDS)):
     tasks = [(name, k, noise, seed, method, quick)
              for name in PHANTOMS for k, noise in measurements
              for seed in seeds for method in METHODS
-             if method not in FIRST_SEED_ONLY
-             or (seed == seeds[0] and k in ANNEAL_TILTS)]
+             if method != 'annealing' or k in ANNEAL_TILTS]
     cost = {'annealing': 0, 'ADCG': 1, 'ADCG + LatticeStart': 1,
             'SIRT + picking': 2}
     tasks.sort(key=lambda t: (cost[t[4]], -t[1]))
@@ -421,12 +414,11 @@ def main(argv=None):
         'Lennard-Jones with r_min = a, default alpha, the known noise level. '
         'ADCG + LatticeStart: started only from the best-fitting fcc lattice '
         "(particles: LatticeStart('fcc'), cubic axes x, y, z; slab: the fcc "
-        'basis in the slab frame, (111) along z). Annealing (first seed, '
+        'basis in the slab frame, (111) along z). Annealing ('
         f"{'/'.join(map(str, ANNEAL_TILTS))} tilts only): "
-        f"{budget['n_sweeps']} sweeps of twice the expected atom "
-        f"count, gain map on a {budget['proposal_spacing']:g} sigma grid "
-        f"refreshed every {budget['refresh_interval']} moves, atom count not "
-        'given (defaults: 300 sweeps, sigma grid, every 10 moves; see the '
+        + (', '.join(f'{k}={v:g}' for k, v in budget.items()) or 'defaults')
+        + ' (300 sweeps, gain map on a sigma grid refreshed every 10 moves), '
+        'atom count not given (see the '
         'script). SIRT + picking: defaults. "exact" = F1 = 1 (tolerance '
         '0.3 a); F1 and atoms found per seed; RMSD of matched atoms (A) and '
         "time (the solver's wall time) averaged over the seeds.", '',

@@ -357,7 +357,6 @@ def test_float32_data_accepted_as_same_geometry():
 
 
 def test_repr_reproduces():
-    from odl_atoms import GaussianRayTransform as G  # noqa: F401
     space = SparseMeasureSpace([-5, -5], [5, 5])
     op = GaussianRayTransform(space, geometry_2d(), 0.4, mode='sample')
     namespace = {'SparseMeasureSpace': SparseMeasureSpace,
