@@ -18,7 +18,10 @@ For every size, in a fresh process (so that the peak resident memory,
   the same;
 - SIRT (ASTRA on the CPU, slice by slice) + atom picking: the same;
 - the forward operator alone, ``op(measure)``, and the gradient of the data
-  term (adjoint Jacobian), up to 10^5 atoms.
+  term (adjoint Jacobian), up to 10^5 atoms;
+- with ``--kinds adcg/decahedron adcg/icosahedron``: ADCG's defaults on
+  twinned particles (no single lattice fits them) of about 150-180 and
+  900-1100 atoms, the same measurement.
 
 The growth exponent ``b`` of ``time ~ n^b`` is the least-squares slope in
 log-log coordinates over the sizes that ran.
@@ -33,7 +36,8 @@ Sizes whose predicted ADCG time (from the fitted exponent) would exceed the
 remaining ``--budget`` seconds are skipped and reported as such. Writes
 ``benchmarks/results/scale.md`` and the raw rows to ``scale.json``;
 ``--resume`` keeps the stored rows and runs only the missing cases (e.g.
-``--sizes 25 --resume`` adds 10^4 atoms to an earlier run).
+``--sizes 25 --resume`` adds 10^4 atoms to an earlier run; ``--kinds
+adcg/decahedron adcg/icosahedron --resume`` adds the twinned particles).
 """
 
 import argparse
@@ -58,14 +62,30 @@ ANGLES = np.radians(np.linspace(-70, 70, 5))
 NOISE = 0.01
 #: Reconstruction methods measured, and their labels in the table.
 KINDS = {'adcg': 'ADCG', 'adcg-lattice': 'ADCG + LatticeStart(fcc)',
-         'sirt': 'SIRT + picking'}
+         'sirt': 'SIRT + picking',
+         'adcg/decahedron': 'ADCG, twinned decahedra',
+         'adcg/icosahedron': 'ADCG, icosahedra'}
+#: Kinds run by default (the twinned particles are added with ``--kinds``).
+DEFAULT_KINDS = ('adcg', 'adcg-lattice', 'sirt')
+#: Particles other than octahedra, and their sizes (``nanoparticle``'s
+#: ``size``: about 180/1100 and 150/920 atoms).
+SHAPES = {'adcg/decahedron': 'decahedron', 'adcg/icosahedron': 'icosahedron'}
+SHAPE_SIZES = {'decahedron': (6, 11), 'icosahedron': (4, 7)}
 
 
-def phantom(size):
+def n_atoms(size, shape='octahedron'):
+    """Atoms of the perfect particle."""
+    if shape == 'octahedron':
+        return (2 * size ** 3 + size) // 3
+    import odl_atoms as oa
+    return oa.nanoparticle(shape, size=size).n_atoms
+
+
+def phantom(size, shape='octahedron'):
     import odl_atoms as oa
 
-    n = (2 * size ** 3 + size) // 3
-    return oa.nanoparticle('octahedron', size=size, vacancies=max(1, n // 300),
+    n = n_atoms(size, shape)
+    return oa.nanoparticle(shape, size=size, vacancies=max(1, n // 300),
                            displacement=0.05, seed=1)
 
 
@@ -84,14 +104,14 @@ def case(kind, size):
     """Run one case in this process; return a dict."""
     import odl_atoms as oa
 
-    ph = phantom(size)
+    ph = phantom(size, SHAPES.get(kind, 'octahedron'))
     measured = measurement(ph)
     op = measured.operator()
     out = dict(kind=kind, size=size, n=ph.n_atoms,
                data=list(measured.data.shape))
     base = peak_rss_mb()
     t0 = time.perf_counter()
-    if kind in ('adcg', 'adcg-lattice'):
+    if kind in ('adcg', 'adcg-lattice') or kind in SHAPES:
         # 'adcg-lattice': started from the fcc lattice that fits the data
         # best (offset searched; ase.cluster's cubic axes are x, y, z).
         starts = ([oa.LatticeStart('fcc')] if kind == 'adcg-lattice'
@@ -176,7 +196,7 @@ def main():
                         help='keep the cases stored in results/scale.json '
                              'and run only the missing ones')
     parser.add_argument('--kinds', nargs='+', choices=list(KINDS),
-                        default=list(KINDS))
+                        default=list(DEFAULT_KINDS))
     parser.add_argument('--case', nargs=2, metavar=('KIND', 'SIZE'),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -203,22 +223,25 @@ def main():
         r = run_in_subprocess('forward', size, 900)
         print(r, flush=True)
         (rows['forward'] if 'skipped' not in r else skipped).append(r)
-    for size in args.sizes:
-        n = (2 * size ** 3 + size) // 3
-        for kind in args.kinds:
-            if have(kind, size):
-                continue
-            left = args.budget - (time.perf_counter() - start)
-            done = rows[kind]
-            guess = predicted(done, n) if done else 0.0
-            if guess > left:
-                skipped.append(dict(kind=kind, size=size, n=n, skipped=(
-                    f'predicted {guess:.0f} s > {left:.0f} s left')))
-                print(skipped[-1], flush=True)
-                continue
-            r = run_in_subprocess(kind, size, max(left, 60))
-            print(r, flush=True)
-            (done if 'skipped' not in r else skipped).append(r)
+    plan = [(size, kind) for size in args.sizes for kind in args.kinds
+            if kind not in SHAPES]
+    plan += [(size, kind) for kind in args.kinds if kind in SHAPES
+             for size in SHAPE_SIZES[SHAPES[kind]]]
+    for size, kind in plan:
+        if have(kind, size):
+            continue
+        n = n_atoms(size, SHAPES.get(kind, 'octahedron'))
+        left = args.budget - (time.perf_counter() - start)
+        done = rows[kind]
+        guess = predicted(done, n) if done else 0.0
+        if guess > left:
+            skipped.append(dict(kind=kind, size=size, n=n, skipped=(
+                f'predicted {guess:.0f} s > {left:.0f} s left')))
+            print(skipped[-1], flush=True)
+            continue
+        r = run_in_subprocess(kind, size, max(left, 60))
+        print(r, flush=True)
+        (done if 'skipped' not in r else skipped).append(r)
 
     for kind in rows:
         rows[kind].sort(key=lambda r: r['n'])
@@ -232,7 +255,9 @@ def main():
         'pessimistic.', '',
         'fcc octahedra (`nanoparticle`), sigma 0.43 A, detector cells 0.5 A, '
         '5 projections over +-70 degrees about one axis, 1 % noise; one '
-        'vacancy per 300 atoms, 0.05 A rms displacements. Each case in its own '
+        'vacancy per 300 atoms, 0.05 A rms displacements; "twinned '
+        'decahedra" and "icosahedra": the same with those particles (ADCG\'s '
+        'defaults; no single lattice fits them). Each case in its own '
         'process; memory is its peak resident set (ru_maxrss, including '
         'Python, NumPy, ODL and ASTRA: about '
         f'{rows["adcg"][0]["base_mb"]:.0f} MB before the solve).'
