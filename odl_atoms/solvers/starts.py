@@ -30,6 +30,7 @@ import numbers
 
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
+from scipy.optimize import minimize
 
 from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import Stencil
@@ -424,7 +425,6 @@ def _tethered(objective, config, radius, space, maxiter=200):
     """Relax every atom within ``radius`` of where it is (L-BFGS-B bounds)."""
     if config.n_atoms == 0 or radius <= 0:
         return config
-    from scipy.optimize import minimize
     n, d = config.positions.shape
     weights = config.weights
 
@@ -481,7 +481,6 @@ def _affine_refine(objective, positions, groups, space, maxiter=100):
         return value, np.concatenate([grad_a.reshape(m, -1), grad_t],
                                      axis=1).ravel()
 
-    from scipy.optimize import minimize
     res = minimize(fun, np.zeros(m * size), jac=True, method='L-BFGS-B',
                    options={'maxiter': maxiter})
     x = moved(res.x)[0] if res.fun <= fun(np.zeros(m * size))[0] else positions
