@@ -50,12 +50,10 @@ Usage::
     python benchmarks/clusters3d.py --quick        # seconds-long smoke run
 
 The full run is 4 phantoms x 4 measurements x 2 seeds x 3 methods plus
-8 annealing runs: 104 reconstructions. Measured on 2026-11-25 (AMD EPYC,
-2 cores) with ``--workers 2``: 26.6 min wall time while other jobs kept the
-load average at 1-3, 1690 s of CPU time in all, so about 15 min on a quiet
-machine. ``--seeds 1`` halves the ADCG and SIRT runs (56
-reconstructions); the committed results say which was run, and the wall
-time and load it took. ``--quick`` uses small
+16 annealing runs (5 tilts): 112 reconstructions. Measured on 2026-11-25
+(AMD EPYC, 2 cores) with ``--workers 2``: 22.8 min wall time at a load
+average of 1-2.4. ``--seeds 1`` halves every method's runs; the committed
+results say which was run, and the wall time and load it took. ``--quick`` uses small
 particles (13-24 atoms), 5 tilts, one seed and a 5-sweep annealing, and
 writes to a temporary folder unless ``--output`` is given.
 
