@@ -75,7 +75,7 @@ ABLATION = (FULL, 'no patch start', 'no single-lattice start',
             'no Relocate', 'no Regrow', '+ ShiftColumn', '+ RegrowColumn')
 
 
-def make_solver(config, op, a, noise_std):
+def make_solver(config, op, a, noise_std, alpha=None):
     import odl_atoms as oa
     from odl_atoms.solvers.moves import (Regrow, RegrowColumn, Relocate,
                                          ShiftColumn)
@@ -106,8 +106,9 @@ def make_solver(config, op, a, noise_std):
         moves.append(ShiftColumn())
     elif config == '+ RegrowColumn':
         moves.append(RegrowColumn())
+    extra = {} if alpha is None else {'alpha': alpha}
     return oa.ADCG(op, potential=a, noise_std=noise_std, moves=moves,
-                   starts=starts)
+                   starts=starts, **extra)
 
 
 def run_case(case):
@@ -119,11 +120,12 @@ def run_case(case):
     return row
 
 
-def reconstruct(config, defect, angles, noise, seed=0):
+def reconstruct(config, defect, angles, noise, seed=0, alpha=None):
     """Reconstruct one phantom with one configuration; return a row.
 
     Runs in a worker (builds its own operator). ``angles`` in degrees;
-    ``seed`` is the noise seed. The row holds the answer's F1, time and
+    ``seed`` is the noise seed, ``alpha`` the energy weight (default:
+    ADCG's). The row holds the answer's F1, time and
     objective, and the objective of the truth (relaxed from its exact
     positions), so that a failure can be told apart as a search failure
     (truth lower) or a modelling one (answer lower).
@@ -137,14 +139,13 @@ def reconstruct(config, defect, angles, noise, seed=0):
     measured = oa.simulate(phantom.measure, np.radians(angles), BLUR * a,
                            n_detector=N_DETECTOR, noise=noise, seed=seed)
     op = measured.operator()
-    solver = make_solver(config, op, a, measured.noise_std)
+    solver = make_solver(config, op, a, measured.noise_std, alpha)
     start = time.perf_counter()
     result = solver.solve(measured.element())
     elapsed = time.perf_counter() - start
     match = oa.match_atoms(phantom.measure, result.measure)
     cert = result.info['certificate']
-    truth = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
-                    moves=[], starts=[oa.GreedyStart()]).certify(
+    truth = make_solver('plain', op, a, measured.noise_std, alpha).certify(
         measured.element(), phantom.measure)
     return dict(config=config, defect=defect, noise=noise, seed=seed,
                 n_true=phantom.n_atoms, n_found=result.n_atoms, f1=match.f1,
