@@ -116,7 +116,8 @@ from odl_atoms.solvers.base import Reconstruction, Solver
 # `weights` in exactly the same way.
 from odl_atoms.solvers.common import (check_alpha, default_potential,
                                       estimate_r_min, expected_atoms,
-                                      parse_potential, scoring_grid)
+                                      parse_potential, scoring_discr,
+                                      scoring_grid)
 from odl_atoms.weights import allowed_weights
 
 __all__ = ('SimulatedAnnealing', 'AnnealingState')
@@ -562,8 +563,8 @@ class _GainMap:
         # and 80 % of the run time in refreshes).
         self.points, self.stencil, self.norms = scoring_grid(operator, spacing)
         space = operator.domain
-        self.cell = (space.max_pt - space.min_pt) / np.maximum(
-            np.round((space.max_pt - space.min_pt) / spacing), 1)
+        self.cell = np.asarray(scoring_discr(space, spacing).cell_sides,
+                               dtype=float)
         self.lo, self.hi = space.min_pt, space.max_pt
         self.allowed = allowed
         self.uniform_fraction = float(uniform_fraction)

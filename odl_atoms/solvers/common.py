@@ -18,7 +18,8 @@ from odl_atoms.functionals import LennardJones
 from odl_atoms.projection import SeparableGrid, Stencil
 
 __all__ = ('check_alpha', 'default_potential', 'parse_potential',
-           'estimate_r_min', 'expected_atoms', 'scoring_grid')
+           'estimate_r_min', 'expected_atoms', 'scoring_discr',
+           'scoring_grid')
 
 
 def check_alpha(alpha):
@@ -118,6 +119,13 @@ def expected_atoms(operator, data, min_weight=1.0):
     return max(float(np.median(per_angle)), 0.0) / float(min_weight)
 
 
+def scoring_discr(space, spacing):
+    """The regular grid of `scoring_grid` (cells about ``spacing`` wide)."""
+    shape = np.maximum(np.round((space.max_pt - space.min_pt) / spacing),
+                       1).astype(int)
+    return odl.uniform_discr(space.min_pt, space.max_pt, shape)
+
+
 def scoring_grid(operator, spacing):
     """Return a regular grid over the box, its stencil and ``||g_x||^2``.
 
@@ -136,9 +144,7 @@ def scoring_grid(operator, spacing):
     norms : (p,) numpy.ndarray
     """
     space = operator.domain
-    shape = np.maximum(np.round((space.max_pt - space.min_pt) / spacing),
-                       1).astype(int)
-    discr = odl.uniform_discr(space.min_pt, space.max_pt, shape)
+    discr = scoring_discr(space, spacing)
     points = discr.points()
     stencil = None
     if space.ndim == 3:

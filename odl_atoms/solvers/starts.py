@@ -200,23 +200,9 @@ class LatticeStart:
         spacing : float, optional
             Nearest-neighbour distance of a named lattice.
         """
-        from odl_atoms.geometry import as_data
-
-        data = as_data(operator.range, data)
-        y = np.asarray(data.data, dtype=float)
-        space = operator.domain
-        d = space.ndim
-        if isinstance(self.lattice, str) and spacing is None:
-            if self.spacing is None:
-                raise ValueError('a named lattice needs `spacing`')
-            spacing = self.spacing
-        fit = _LatticeFit(operator, y, self.level)
-        bases = self.bases(d, spacing)
-        offsets = np.stack(np.meshgrid(
-            *[np.arange(self.n_offsets) / self.n_offsets] * d,
-            indexing='ij'), -1).reshape(-1, d)
-        # Half-open regions; the box's upper faces belong to it.
-        box = (space.min_pt, np.nextafter(space.max_pt, np.inf))
+        fit, bases, offsets, box, spacing = self._search(operator, data,
+                                                         spacing)
+        d = operator.domain.ndim
         _, best = fit.best(box, bases, offsets, -fit.y)
         if self.patches == 1:
             return best
@@ -239,6 +225,28 @@ class LatticeStart:
                 current[k] = fit.best(region, bases, offsets, background,
                                       incumbent=current[k])[1]
         return np.concatenate(current)
+
+    def _search(self, operator, data, spacing):
+        """What every lattice search needs: the misfit of site sets
+        (`_LatticeFit`), the candidate bases, the offsets (fractions of a
+        basis vector), the box as a half-open region and the spacing."""
+        from odl_atoms.geometry import as_data
+
+        data = as_data(operator.range, data)
+        space = operator.domain
+        d = space.ndim
+        if isinstance(self.lattice, str) and spacing is None:
+            if self.spacing is None:
+                raise ValueError('a named lattice needs `spacing`')
+            spacing = self.spacing
+        fit = _LatticeFit(operator, np.asarray(data.data, dtype=float),
+                          self.level)
+        offsets = np.stack(np.meshgrid(
+            *[np.arange(self.n_offsets) / self.n_offsets] * d,
+            indexing='ij'), -1).reshape(-1, d)
+        # Half-open regions; the box's upper faces belong to it.
+        box = (space.min_pt, np.nextafter(space.max_pt, np.inf))
+        return fit, self.bases(d, spacing), offsets, box, spacing
 
     def __repr__(self):
         lattice = (repr(self.lattice) if isinstance(self.lattice, str)
@@ -352,22 +360,10 @@ class SplitLatticeStart(LatticeStart):
         candidates : list of ``(positions, groups)``
             Site positions ``(n, d)`` and the side (0 or 1) of each.
         """
-        from odl_atoms.geometry import as_data
-
-        data = as_data(operator.range, data)
-        y = np.asarray(data.data, dtype=float)
+        fit, bases, offsets, box, spacing = self._search(operator, data,
+                                                         spacing)
         space = operator.domain
         d = space.ndim
-        if isinstance(self.lattice, str) and spacing is None:
-            if self.spacing is None:
-                raise ValueError('a named lattice needs `spacing`')
-            spacing = self.spacing
-        fit = _LatticeFit(operator, y, self.level)
-        bases = self.bases(d, spacing)
-        offsets = np.stack(np.meshgrid(
-            *[np.arange(self.n_offsets) / self.n_offsets] * d,
-            indexing='ij'), -1).reshape(-1, d)
-        box = (space.min_pt, np.nextafter(space.max_pt, np.inf))
         # The single best lattice, and its orientation.
         single = (np.inf, None, None)
         for basis in bases:
