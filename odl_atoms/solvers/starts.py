@@ -102,6 +102,18 @@ class LatticeStart:
         sweeps from the best single lattice). Default 1: one lattice. 2 fits
         two grains, or a displacement field, piece by piece (measured at
         0/60/120 degrees: a grain boundary exact with 2, not with 1).
+    occupancy : bool or 'auto', optional
+        Judge every lattice by its best 0/1 occupation of the supported
+        sites (a box-constrained least-squares fit of the occupations,
+        rounded) instead of with all of them occupied. Vacancies
+        and the empty sites around a particle that every projection happens
+        to cover then cost a wrong lattice and the right one alike.
+        Measured at the generic and random 3-angle sets of
+        ``benchmarks/zone_axes.py --generic`` (vacancy, interstitial,
+        displaced lattice, noise 0 and 1 %): the start matched every atom
+        but the interstitial in 24 of 24 cases, against 14 of 24 with all
+        sites occupied. ``'auto'`` (default): in 2D; in 3D not (a dense
+        Gram matrix of thousands of sites for every offset).
 
     Examples
     --------
@@ -117,7 +129,7 @@ class LatticeStart:
     """
 
     def __init__(self, lattice='square', spacing=None, n_orientations=45,
-                 n_offsets=6, level=0.5, patches=1):
+                 n_offsets=6, level=0.5, patches=1, occupancy='auto'):
         if isinstance(lattice, str):
             if lattice not in NAMED_LATTICES:
                 raise ValueError(
@@ -142,6 +154,10 @@ class LatticeStart:
         self.n_offsets = int(n_offsets)
         self.level = float(level)
         self.patches = int(patches)
+        if not (isinstance(occupancy, bool) or occupancy == 'auto'):
+            raise ValueError(f"`occupancy` must be True, False or 'auto', "
+                             f"got {occupancy!r}")
+        self.occupancy = occupancy
         if self.n_orientations < 1 or self.n_offsets < 1 or self.patches < 1:
             raise ValueError(
                 '`n_orientations`, `n_offsets` and `patches` must be >= 1')
@@ -239,8 +255,11 @@ class LatticeStart:
             if self.spacing is None:
                 raise ValueError('a named lattice needs `spacing`')
             spacing = self.spacing
+        occupancy = self.occupancy
+        if occupancy == 'auto':
+            occupancy = d == 2
         fit = _LatticeFit(operator, np.asarray(data.data, dtype=float),
-                          self.level)
+                          self.level, occupancy)
         offsets = np.stack(np.meshgrid(
             *[np.arange(self.n_offsets) / self.n_offsets] * d,
             indexing='ij'), -1).reshape(-1, d)
@@ -254,7 +273,7 @@ class LatticeStart:
         args = [lattice]
         for name, default in (('spacing', None), ('n_orientations', 45),
                               ('n_offsets', 6), ('level', 0.5),
-                              ('patches', 1)):
+                              ('patches', 1), ('occupancy', 'auto')):
             value = getattr(self, name)
             if value != default:
                 args.append(f'{name}={value!r}')
@@ -295,7 +314,7 @@ class SplitLatticeStart(LatticeStart):
 
     Parameters
     ----------
-    lattice, spacing, level :
+    lattice, spacing, level, occupancy :
         As for `LatticeStart`.
     n_orientations : int, optional
         Orientations tried per side (default 15: 6 degrees for a square
@@ -322,8 +341,9 @@ class SplitLatticeStart(LatticeStart):
 
     def __init__(self, lattice='square', spacing=None, n_orientations=15,
                  n_offsets=6, level=0.5, n_cuts=None, cut_step=0.75,
-                 tether=0.08):
-        super().__init__(lattice, spacing, n_orientations, n_offsets, level)
+                 tether=0.08, occupancy='auto'):
+        super().__init__(lattice, spacing, n_orientations, n_offsets, level,
+                         occupancy=occupancy)
         self.n_cuts = None if n_cuts is None else int(n_cuts)
         self.cut_step = float(cut_step)
         self.tether = float(tether)
@@ -410,7 +430,7 @@ class SplitLatticeStart(LatticeStart):
         for name, default in (('spacing', None), ('n_orientations', 15),
                               ('n_offsets', 6), ('level', 0.5),
                               ('n_cuts', None), ('cut_step', 0.75),
-                              ('tether', 0.08)):
+                              ('tether', 0.08), ('occupancy', 'auto')):
             value = getattr(self, name)
             if value != default:
                 args.append(f'{name}={value!r}')
@@ -486,13 +506,21 @@ def _affine_refine(objective, positions, groups, space, maxiter=100):
 
 class _LatticeFit:
 
-    """Data misfit of lattice arrangements on the data-supported sites."""
+    """Data misfit of lattice arrangements on the data-supported sites.
 
-    def __init__(self, operator, y, level):
+    With ``occupancy`` every arrangement is judged by its best 0/1
+    occupation (`occupancies`): which sites hold an atom is decided by the
+    data before arrangements are compared, so a lattice is not penalised
+    for the vacancies and the surface sites the support test let through.
+    Without it, every supported site counts as occupied.
+    """
+
+    def __init__(self, operator, y, level, occupancy=True):
         self.operator = operator
         self.frame = operator.frame
         self.y = y.ravel()
         self.c = operator.inner_weight
+        self.occupancy_fit = bool(occupancy)
         # One atom's peak height on the detector (cell-integrated), at the
         # box centre: the unit of ``level``.
         space = operator.domain
@@ -510,19 +538,62 @@ class _LatticeFit:
         r = background + (self.project(points) if len(points) else 0.0)
         return 0.5 * self.c * float(r @ r)
 
+    def occupancies(self, candidates, background):
+        """Return ``[(value, occupied)]``: each site set's best occupation.
+
+        The occupations ``w`` in ``[0, 1]`` minimising
+        ``0.5 c ||G w + background||^2`` (``G`` the data of unit atoms at
+        the sites; a convex box-constrained quadratic, `_box_qp`, solved
+        for all site sets at once) are rounded at 1/2; ``value`` is the
+        misfit of the occupied sites. Measured on the 7 x 7 vacancy at
+        63.9/66.7/142.3 degrees: the true lattice had a misfit of 33 atom
+        energies with every supported site occupied (rank 1097 of 1620
+        lattices), 0.02 with this occupation (rank 1).
+        """
+        op = self.operator
+        sizes = [len(p) for p in candidates]
+        index, values = Stencil(self.frame, np.concatenate(candidates),
+                                op.sigma, op.truncate, op.mode).windows()
+        m, size = self.y.size, max(sizes)
+        hessians = np.zeros((len(candidates), size, size))
+        linear = np.zeros((len(candidates), size))
+        matrices = []
+        begin = 0
+        for k, n in enumerate(sizes):
+            # The unit-atom data of the sites as dense columns (a 2D
+            # sinogram and a few dozen sites: dense beats sparse here);
+            # repeated entries (zeros outside the detector) are summed.
+            idx = index[begin:begin + n]
+            flat = idx * n + np.arange(n)[:, None]
+            g = np.bincount(flat.ravel(), weights=values[begin:begin + n].ravel(),
+                            minlength=m * n).reshape(m, n)
+            hessians[k, :n, :n] = g.T @ g
+            linear[k, :n] = -(background @ g)
+            matrices.append(g)
+            begin += n
+        w = _box_qp(hessians, linear)
+        out = []
+        for k, (n, g) in enumerate(zip(sizes, matrices)):
+            occupied = w[k, :n] > 0.5
+            r = background + g[:, occupied].sum(axis=1)
+            out.append((0.5 * self.c * float(r @ r), occupied))
+        return out
+
     def best(self, region, bases, offsets, background, incumbent=None,
              mask=None):
         """Lowest-misfit ``(value, points)`` over bases and offsets.
 
         Sites lie in ``region = (lo, hi)`` (and where ``mask(points)``, if
-        given, is true) and pass the support test; ``background`` is the
-        rest of the model minus the data.
+        given, is true) and pass the support test (and, with
+        ``occupancy``, are occupied); ``background`` is the rest of the
+        model minus the data.
         """
         best = (np.inf, np.zeros((0, len(region[0]))))
         if incumbent is not None:
             best = (self.value(incumbent, background), incumbent)
         for basis in bases:
             sites = _lattice_sites(region[0], region[1], basis)
+            candidates = []
             for offset in offsets @ basis:
                 points = sites + offset
                 points = points[_inside(points, *region)]
@@ -530,12 +601,59 @@ class _LatticeFit:
                     points = points[mask(points)]
                 if len(points):
                     points = points[self.support(points) >= self.threshold]
-                if len(points) == 0:
-                    continue
-                value = self.value(points, background)
-                if value < best[0]:
-                    best = (value, points)
+                if len(points):
+                    candidates.append(points)
+            if not candidates:
+                continue
+            if self.occupancy_fit:
+                fits = self.occupancies(candidates, background)
+                candidates = [p[occupied] for p, (_, occupied)
+                              in zip(candidates, fits)]
+                values = [value for value, _ in fits]
+            else:
+                values = [self.value(p, background) for p in candidates]
+            k = int(np.argmin(values))
+            if values[k] < best[0]:
+                best = (values[k], candidates[k])
         return best
+
+
+def _box_qp(hessian, linear, n_iter=200, tol=1e-4):
+    """Minimise ``0.5 w^T H w - b^T w`` over ``0 <= w <= 1``, in batches.
+
+    ``hessian`` ``(..., n, n)`` and ``linear`` ``(..., n)`` hold a stack of
+    problems (zero-padded rows and columns give ``w = 0``). Accelerated
+    projected gradient (FISTA) from the clipped diagonal solution, step
+    ``1 / L`` with ``L`` each problem's largest absolute row sum of ``H``
+    (a bound on its largest eigenvalue), until no occupation moves by more
+    than ``tol`` (the lattice occupations it serves round at 1/2) or after
+    ``n_iter`` iterations.
+
+    Examples
+    --------
+    >>> h = np.array([[2.0, 1.0], [1.0, 2.0]])
+    >>> b = np.array([3.0, -1.0])
+    >>> np.linalg.solve(h, b).round(3).tolist()  # outside the box
+    [2.333, -1.667]
+    >>> _box_qp(h, b).round(6).tolist()  # both bounds active (KKT holds)
+    [1.0, 0.0]
+    """
+    diagonal = np.diagonal(hessian, axis1=-2, axis2=-1)
+    w = np.minimum(np.maximum(
+        linear / np.where(diagonal > 0, diagonal, 1.0), 0.0), 1.0)
+    lipschitz = np.abs(hessian).sum(axis=-1).max(axis=-1, keepdims=True)
+    lipschitz = np.where(lipschitz > 0, lipschitz, 1.0)
+    z, t = w.copy(), 1.0
+    for _ in range(n_iter):
+        grad = np.matmul(hessian, z[..., None])[..., 0] - linear
+        new = np.minimum(np.maximum(z - grad / lipschitz, 0.0), 1.0)
+        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        step = new - w
+        z = new + ((t - 1.0) / t_new) * step
+        w, t = new, t_new
+        if np.abs(step).max() < tol:
+            break
+    return w
 
 
 def _emptied(solver, objective, positions, kind=Configuration, groups=None):
