@@ -47,6 +47,13 @@ CUBIC = {
     'sc': np.eye(3),
 }
 
+#: ``occupancy='auto'`` fits occupations in 2D boxes of at most this many
+#: lattice sites (a dense Gram matrix per lattice and offset).
+OCCUPANCY_SITES = 1000
+
+#: Bytes of lattice data (windows, Gram matrices) a lattice search keeps.
+_KEEP_BYTES = 2 ** 28
+
 #: Names `LatticeStart` knows: 2D (orientation searched) and 3D cubic.
 NAMED_LATTICES = ('square', 'hexagonal') + tuple(CUBIC)
 
@@ -112,8 +119,9 @@ class LatticeStart:
         ``benchmarks/zone_axes.py --generic`` (vacancy, interstitial,
         displaced lattice, noise 0 and 1 %): the start matched every atom
         but the interstitial in 24 of 24 cases, against 14 of 24 with all
-        sites occupied. ``'auto'`` (default): in 2D; in 3D not (a dense
-        Gram matrix of thousands of sites for every offset).
+        sites occupied. ``'auto'`` (default): in 2D boxes of at most
+        ``OCCUPANCY_SITES`` (1000) lattice sites; not in 3D or larger boxes
+        (a dense Gram matrix of the sites for every lattice and offset).
 
     Examples
     --------
@@ -219,7 +227,7 @@ class LatticeStart:
         fit, bases, offsets, box, spacing = self._search(operator, data,
                                                          spacing)
         d = operator.domain.ndim
-        _, best = fit.best(box, bases, offsets, -fit.y)
+        best = fit.best(box, bases, offsets, -fit.y)[1]
         if self.patches == 1:
             return best
         # Patches: each takes its own orientation and offset, one patch at
@@ -255,17 +263,19 @@ class LatticeStart:
             if self.spacing is None:
                 raise ValueError('a named lattice needs `spacing`')
             spacing = self.spacing
+        bases = self.bases(d, spacing)
         occupancy = self.occupancy
         if occupancy == 'auto':
-            occupancy = d == 2
+            # Dense occupancy fits cost O(sites^2) per lattice and offset.
+            sites = np.prod(space.max_pt - space.min_pt) / np.abs(
+                np.linalg.det(bases[0]))
+            occupancy = d == 2 and sites <= OCCUPANCY_SITES
         fit = _LatticeFit(operator, np.asarray(data.data, dtype=float),
                           self.level, occupancy)
         offsets = np.stack(np.meshgrid(
             *[np.arange(self.n_offsets) / self.n_offsets] * d,
             indexing='ij'), -1).reshape(-1, d)
-        # Half-open regions; the box's upper faces belong to it.
-        box = (space.min_pt, np.nextafter(space.max_pt, np.inf))
-        return fit, self.bases(d, spacing), offsets, box, spacing
+        return fit, bases, offsets, fit.box, spacing
 
     def __repr__(self):
         lattice = (repr(self.lattice) if isinstance(self.lattice, str)
@@ -386,11 +396,12 @@ class SplitLatticeStart(LatticeStart):
         d = space.ndim
         # The single best lattice, and its orientation.
         single = (np.inf, None, None)
-        for basis in bases:
-            value, points = fit.best(box, basis[None], offsets, -fit.y)
+        for j, basis in enumerate(bases):
+            value, points, _ = fit.best(box, basis[None], offsets, -fit.y)
             if value < single[0]:
-                single = (value, points, basis)
-        _, best, basis = single
+                single = (value, points, j)
+        _, best, j_best = single
+        basis = bases[j_best]
         candidates = [(best, np.zeros(len(best), int))]
         normals = list(np.eye(d))
         for row in basis:
@@ -399,6 +410,13 @@ class SplitLatticeStart(LatticeStart):
                 normals.append(row)
         centre = 0.5 * (space.min_pt + space.max_pt)
         step = self.cut_step * spacing
+
+        def near(j):
+            # The orientations next to basis j (cyclic: they span the
+            # lattice's rotational period); an affine map fits the rest.
+            return bases[[(j + i) % len(bases) for i in (-1, 0, 1)]
+                         if len(bases) > 3 else slice(None)]
+
         for normal in normals:
             if self.n_cuts is None:
                 # Across the particle: a cut outside it splits nothing.
@@ -411,16 +429,33 @@ class SplitLatticeStart(LatticeStart):
             for cut in cuts:
                 sides = [lambda p, n=normal, c=cut: p @ n < c,
                          lambda p, n=normal, c=cut: p @ n >= c]
-                current = [best[side(best)] for side in sides]
-                for k in (0, 1):
-                    background = fit.project(current[1 - k]) - fit.y
-                    current[k] = fit.best(box, bases, offsets, background,
-                                          incumbent=current[k],
-                                          mask=sides[k])[1]
-                if len(current[0]) and len(current[1]):
-                    candidates.append((
-                        np.concatenate(current),
-                        np.repeat([0, 1], [len(c) for c in current])))
+                # Two first guesses per side: the single lattice cut in two
+                # (an edge dislocation's halves are nearly one lattice),
+                # and the lattice that fits the side's sites best on its
+                # own (grains of their own orientation). Neither serves
+                # every case (measured at the generic 3-angle sets: each
+                # was right where the other was wrong).
+                guesses = [[(best[side(best)], None) for side in sides],
+                           [fit.best(box, bases, offsets, -fit.y,
+                                     mask=side)[1:] for side in sides]]
+                for guess in guesses:
+                    current = [points for points, _ in guess]
+                    orientation = [j for _, j in guess]
+                    for k in (0, 1):
+                        # Each side again, with the other side's atoms as
+                        # background: any orientation for a half of the
+                        # single lattice, near its own for a side fitted
+                        # alone.
+                        background = fit.project(current[1 - k]) - fit.y
+                        options = (bases if orientation[k] is None
+                                   else near(orientation[k]))
+                        current[k] = fit.best(box, options, offsets,
+                                              background, incumbent=current[k],
+                                              mask=sides[k])[1]
+                    if len(current[0]) and len(current[1]):
+                        candidates.append((
+                            np.concatenate(current),
+                            np.repeat([0, 1], [len(c) for c in current])))
         return candidates
 
     def __repr__(self):
@@ -513,6 +548,12 @@ class _LatticeFit:
     data before arrangements are compared, so a lattice is not penalised
     for the vacancies and the surface sites the support test let through.
     Without it, every supported site counts as occupied.
+
+    The supported sites of a lattice in the box, their windows on the
+    detector and their Gram matrix are computed once per lattice (basis
+    and offset) and kept (`lattice`): the searches ask for the same
+    lattices in many regions (patches, the two sides of many cuts), and
+    building the windows was most of their time.
     """
 
     def __init__(self, operator, y, level, occupancy=True):
@@ -521,13 +562,17 @@ class _LatticeFit:
         self.y = y.ravel()
         self.c = operator.inner_weight
         self.occupancy_fit = bool(occupancy)
+        space = operator.domain
+        # Half-open, as the regions are; the box's upper faces belong to it.
+        self.box = (space.min_pt, np.nextafter(space.max_pt, np.inf))
         # One atom's peak height on the detector (cell-integrated), at the
         # box centre: the unit of ``level``.
-        space = operator.domain
         centre = 0.5 * (space.min_pt + space.max_pt)
         self.threshold = level * operator.project(
             centre[None], np.ones(1)).max()
         self.support = _Support(self.frame, y)
+        self._lattices = {}
+        self._kept = 0
 
     def project(self, points):
         op = self.operator
@@ -538,83 +583,122 @@ class _LatticeFit:
         r = background + (self.project(points) if len(points) else 0.0)
         return 0.5 * self.c * float(r @ r)
 
-    def occupancies(self, candidates, background):
+    def lattice(self, basis, offset):
+        """The supported sites of one lattice in the box, with their data.
+
+        Returns ``(points, index, values, gram)``: the sites ``(n, d)``,
+        the flat data indices and values of their unit-atom windows
+        ``(n, K)`` (`Stencil.windows`) and ``G^T G`` ``(n, n)``, ``G`` the
+        unit-atom data of the sites as columns; the last three are None
+        without ``occupancy``.
+        """
+        key = (basis.tobytes(), offset.tobytes())
+        entry = self._lattices.get(key)
+        if entry is None:
+            points = _lattice_sites(*self.box, basis) + offset
+            points = points[_inside(points, *self.box)]
+            if len(points):
+                points = points[self.support(points) >= self.threshold]
+            op = self.operator
+            n = len(points)
+            if not self.occupancy_fit:
+                # Every site occupied: the misfit is one projection
+                # (`value`). No windows and no Gram matrix kept: in 3D a
+                # lattice has thousands of sites.
+                entry = (points, None, None, None)
+                self._lattices[key] = entry
+                return entry
+            if n == 0:
+                entry = (points, np.zeros((0, 1), int), np.zeros((0, 1)),
+                         np.zeros((0, 0)))
+                self._lattices[key] = entry
+                return entry
+            index, values = Stencil(self.frame, points, op.sigma,
+                                    op.truncate, op.mode).windows()
+            # The columns as a dense matrix (a 2D sinogram and a few dozen
+            # sites: dense beats sparse here); repeated entries (zeros
+            # outside the detector) are summed.
+            flat = index * n + np.arange(n)[:, None]
+            g = np.bincount(flat.ravel(), weights=values.ravel(),
+                            minlength=self.y.size * n).reshape(-1, n)
+            entry = (points, index, values, g.T @ g)
+            size = sum(a.nbytes for a in entry)
+            if self._kept + size <= _KEEP_BYTES:
+                self._lattices[key] = entry
+                self._kept += size
+        return entry
+
+    def occupancies(self, lattices, background):
         """Return ``[(value, occupied)]``: each site set's best occupation.
 
-        The occupations ``w`` in ``[0, 1]`` minimising
-        ``0.5 c ||G w + background||^2`` (``G`` the data of unit atoms at
-        the sites; a convex box-constrained quadratic, `_box_qp`, solved
-        for all site sets at once) are rounded at 1/2; ``value`` is the
-        misfit of the occupied sites. Measured on the 7 x 7 vacancy at
-        63.9/66.7/142.3 degrees: the true lattice had a misfit of 33 atom
-        energies with every supported site occupied (rank 1097 of 1620
-        lattices), 0.02 with this occupation (rank 1).
+        ``lattices`` holds ``(points, index, values, gram)`` tuples (see
+        `lattice`). The occupations ``w`` in ``[0, 1]`` minimising
+        ``0.5 c ||G w + background||^2`` (a convex box-constrained
+        quadratic, `_box_qp`, solved for all site sets at once) are rounded
+        at 1/2; ``value`` is the misfit of the occupied sites. Measured on
+        the 7 x 7 vacancy at 63.9/66.7/142.3 degrees: the true lattice had
+        a misfit of 33 atom energies with every supported site occupied
+        (rank 1097 of 1620 lattices), 0.02 with this occupation (rank 1).
         """
-        op = self.operator
-        sizes = [len(p) for p in candidates]
-        index, values = Stencil(self.frame, np.concatenate(candidates),
-                                op.sigma, op.truncate, op.mode).windows()
-        m, size = self.y.size, max(sizes)
-        hessians = np.zeros((len(candidates), size, size))
-        linear = np.zeros((len(candidates), size))
-        matrices = []
-        begin = 0
-        for k, n in enumerate(sizes):
-            # The unit-atom data of the sites as dense columns (a 2D
-            # sinogram and a few dozen sites: dense beats sparse here);
-            # repeated entries (zeros outside the detector) are summed.
-            idx = index[begin:begin + n]
-            flat = idx * n + np.arange(n)[:, None]
-            g = np.bincount(flat.ravel(), weights=values[begin:begin + n].ravel(),
-                            minlength=m * n).reshape(m, n)
-            hessians[k, :n, :n] = g.T @ g
-            linear[k, :n] = -(background @ g)
-            matrices.append(g)
-            begin += n
+        size = max(len(entry[0]) for entry in lattices)
+        hessians = np.zeros((len(lattices), size, size))
+        linear = np.zeros((len(lattices), size))
+        for k, (points, index, values, gram) in enumerate(lattices):
+            n = len(points)
+            hessians[k, :n, :n] = gram
+            linear[k, :n] = -(values * background[index]).sum(axis=1)
         w = _box_qp(hessians, linear)
+        base = float(background @ background)
         out = []
-        for k, (n, g) in enumerate(zip(sizes, matrices)):
-            occupied = w[k, :n] > 0.5
-            r = background + g[:, occupied].sum(axis=1)
-            out.append((0.5 * self.c * float(r @ r), occupied))
+        for k, (points, _, _, gram) in enumerate(lattices):
+            n = len(points)
+            occupied = (w[k, :n] > 0.5).astype(float)
+            # ||G o + r||^2 from the Gram matrix and G^T r alone.
+            square = (base - 2 * linear[k, :n] @ occupied
+                      + occupied @ gram @ occupied)
+            out.append((0.5 * self.c * square, occupied > 0))
         return out
 
     def best(self, region, bases, offsets, background, incumbent=None,
              mask=None):
-        """Lowest-misfit ``(value, points)`` over bases and offsets.
+        """Lowest-misfit ``(value, points, k)`` over bases and offsets.
 
-        Sites lie in ``region = (lo, hi)`` (and where ``mask(points)``, if
-        given, is true) and pass the support test (and, with
-        ``occupancy``, are occupied); ``background`` is the rest of the
-        model minus the data.
+        ``k`` is the index of the winning basis (None if the incumbent
+        won). Sites lie in ``region = (lo, hi)`` (and where
+        ``mask(points)``, if given, is true) and pass the support test
+        (and, with ``occupancy``, are occupied); ``background`` is the rest
+        of the model minus the data.
         """
-        best = (np.inf, np.zeros((0, len(region[0]))))
+        best = (np.inf, np.zeros((0, len(region[0]))), None)
         if incumbent is not None:
-            best = (self.value(incumbent, background), incumbent)
-        for basis in bases:
-            sites = _lattice_sites(region[0], region[1], basis)
-            candidates = []
+            best = (self.value(incumbent, background), incumbent, None)
+        for j, basis in enumerate(bases):
+            lattices = []
             for offset in offsets @ basis:
-                points = sites + offset
-                points = points[_inside(points, *region)]
-                if mask is not None and len(points):
-                    points = points[mask(points)]
-                if len(points):
-                    points = points[self.support(points) >= self.threshold]
-                if len(points):
-                    candidates.append(points)
-            if not candidates:
+                points, index, values, gram = self.lattice(basis, offset)
+                keep = _inside(points, *region)
+                if mask is not None:
+                    keep &= mask(points)
+                if not keep.any():
+                    continue
+                if self.occupancy_fit:
+                    lattices.append((points[keep], index[keep],
+                                     values[keep], gram[np.ix_(keep, keep)]))
+                else:
+                    lattices.append((points[keep],))
+            if not lattices:
                 continue
             if self.occupancy_fit:
-                fits = self.occupancies(candidates, background)
-                candidates = [p[occupied] for p, (_, occupied)
-                              in zip(candidates, fits)]
+                fits = self.occupancies(lattices, background)
+                candidates = [entry[0][occupied] for entry, (_, occupied)
+                              in zip(lattices, fits)]
                 values = [value for value, _ in fits]
             else:
+                candidates = [entry[0] for entry in lattices]
                 values = [self.value(p, background) for p in candidates]
             k = int(np.argmin(values))
             if values[k] < best[0]:
-                best = (values[k], candidates[k])
+                best = (values[k], candidates[k], j)
         return best
 
 
