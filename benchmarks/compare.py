@@ -14,8 +14,9 @@ methods
 - simulated annealing (`SimulatedAnnealing`, Lennard-Jones with r_min = a,
   default alpha),
 - ADCG without energy (alpha = 0) and with it (r_min = a, default alpha),
-  and with it and lattice starts (greedy, `LatticeStart('square')` and
-  `LatticeStart('square', patches=2)`; the lowest objective wins).
+  and with it and lattice starts (`lattice_starts('square')`: greedy,
+  `LatticeStart('square')`, its 2 x 2 patches and
+  `SplitLatticeStart('square')`; the lowest objective wins).
 
 Part 2 (where learning starts to work): SIRT + picking against SIRT +
 learned picking for 2, 3, 5, 10 and 15 angles uniform in [0, 180), the same
@@ -152,8 +153,7 @@ def method_task(task):
         solver = oa.ADCG(op, potential=a, noise_std=measured.noise_std)
     else:
         solver = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
-                         starts=[oa.GreedyStart(), oa.LatticeStart('square'),
-                                 oa.LatticeStart('square', patches=2)])
+                         starts=oa.lattice_starts('square'))
     result = solver.solve(data)
     row = _row(phantom, result, kind='method', method=method, defect=defect,
                angles=angles_key, noise=noise, seed=seed)

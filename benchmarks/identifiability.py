@@ -4,7 +4,7 @@
 degrees) wrong at 0/90 degrees with every start, and at 1 and 5 % noise the
 wrong answer has a lower objective than the truth. Is that the energy
 weight? This script reconstructs it (1 % noise, noise seeds 0 and 1, every
-start: ``+ split start`` of ``global_search.py``) at energy weights alpha
+start: ``every start`` of ``global_search.py``) at energy weights alpha
 from the default 1e-3 to 3e-2 and compares, at each, the answer's
 objective with the truth's (relaxed from its exact positions under the
 same objective). If the answer wins at every alpha, the data from these two
@@ -40,7 +40,7 @@ ALPHAS = (1e-3, 3e-3, 1e-2, 3e-2)
 
 def run_case(case):
     alpha, seed = case
-    row = reconstruct('+ split start', DEFECT, ANGLES, NOISE, seed, alpha)
+    row = reconstruct('every start', DEFECT, ANGLES, NOISE, seed, alpha)
     row['alpha'] = alpha
     return row
 

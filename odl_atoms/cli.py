@@ -752,8 +752,7 @@ def cmd_reconstruct(args):
     if args.lattice is not None:
         if args.solver != 'adcg':
             raise UsageError('--lattice applies to --solver adcg only')
-        from odl_atoms.solvers.starts import (CUBIC, GreedyStart, LatticeStart,
-                                              SplitLatticeStart)
+        from odl_atoms.solvers.starts import CUBIC, lattice_starts
         lattice_ndim = 3 if args.lattice in CUBIC else 2
         if lattice_ndim != measured.ndim:
             raise UsageError(
@@ -761,13 +760,7 @@ def cmd_reconstruct(args):
                 f'the data are {measured.ndim}D; use '
                 + ('fcc, bcc or sc' if measured.ndim == 3
                    else 'square or hexagonal'))
-        starts = [GreedyStart(), LatticeStart(args.lattice),
-                  LatticeStart(args.lattice, patches=2)]
-        if lattice_ndim == 2:
-            # Grain boundaries and dislocations (zone_axes benchmark: the
-            # grain boundary at 0/45/90 becomes exact; an extra start only
-            # ever replaces an answer with a lower objective).
-            starts.append(SplitLatticeStart(args.lattice))
+        starts = lattice_starts(args.lattice)
     result, op = reconstruct_measurement(
         measured, args, solver=args.solver, alpha=args.alpha,
         r_min=args.r_min, weights=weights, init=init,

@@ -141,8 +141,10 @@ class ADCG(BatchAdditions, Solver):
         with batch additions at most ``move_budget * BATCH_ESCAPES`` (200).
     starts : sequence of starts, optional
         Where the search starts (`odl_atoms.solvers.starts`). Every start
-        runs the full search and the lowest objective wins; the others are
-        kept for the certificate. Default ``(GreedyStart(),)``: the
+        runs the search (see ``escape_starts``) and the lowest objective
+        wins; the others are kept for the certificate. For a crystal of a
+        known lattice, `lattice_starts` gives the recommended set. Default
+        ``(GreedyStart(),)``: the
         ``initial`` measure of `solve`, or no atom (the paper's ADCG). Add
         ``LatticeStart('square')`` (or the crystal's lattice) when the
         angles are not zone axes: from 2-3 generic angles greedy addition
@@ -182,7 +184,8 @@ class ADCG(BatchAdditions, Solver):
         Afterwards the search continues with ``alpha``, which removes the
         atoms only the stronger energy had justified (vacancies).
     seed : int or Generator, optional
-        Unused by plain ADCG (it is deterministic); kept for the interface.
+        Seeds the escape moves that draw random numbers (`Perturb`); ADCG
+        with its default moves is deterministic.
 
     Examples
     --------

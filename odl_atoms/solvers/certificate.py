@@ -27,6 +27,7 @@ import numpy as np
 from odl_atoms.metrics import match_atoms
 from odl_atoms.objective import AtomObjective
 from odl_atoms.solvers.configuration import Configuration
+from odl_atoms.solvers.moves import atom_residuals
 
 __all__ = ('Certificate', 'certify')
 
@@ -227,9 +228,7 @@ def certify(solver, data, measure, objective=None, refined_with=None,
     r2 = residual ** 2
     worst_atoms = np.zeros(0, int)
     if len(w):
-        # Mean squared residual under each atom's projections.
-        stencil = op.stencil(x)
-        seen = stencil.correlate(r2) / stencil.correlate(np.ones_like(r2))
+        seen = atom_residuals(op, residual, x)
         worst_atoms = np.argsort(seen)[::-1][:5]
     points, grid_stencil, _ = solver.candidate_grid()
     spread = grid_stencil.correlate(r2)

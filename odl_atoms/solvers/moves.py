@@ -19,6 +19,11 @@ that was screened out (it still counts against the budget). Moves here:
   region again greedily — fixes a small misarranged patch. Suspects are the
   atoms cheapest to remove (least supported by the data) and those with the
   highest potential energy (strained or misplaced).
+- `ShiftColumn`, `RegrowColumn`: slide or regrow a whole column of atoms
+  along one projection's rays.
+- `Perturb`: kick a suspect atom's neighbourhood at random and relax (basin
+  hopping) — fixes a few atoms held off their sites by equally displaced
+  neighbours, as near a dislocation core.
 
 Write your own by following the same interface and pass it in
 ``ADCG(op, moves=[...])``.
@@ -29,7 +34,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-__all__ = ('Relocate', 'Regrow', 'ShiftColumn', 'RegrowColumn',
+__all__ = ('Relocate', 'Regrow', 'ShiftColumn', 'RegrowColumn', 'Perturb',
            'DEFAULT_MOVES')
 
 
@@ -265,6 +270,100 @@ class RegrowColumn:
 
     def __repr__(self):
         return f'RegrowColumn(max_trials={self.max_trials!r})'
+
+
+class Perturb:
+
+    """Kick a suspect atom and its neighbours at random, relax (basin hopping).
+
+    Near a lattice defect ADCG can end with a few atoms a third of a spacing
+    from their sites, each held there by its equally displaced neighbours:
+    no single atom's removal, relocation or regrowth lowers the objective,
+    because the neighbours would have to move too. This move displaces a
+    whole neighbourhood at once by Gaussian kicks (std ``step`` bond
+    lengths), relaxes it and its surroundings, and keeps the result if the
+    objective drops: basin hopping (Wales and Doye 1997) restricted to the
+    places the data or the energy point at. Suspects are the atoms whose
+    projections hold the largest mean squared residual and those with the
+    highest potential energy.
+
+    Parameters
+    ----------
+    step : float, optional
+        Standard deviation of the kicks, in equilibrium distances of the
+        potential (``8 sigma`` units without one). Default 0.2.
+    radius : float, optional
+        Atoms within this distance of the suspect are kicked. Default 1.2
+        equilibrium distances (the first shell), or ``6 sigma``.
+    n_suspects : int, optional
+        How many atoms of each kind of suspect are tried (default 4).
+    n_kicks : int, optional
+        Random kicks per suspect (default 3).
+
+    Examples
+    --------
+    >>> Perturb(step=0.3)
+    Perturb(step=0.3, radius=None, n_suspects=4, n_kicks=3)
+    """
+
+    name = 'perturb'
+
+    def __init__(self, step=0.2, radius=None, n_suspects=4, n_kicks=3):
+        self.step = float(step)
+        self.radius = radius
+        self.n_suspects = int(n_suspects)
+        self.n_kicks = int(n_kicks)
+        if not self.step > 0 or self.n_suspects < 1 or self.n_kicks < 1:
+            raise ValueError('`step` must be positive, `n_suspects` and '
+                             '`n_kicks` at least 1')
+
+    def trials(self, solver, objective, config, threshold, rng):
+        if config.n_atoms < 2:
+            return
+        op = solver.operator
+        unit = (objective.potential.r_min if objective.potential is not None
+                else 8 * op.sigma)
+        radius = self.radius if self.radius is not None else (
+            1.2 * unit if objective.potential is not None else 6 * op.sigma)
+        residual = objective.residual(config.positions, config.weights)
+        share = atom_residuals(op, residual, config.positions)
+        suspects = list(np.argsort(share)[::-1][:self.n_suspects])
+        if objective.potential is not None:
+            site = -objective.potential.removal_energies(config.positions)
+            suspects += [i for i in np.argsort(site)[::-1][:self.n_suspects]
+                         if i not in suspects]
+        space = op.domain
+        tree = cKDTree(config.positions)
+        for i in suspects:
+            region = np.asarray(tree.query_ball_point(config.positions[i],
+                                                      radius))
+            for _ in range(self.n_kicks):
+                trial = config.copy()
+                kick = rng.normal(scale=self.step * unit,
+                                  size=(region.size, space.ndim))
+                trial.positions[region] = np.clip(
+                    trial.positions[region] + kick, space.min_pt,
+                    space.max_pt)
+                trial.value = objective(trial.positions, trial.weights)
+                active = _near(solver, objective, trial.positions,
+                               config.positions[region])
+                trial = solver.local_move(objective, trial, active=active)
+                yield solver.finish_trial(objective, trial, config)
+
+    def __repr__(self):
+        return (f'Perturb(step={self.step!r}, radius={self.radius!r}, '
+                f'n_suspects={self.n_suspects!r}, n_kicks={self.n_kicks!r})')
+
+
+def atom_residuals(operator, residual, positions):
+    """Mean squared residual under each atom's projections, ``(n,)``.
+
+    Where the data and the model disagree most, atom by atom: the
+    certificate reports the worst atoms, and `Perturb` starts there.
+    """
+    r2 = np.asarray(residual) ** 2
+    stencil = operator.stencil(positions)
+    return stencil.correlate(r2) / stencil.correlate(np.ones_like(r2))
 
 
 def _columns(coords, sigma):

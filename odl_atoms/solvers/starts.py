@@ -37,7 +37,7 @@ from odl_atoms.projection import Stencil
 from odl_atoms.solvers.configuration import Configuration
 
 __all__ = ('GreedyStart', 'LatticeStart', 'SplitLatticeStart',
-           'DEFAULT_STARTS')
+           'lattice_starts', 'DEFAULT_STARTS')
 
 #: Primitive bases of the cubic lattices, cubic axes along x, y, z, for a
 #: nearest-neighbour distance of 1 (rows are basis vectors).
@@ -810,6 +810,39 @@ class _Support:
         for a, image in enumerate(self.images):
             values[:, a] = image(coords[:, a, :])
         return values.min(axis=1)
+
+
+def lattice_starts(lattice, spacing=None):
+    """Every start for a crystal of a known lattice: the recommended set.
+
+    The greedy start, the single best lattice, 2 x 2 patches and, for the
+    2D lattices, two lattices meeting at a cut (`SplitLatticeStart`). What
+    ``odl-atoms reconstruct --lattice`` uses; each start only ever replaces
+    an answer by one with a lower objective. Measured in
+    ``benchmarks/zone_axes.py`` and ``benchmarks/global_search.py`` (see the
+    benchmarks page).
+
+    Parameters
+    ----------
+    lattice : str or array-like
+        As for `LatticeStart`.
+    spacing : float, optional
+        Nearest-neighbour distance; default the potential's ``r_min``.
+
+    Examples
+    --------
+    >>> lattice_starts('square')
+    [GreedyStart(), LatticeStart('square'), LatticeStart('square', patches=2), SplitLatticeStart('square')]
+    >>> len(lattice_starts('fcc'))
+    3
+    """
+    starts = [GreedyStart(), LatticeStart(lattice, spacing),
+              LatticeStart(lattice, spacing, patches=2)]
+    two_d = (lattice in ('square', 'hexagonal') if isinstance(lattice, str)
+             else np.shape(lattice)[0] == 2)
+    if two_d:
+        starts.append(SplitLatticeStart(lattice, spacing))
+    return starts
 
 
 #: ADCG's default: greedy addition from the user's start (or from nothing).
