@@ -49,7 +49,7 @@ from odl_atoms.solvers.common import (check_alpha, default_potential,
                                       parse_potential, scoring_grid)
 from odl_atoms.solvers.certificate import certify
 from odl_atoms.solvers.configuration import Configuration
-from odl_atoms.solvers.moves import DEFAULT_MOVES
+from odl_atoms.solvers.moves import DEFAULT_MOVES, MULTI_START_MOVES
 from odl_atoms.solvers.starts import DEFAULT_STARTS
 
 __all__ = ('ADCG', 'DEFAULT_ALPHA')
@@ -132,9 +132,12 @@ class ADCG(BatchAdditions, Solver):
     merge_distance : float, optional
         Atoms closer than this are candidates for merging (default
         ``0.5 * sigma``).
-    moves : sequence of moves, optional
+    moves : sequence of moves or 'auto', optional
         Escape moves tried, in order, when no addition pays off any more
-        (`odl_atoms.solvers.moves`): default ``(Relocate(), Regrow())``;
+        (`odl_atoms.solvers.moves`). ``'auto'`` (default):
+        ``(Relocate(), Regrow())`` from a single start, ``(Relocate(),)``
+        with several (`MULTI_START_MOVES`: there Regrow changed no answer
+        on the benchmarks and cost half the time);
         ``()`` gives the plain ADCG of the paper.
     move_budget : float, optional
         Total number of escape trials, in units of ``max_atoms`` (default 2);
@@ -153,10 +156,10 @@ class ADCG(BatchAdditions, Solver):
         With several starts, every start's search first runs without the
         escape moves, and only the ``escape_starts`` best of them (lowest
         objective) continue with the escapes (default 1). ``None``: every
-        start runs the full search. The escapes cost most of a search;
-        measured on the benchmark problems (``benchmarks/zone_axes.py``),
-        the answers are those of the full search at a fraction of the
-        time (see the benchmarks page).
+        start runs the full search. The escapes cost most of a search
+        (measured with four starts on a 7 x 7 lattice: 21 of 28 s);
+        ``benchmarks/global_search.py`` compares both (ablation
+        ``escapes from every start``).
     polish : bool, optional
         After the search (with energy), refine the positions with 1 % of the
         energy weight (a local move from the found arrangement), so that the
@@ -209,7 +212,7 @@ class ADCG(BatchAdditions, Solver):
                  weights=1.0, grid_spacing=None, tol=0.5, fine_tol=0.2,
                  noise_std=None,
                  noise_factor=10.0, max_atoms=None, max_iter=None,
-                 local_maxiter=100, merge_distance=None, moves=DEFAULT_MOVES,
+                 local_maxiter=100, merge_distance=None, moves='auto',
                  move_budget=2.0, polish=True, starts=DEFAULT_STARTS,
                  escape_starts=1, batch='auto', batch_alpha=0.1, seed=None):
         super().__init__(operator, seed=seed)
@@ -237,6 +240,12 @@ class ADCG(BatchAdditions, Solver):
         self.alpha = check_alpha(alpha)
         potential = parse_potential(operator, potential)
         self.polish = bool(polish)
+        self._auto_moves = isinstance(moves, str)
+        if self._auto_moves:
+            if moves != 'auto':
+                raise ValueError(f"`moves` must be 'auto' or a sequence of "
+                                 f"moves, got {moves!r}")
+            moves = DEFAULT_MOVES if len(self.starts) == 1 else MULTI_START_MOVES
         self.moves = tuple(moves or ())
         for move in self.moves:
             if not (hasattr(move, 'trials') and hasattr(move, 'name')):
@@ -303,11 +312,17 @@ class ADCG(BatchAdditions, Solver):
         runs = []
         screen = (self.escape_starts is not None and self.moves
                   and len(self.starts) > self.escape_starts)
-        for start in self.starts:
-            config = start.configuration(self, objective, begin.copy())
-            runs.append(self._run(objective, config, callback, rng,
-                                  escapes=not screen))
-            runs[-1].start = start.name
+        # Scratch space the starts share (lattice data computed by one
+        # serve the next); dropped after the starts.
+        self.start_scratch = {}
+        try:
+            for start in self.starts:
+                config = start.configuration(self, objective, begin.copy())
+                runs.append(self._run(objective, config, callback, rng,
+                                      escapes=not screen))
+                runs[-1].start = start.name
+        finally:
+            self.start_scratch = None
         if screen:
             # The escape moves cost most of a search (measured: 21 of 28 s
             # with four starts on the 7 x 7 vacancy); they run from the
@@ -777,7 +792,7 @@ class ADCG(BatchAdditions, Solver):
             args.append(f'potential={self.potential!r}')
         if not (isinstance(self.weights, numbers.Real) and self.weights == 1.0):
             args.append(f'weights={self.weights!r}')
-        if self.moves != DEFAULT_MOVES:
+        if not self._auto_moves:
             args.append(f'moves={list(self.moves)!r}')
         if self.starts != DEFAULT_STARTS:
             args.append(f'starts={list(self.starts)!r}')

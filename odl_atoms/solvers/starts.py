@@ -174,7 +174,9 @@ class LatticeStart:
 
     def configuration(self, solver, objective, initial):
         spacing = self._spacing(objective)
-        positions = self.positions(solver.operator, objective.data, spacing)
+        positions = self.positions(solver.operator, objective.data, spacing,
+                                   shared=getattr(solver, 'start_scratch',
+                                                  None))
         return _emptied(solver, objective, positions, type(initial))
 
     def _spacing(self, objective):
@@ -214,7 +216,7 @@ class LatticeStart:
             [np.stack([np.cos(phi), np.sin(phi)], -1),
              np.stack([np.cos(phi + angle), np.sin(phi + angle)], -1)], 1)
 
-    def positions(self, operator, data, spacing=None):
+    def positions(self, operator, data, spacing=None, shared=None):
         """Return the best-fitting lattice arrangement, ``(n, d)``.
 
         Parameters
@@ -223,11 +225,15 @@ class LatticeStart:
         data : projection data
         spacing : float, optional
             Nearest-neighbour distance of a named lattice.
+        shared : dict, optional
+            Scratch space shared by the starts of one reconstruction (same
+            operator and data): lattice data computed by one start serve
+            the others.
         """
         fit, bases, offsets, box, spacing = self._search(operator, data,
-                                                         spacing)
+                                                         spacing, shared)
         d = operator.domain.ndim
-        best = fit.best(box, bases, offsets, -fit.y)[1]
+        best = fit.best_single(bases, offsets)[1]
         if self.patches == 1:
             return best
         # Patches: each takes its own orientation and offset, one patch at
@@ -250,10 +256,12 @@ class LatticeStart:
                                       incumbent=current[k])[1]
         return np.concatenate(current)
 
-    def _search(self, operator, data, spacing):
+    def _search(self, operator, data, spacing, shared=None):
         """What every lattice search needs: the misfit of site sets
-        (`_LatticeFit`), the candidate bases, the offsets (fractions of a
-        basis vector), the box as a half-open region and the spacing."""
+        (`_LatticeFit`, taken from ``shared`` if a start of the same
+        reconstruction made it), the candidate bases, the offsets
+        (fractions of a basis vector), the box as a half-open region and
+        the spacing."""
         from odl_atoms.geometry import as_data
 
         data = as_data(operator.range, data)
@@ -270,8 +278,13 @@ class LatticeStart:
             sites = np.prod(space.max_pt - space.min_pt) / np.abs(
                 np.linalg.det(bases[0]))
             occupancy = d == 2 and sites <= OCCUPANCY_SITES
-        fit = _LatticeFit(operator, np.asarray(data.data, dtype=float),
-                          self.level, occupancy)
+        key = ('lattice fit', self.level, occupancy)
+        fit = None if shared is None else shared.get(key)
+        if fit is None:
+            fit = _LatticeFit(operator, np.asarray(data.data, dtype=float),
+                              self.level, occupancy)
+            if shared is not None:
+                shared[key] = fit
         offsets = np.stack(np.meshgrid(
             *[np.arange(self.n_offsets) / self.n_offsets] * d,
             indexing='ij'), -1).reshape(-1, d)
@@ -371,8 +384,9 @@ class SplitLatticeStart(LatticeStart):
         misfit = AtomObjective(objective.operator, objective.data,
                                reference_weight=solver.allowed.min())
         configs = []
-        for positions, groups in self.candidates(solver.operator,
-                                                 objective.data, spacing):
+        for positions, groups in self.candidates(
+                solver.operator, objective.data, spacing,
+                shared=getattr(solver, 'start_scratch', None)):
             config = _emptied(solver, objective, positions, kind,
                               groups=groups)
             positions = _affine_refine(misfit, config.positions,
@@ -382,8 +396,10 @@ class SplitLatticeStart(LatticeStart):
         return _tethered(objective, best, self.tether * spacing,
                          solver.operator.domain)
 
-    def candidates(self, operator, data, spacing=None):
+    def candidates(self, operator, data, spacing=None, shared=None):
         """Two-lattice arrangements, one per cut, and the single lattice.
+
+        ``shared`` as for `LatticeStart.positions`.
 
         Returns
         -------
@@ -391,16 +407,11 @@ class SplitLatticeStart(LatticeStart):
             Site positions ``(n, d)`` and the side (0 or 1) of each.
         """
         fit, bases, offsets, box, spacing = self._search(operator, data,
-                                                         spacing)
+                                                         spacing, shared)
         space = operator.domain
         d = space.ndim
         # The single best lattice, and its orientation.
-        single = (np.inf, None, None)
-        for j, basis in enumerate(bases):
-            value, points, _ = fit.best(box, basis[None], offsets, -fit.y)
-            if value < single[0]:
-                single = (value, points, j)
-        _, best, j_best = single
+        _, best, j_best = fit.best_single(bases, offsets)
         basis = bases[j_best]
         candidates = [(best, np.zeros(len(best), int))]
         normals = list(np.eye(d))
@@ -658,6 +669,14 @@ class _LatticeFit:
                       + occupied @ gram @ occupied)
             out.append((0.5 * self.c * square, occupied > 0))
         return out
+
+    def best_single(self, bases, offsets):
+        """`best` over the whole box with the data alone (kept: several
+        starts begin with it)."""
+        key = ('single', bases.tobytes(), offsets.tobytes())
+        if key not in self._lattices:
+            self._lattices[key] = self.best(self.box, bases, offsets, -self.y)
+        return self._lattices[key]
 
     def best(self, region, bases, offsets, background, incumbent=None,
              mask=None):
