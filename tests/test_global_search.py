@@ -300,6 +300,21 @@ def test_lattice_starts_are_the_recommended_set():
     assert starts[-1].name == 'lattice/split'
 
 
+def test_default_moves_depend_on_the_number_of_starts():
+    from odl_atoms.solvers.moves import DEFAULT_MOVES, MULTI_START_MOVES
+
+    phantom, measured = generic_problem()
+    op = measured.operator()
+    assert oa.ADCG(op).moves == DEFAULT_MOVES
+    several = oa.ADCG(op, starts=oa.lattice_starts('square'))
+    assert several.moves == MULTI_START_MOVES
+    assert [m.name for m in several.moves] == ['relocate']
+    assert 'moves=' not in repr(several)
+    assert oa.ADCG(op, moves=[]).moves == ()
+    with pytest.raises(ValueError, match="'auto'"):
+        oa.ADCG(op, moves='none')
+
+
 def test_certificate_reads_right_on_exact_and_broken_configurations():
     space = oa.SparseMeasureSpace([-4, -4], [4, 4])
     truth = np.array([[-1.5, 0.4], [1.2, -0.8], [0.3, 1.9], [-0.2, -2.1]])
