@@ -614,15 +614,15 @@ class _LatticeFit:
             n = len(points)
             if not self.occupancy_fit:
                 # Every site occupied: the misfit is one projection
-                # (`value`). No windows and no Gram matrix kept: in 3D a
+                # (`value`). No windows and no Gram matrix: in 3D a
                 # lattice has thousands of sites.
                 entry = (points, None, None, None)
-                self._lattices[key] = entry
+                self._keep(key, entry)
                 return entry
             if n == 0:
                 entry = (points, np.zeros((0, 1), int), np.zeros((0, 1)),
                          np.zeros((0, 0)))
-                self._lattices[key] = entry
+                self._keep(key, entry)
                 return entry
             index, values = Stencil(self.frame, points, op.sigma,
                                     op.truncate, op.mode).windows()
@@ -633,11 +633,15 @@ class _LatticeFit:
             g = np.bincount(flat.ravel(), weights=values.ravel(),
                             minlength=self.y.size * n).reshape(-1, n)
             entry = (points, index, values, g.T @ g)
-            size = sum(a.nbytes for a in entry)
-            if self._kept + size <= _KEEP_BYTES:
-                self._lattices[key] = entry
-                self._kept += size
+            self._keep(key, entry)
         return entry
+
+    def _keep(self, key, entry):
+        """Keep a lattice's data while they fit in ``_KEEP_BYTES``."""
+        size = sum(a.nbytes for a in entry if a is not None)
+        if self._kept + size <= _KEEP_BYTES:
+            self._lattices[key] = entry
+            self._kept += size
 
     def occupancies(self, lattices, background):
         """Return ``[(value, occupied)]``: each site set's best occupation.
