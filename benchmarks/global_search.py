@@ -11,15 +11,15 @@ directions: 0/60/120 and 0/50 degrees, three sets of 3 angles and two sets of
 - ``every start``: also `LatticeStart('square')`, its 2 x 2 patches and
   `SplitLatticeStart('square')` (`lattice_starts('square')`, what
   ``odl-atoms reconstruct --lattice square`` uses); the lowest objective
-  wins, the escapes (Relocate: ADCG's default with several starts) run
-  from the best start only.
+  wins, the escapes (RefitLattice and Relocate: ADCG's default with
+  lattice starts) run from the best start only.
 
 The ablation (3-angle generic and random sets, 1 % noise) switches single
 pieces on or off from ``every start``: each start, the occupancy fit of
 the lattice starts (``rigid lattice fit``: every supported site occupied),
-screening (``escapes from every start``), Relocate, and the moves that
-are off with several starts (Regrow) or always (ShiftColumn, RegrowColumn,
-Perturb). The last
+screening (``escapes from every start``), RefitLattice, Relocate, and the
+moves that are off with several starts (Regrow) or always (ShiftColumn,
+RegrowColumn, Perturb). The last
 table asks whether the certificate can be trusted: how often an answer
 whose starts agree (F1 = 1 between every start's answer and the chosen one)
 is exact, and how often one whose starts disagree is.
@@ -78,16 +78,19 @@ FULL = 'every start'
 CONFIGS = ('plain', 'escapes', FULL)
 ABLATION = (FULL, 'no split start', 'no patch start',
             'no single-lattice start', 'no greedy start', 'rigid lattice fit',
-            'escapes from every start', 'no Relocate', '+ Regrow',
+            'escapes from every start', 'no RefitLattice', 'no Relocate',
+            '+ Regrow',
             '+ ShiftColumn', '+ RegrowColumn', '+ Perturb')
 
 
 def make_solver(config, op, a, noise_std, alpha=None, seed=0):
     """The ADCG of one configuration (see the module documentation)."""
     import odl_atoms as oa
-    from odl_atoms.solvers.moves import (Perturb, Regrow, RegrowColumn,
-                                         Relocate, ShiftColumn)
-    moves = 'auto'  # Relocate + Regrow from one start, Relocate from several
+    from odl_atoms.solvers.moves import (Perturb, RefitLattice, Regrow,
+                                         RegrowColumn, Relocate, ShiftColumn)
+    # 'auto': RefitLattice then Relocate with the lattice starts;
+    # Relocate and Regrow from the greedy start alone.
+    moves = 'auto'
     greedy, single, patches, split = oa.lattice_starts('square')
     starts = [greedy, single, patches, split]
     extra = {} if alpha is None else {'alpha': alpha}
@@ -109,16 +112,14 @@ def make_solver(config, op, a, noise_std, alpha=None, seed=0):
                   oa.SplitLatticeStart('square', occupancy=False)]
     elif config == 'escapes from every start':
         extra['escape_starts'] = None
+    elif config == 'no RefitLattice':
+        moves = [Relocate()]
     elif config == 'no Relocate':
-        moves = []
-    elif config == '+ Regrow':
-        moves = [Relocate(), Regrow()]
-    elif config == '+ ShiftColumn':
-        moves = [Relocate(), ShiftColumn()]
-    elif config == '+ RegrowColumn':
-        moves = [Relocate(), RegrowColumn()]
-    elif config == '+ Perturb':
-        moves = [Relocate(), Perturb()]
+        moves = [RefitLattice()]
+    elif config.startswith('+ '):
+        more = {'+ Regrow': Regrow, '+ ShiftColumn': ShiftColumn,
+                '+ RegrowColumn': RegrowColumn, '+ Perturb': Perturb}
+        moves = [RefitLattice(), Relocate(), more[config]()]
     elif config != FULL:
         raise ValueError(f'unknown configuration {config!r}')
     return oa.ADCG(op, potential=a, noise_std=noise_std, moves=moves,

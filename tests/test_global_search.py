@@ -10,7 +10,8 @@ import pytest
 
 import odl_atoms as oa
 from odl_atoms.simulation import simulate
-from odl_atoms.solvers.moves import (Perturb, Regrow, RegrowColumn, Relocate,
+from odl_atoms.solvers.moves import (DEFAULT_MOVES, Perturb, RefitLattice,
+                                     Regrow, RegrowColumn, Relocate,
                                      ShiftColumn)
 
 
@@ -38,10 +39,11 @@ def test_lattice_start_fixes_a_generic_angle_case_plain_adcg_gets_wrong():
     cert = both.info['certificate']
     assert cert.best_of_starts and cert.local_minimum
     # Without screening every start runs the full search: more starts never
-    # end higher, the greedy start's run is the plain one.
+    # end higher, the greedy start's run (with the same moves) is the plain
+    # one.
     full = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
                    starts=[oa.GreedyStart(), oa.LatticeStart('square')],
-                   escape_starts=None).solve(data)
+                   moves=DEFAULT_MOVES, escape_starts=None).solve(data)
     greedy = [s for s in full.info['starts'] if s['start'] == 'greedy'][0]
     assert greedy['objective'] == pytest.approx(
         plain.info['starts'][0]['objective'])
@@ -239,8 +241,65 @@ def test_split_start_makes_an_edge_dislocation_exact():
     assert after.info['certificate'].objective <= truth.objective + 0.02
 
 
+def out_of_step_problem():
+    """A 5 x 5 vacancy at 0/60/120 degrees (1 % noise) and a start with the
+    atoms above the middle row half a spacing out of step."""
+    phantom, measured = generic_problem('vacancy', shape=(5, 5))
+    a = phantom.lattice_spacing
+    truth = np.array(phantom.measure.positions)
+    shifted = truth.copy()
+    upper = truth[:, 1] > np.median(truth[:, 1]) + 0.1 * a
+    shifted[upper, 0] += 0.5 * a
+    space = phantom.measure.space
+    return phantom, measured, space.element(np.clip(shifted, space.min_pt,
+                                                     space.max_pt))
+
+
+def test_refit_lattice_puts_an_out_of_step_half_back():
+    """Plain ADCG from a start with half the crystal out of step stays
+    wrong; with RefitLattice it recovers every atom."""
+    phantom, measured, start = out_of_step_problem()
+    a = phantom.lattice_spacing
+    op, data = measured.operator(), measured.element()
+    assert oa.match_atoms(phantom.measure, start).f1 < 0.7
+    plain = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
+                    moves=[]).solve(data, initial=start)
+    refit = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
+                    moves=[RefitLattice(oa.LatticeStart('square'))]
+                    ).solve(data, initial=start)
+    assert not oa.match_atoms(phantom.measure, plain.measure).exact
+    assert oa.match_atoms(phantom.measure, refit.measure).exact
+    assert refit.info['moves_taken']['refit_lattice'] >= 1
+
+
+def test_refit_lattice_needs_a_2d_lattice_start():
+    phantom, measured = generic_problem(shape=(2, 2))
+    op = measured.operator()
+    with pytest.raises(ValueError, match='needs a lattice'):
+        oa.ADCG(op, moves=[RefitLattice()])
+    # The solver's own lattice start serves.
+    solver = oa.ADCG(op, moves=[RefitLattice()],
+                     starts=[oa.LatticeStart('hexagonal')])
+    assert solver.moves[0].lattice_start(solver) is solver.starts[0]
+    with pytest.raises(TypeError, match='LatticeStart'):
+        RefitLattice('square')
+    with pytest.raises(ValueError, match='quantiles'):
+        RefitLattice(cuts=(0.5, 1.0))
+    particle = oa.nanoparticle('octahedron', size=2)
+    measured3 = simulate(particle.measure, np.radians([0, 90]),
+                         0.15 * particle.lattice_spacing, detector_cell=0.5)
+    with pytest.raises(ValueError, match='2D'):
+        oa.ADCG(measured3.operator(),
+                moves=[RefitLattice(oa.LatticeStart('fcc'))])
+    move = RefitLattice(oa.LatticeStart('square'), n_normals=8)
+    assert repr(move) == ("RefitLattice(start=LatticeStart('square'), "
+                          "n_normals=8, cuts=(0.3, 0.5, 0.7), tolerance=0.25, "
+                          "screen=0.5)")
+
+
 @pytest.mark.parametrize('move', [Relocate(), Regrow(), ShiftColumn(),
-                                  RegrowColumn(), Perturb()],
+                                  RegrowColumn(), Perturb(),
+                                  RefitLattice(oa.LatticeStart('square'))],
                          ids=lambda m: m.name)
 def test_each_move_lowers_or_keeps_the_objective(move):
     """Every escape move, alone, from where plain ADCG stops (4 x 4
@@ -307,8 +366,10 @@ def test_default_moves_depend_on_the_number_of_starts():
     op = measured.operator()
     assert oa.ADCG(op).moves == DEFAULT_MOVES
     several = oa.ADCG(op, starts=oa.lattice_starts('square'))
-    assert several.moves == MULTI_START_MOVES
-    assert [m.name for m in several.moves] == ['relocate']
+    assert several.moves[1:] == MULTI_START_MOVES
+    assert [m.name for m in several.moves] == ['refit_lattice', 'relocate']
+    greedy_only = oa.ADCG(op, starts=[oa.GreedyStart(), oa.GreedyStart()])
+    assert greedy_only.moves == MULTI_START_MOVES
     assert 'moves=' not in repr(several)
     assert oa.ADCG(op, moves=[]).moves == ()
     with pytest.raises(ValueError, match="'auto'"):

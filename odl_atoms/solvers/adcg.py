@@ -49,7 +49,7 @@ from odl_atoms.solvers.common import (check_alpha, default_potential,
                                       parse_potential, scoring_grid)
 from odl_atoms.solvers.certificate import certify
 from odl_atoms.solvers.configuration import Configuration
-from odl_atoms.solvers.moves import DEFAULT_MOVES, MULTI_START_MOVES
+from odl_atoms.solvers.moves import auto_moves
 from odl_atoms.solvers.starts import DEFAULT_STARTS
 
 __all__ = ('ADCG', 'DEFAULT_ALPHA')
@@ -245,13 +245,18 @@ class ADCG(BatchAdditions, Solver):
             if moves != 'auto':
                 raise ValueError(f"`moves` must be 'auto' or a sequence of "
                                  f"moves, got {moves!r}")
-            moves = DEFAULT_MOVES if len(self.starts) == 1 else MULTI_START_MOVES
+            moves = auto_moves(self.starts, operator.domain.ndim)
         self.moves = tuple(moves or ())
         for move in self.moves:
             if not (hasattr(move, 'trials') and hasattr(move, 'name')):
                 raise TypeError(
                     f'a move needs a `name` and a `trials(...)` method (see '
                     f'odl_atoms.solvers.moves), got {move!r}')
+        for move in self.moves:
+            # A move that needs something of the solver (RefitLattice: a
+            # lattice start) says so now, not minutes into a solve.
+            if hasattr(move, 'check'):
+                move.check(self)
         self.move_budget = float(move_budget)
         self.potential = potential
         self.labels, self.allowed = allowed_weights(weights)
@@ -312,8 +317,8 @@ class ADCG(BatchAdditions, Solver):
         runs = []
         screen = (self.escape_starts is not None and self.moves
                   and len(self.starts) > self.escape_starts)
-        # Scratch space the starts share (lattice data computed by one
-        # serve the next); dropped after the starts.
+        # Scratch space the starts and moves of this solve share (lattice
+        # data computed by one serve the next); dropped afterwards.
         self.start_scratch = {}
         try:
             for start in self.starts:
@@ -321,20 +326,20 @@ class ADCG(BatchAdditions, Solver):
                 runs.append(self._run(objective, config, callback, rng,
                                       escapes=not screen))
                 runs[-1].start = start.name
+            if screen:
+                # The escape moves cost most of a search (measured: 21 of
+                # 28 s with four starts on the 7 x 7 vacancy); they run
+                # from the best starts only, continuing those searches.
+                order = np.argsort([run.config.value for run in runs],
+                                   kind='stable')
+                for i in order[:self.escape_starts]:
+                    screened = runs[i]
+                    more = self._run(objective, screened.config, callback, rng)
+                    more.history = screened.history + more.history
+                    more.start = screened.start
+                    runs[i] = more
         finally:
             self.start_scratch = None
-        if screen:
-            # The escape moves cost most of a search (measured: 21 of 28 s
-            # with four starts on the 7 x 7 vacancy); they run from the
-            # best starts only, continuing those searches.
-            order = np.argsort([run.config.value for run in runs],
-                               kind='stable')
-            for i in order[:self.escape_starts]:
-                screened = runs[i]
-                more = self._run(objective, screened.config, callback, rng)
-                more.history = screened.history + more.history
-                more.start = screened.start
-                runs[i] = more
         best = min(runs, key=lambda run: run.config.value)
         config, history = best.config, best.history
         info['moves_taken'] = dict(best.moves_taken)

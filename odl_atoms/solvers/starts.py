@@ -423,10 +423,8 @@ class SplitLatticeStart(LatticeStart):
         step = self.cut_step * spacing
 
         def near(j):
-            # The orientations next to basis j (cyclic: they span the
-            # lattice's rotational period); an affine map fits the rest.
-            return bases[[(j + i) % len(bases) for i in (-1, 0, 1)]
-                         if len(bases) > 3 else slice(None)]
+            # The orientations next to basis j; an affine map fits the rest.
+            return bases[near_orientations(len(bases), [j])]
 
         for normal in normals:
             if self.n_cuts is None:
@@ -786,6 +784,61 @@ def _emptied(solver, objective, positions, kind=Configuration, groups=None):
     if groups is not None:
         config.groups = np.asarray(groups)[keep]
     return config
+
+
+def near_orientations(n, indices, width=1):
+    """Indices of the bases within ``width`` steps of any of ``indices``.
+
+    The ``n`` bases of a named 2D lattice span its rotational period, so
+    the neighbours are cyclic; None entries of ``indices`` are skipped.
+
+    Examples
+    --------
+    >>> near_orientations(45, [0, 10])
+    [0, 1, 9, 10, 11, 44]
+    >>> near_orientations(3, [0])
+    [0, 1, 2]
+    """
+    if n <= 2 * width + 1:
+        return list(range(n))
+    return sorted({(j + i) % n for j in indices if j is not None
+                   for i in range(-width, width + 1)})
+
+
+def orientation_index(points, bases, spacing):
+    """Which of the 2D ``bases`` is oriented like the bonds of ``points``.
+
+    The bonds (neighbours closer than 1.3 spacings) of a square lattice
+    repeat every 90 degrees, of a hexagonal one every 60: their mean
+    orientation is the argument of ``mean(exp(2 pi i theta / period))``
+    (a bond-orientational order parameter). Returns the index of the
+    nearest basis orientation, or None for fewer than two bonds.
+
+    Examples
+    --------
+    >>> start = LatticeStart('square', n_orientations=45)
+    >>> bases = start.bases(2, 1.0)
+    >>> turned = _lattice_sites([-3, -3], [3, 3], bases[20])
+    >>> orientation_index(turned, bases, 1.0)
+    20
+    """
+    points = np.asarray(points, dtype=float)
+    if len(points) < 3 or len(bases) == 1:
+        return 0 if len(bases) == 1 else None
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(points).query_pairs(1.3 * spacing, output_type='ndarray')
+    if len(pairs) < 2:
+        return None
+    bond = points[pairs[:, 1]] - points[pairs[:, 0]]
+    first, second = bases[0]
+    period = np.arccos(np.clip(first @ second / (np.linalg.norm(first)
+                                                 * np.linalg.norm(second)),
+                               -1, 1))
+    theta = np.arctan2(bond[:, 1], bond[:, 0]) - np.arctan2(first[1], first[0])
+    mean = np.exp(2j * np.pi * theta / period).mean()
+    turn = (np.angle(mean) / (2 * np.pi)) % 1.0  # fraction of the period
+    return int(np.round(turn * len(bases))) % len(bases)
 
 
 def _inside(points, lo, hi):
