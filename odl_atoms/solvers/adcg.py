@@ -134,10 +134,11 @@ class ADCG(BatchAdditions, Solver):
         ``0.5 * sigma``).
     moves : sequence of moves or 'auto', optional
         Escape moves tried, in order, when no addition pays off any more
-        (`odl_atoms.solvers.moves`). ``'auto'`` (default):
+        (`odl_atoms.solvers.moves`). ``'auto'`` (default, `auto_moves`):
         ``(Relocate(), Regrow())`` from a single start, ``(Relocate(),)``
         with several (`MULTI_START_MOVES`: there Regrow changed no answer
-        on the benchmarks and cost half the time);
+        on the benchmarks and cost half the time), and `RefitLattice`
+        first when a 2D `LatticeStart` is among the starts;
         ``()`` gives the plain ADCG of the paper.
     move_budget : float, optional
         Total number of escape trials, in units of ``max_atoms`` (default 2);
