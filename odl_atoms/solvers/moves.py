@@ -10,7 +10,9 @@ which the normal additions resume.
 A move is an object with a ``name`` and a method
 ``trials(solver, objective, config, threshold, rng)`` that yields trial
 `Configuration` objects (already locally relaxed), or ``None`` for a trial
-that was screened out (it still counts against the budget). Moves here:
+that was screened out (it still counts against the budget); a move may also
+have a method ``check(solver)``, which `ADCG` calls when it is constructed
+so that a move the solver cannot serve fails at once. Moves here:
 
 - `Relocate`: remove one atom and re-add greedily, the first re-addition
   away from where it was (a tabu radius) — fixes an atom placed in the
