@@ -56,18 +56,6 @@ from global_search import (ANGLE_SETS, BLUR, DEFECTS,  # noqa: E402
 
 CONFIGS = ('escapes', 'every start')
 LABELS = {'escapes': 'defaults', 'every start': 'with lattice starts'}
-#: What each mode runs: angle sets (degrees), noise levels, noise seeds.
-PLANS = {
-    'zone_axes': dict(
-        angles={'0/90': (0, 90), '0/45/90': (0, 45, 90)},
-        noises=(0.0, 0.01, 0.05), seeds=(0, 1),
-        title='ADCG at zone axes: defaults and lattice starts'),
-    'generic_angles': dict(
-        angles={k: v for k, (c, v) in ANGLE_SETS.items()
-                if c in ('generic 3', 'random 3')},
-        noises=(0.0, 0.01), seeds=(0,),
-        title='ADCG at generic 3-angle sets: defaults and lattice starts'),
-}
 
 
 def random_sets(count=8, seed=2027):
@@ -81,10 +69,23 @@ def random_sets(count=8, seed=2027):
     return sets
 
 
-PLANS['random_angles'] = dict(
-    angles=random_sets(), noises=(0.0, 0.01), seeds=(0,),
-    configs=('every start',),
-    title='ADCG with every lattice start at random 3-angle sets')
+#: What each mode runs: angle sets (degrees), noise levels, noise seeds
+#: (and configurations, if not both).
+PLANS = {
+    'zone_axes': dict(
+        angles={'0/90': (0, 90), '0/45/90': (0, 45, 90)},
+        noises=(0.0, 0.01, 0.05), seeds=(0, 1),
+        title='ADCG at zone axes: defaults and lattice starts'),
+    'generic_angles': dict(
+        angles={k: v for k, (c, v) in ANGLE_SETS.items()
+                if c in ('generic 3', 'random 3')},
+        noises=(0.0, 0.01), seeds=(0,),
+        title='ADCG at generic 3-angle sets: defaults and lattice starts'),
+    'random_angles': dict(
+        angles=random_sets(), noises=(0.0, 0.01), seeds=(0,),
+        configs=('every start',),
+        title='ADCG with every lattice start at random 3-angle sets'),
+}
 ANGLES = {k: v for plan in PLANS.values() for k, v in plan['angles'].items()}
 NOISES = (0.0, 0.01, 0.05)
 

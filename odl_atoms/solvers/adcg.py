@@ -253,7 +253,6 @@ class ADCG(BatchAdditions, Solver):
                 raise TypeError(
                     f'a move needs a `name` and a `trials(...)` method (see '
                     f'odl_atoms.solvers.moves), got {move!r}')
-        for move in self.moves:
             # A move that needs something of the solver (RefitLattice: a
             # lattice start) says so now, not minutes into a solve.
             if hasattr(move, 'check'):

@@ -409,6 +409,10 @@ class RefitLattice:
     tolerance : float, optional
         A refit within this many spacings of the side's atoms is no change
         (default 0.25).
+    screen : float, optional
+        A trial still worse than the current objective by more than this
+        many atom energies after its neighbourhood relaxation is dropped
+        before the full relaxation (default 0.5).
 
     Examples
     --------
@@ -479,21 +483,21 @@ class RefitLattice:
         centre = positions.mean(axis=0)
         for phi in np.arange(self.n_normals) * np.pi / self.n_normals:
             normal = np.array([np.cos(phi), np.sin(phi)])
-            along = (positions - centre) @ normal
-            for cut in np.quantile(along, self.cuts):
+            for cut in np.quantile((positions - centre) @ normal, self.cuts):
                 for sign in (1.0, -1.0):
-                    side = sign * (along - cut) > 0
+                    def on_side(p):
+                        return sign * ((p - centre) @ normal - cut) > 0
+
+                    side = on_side(positions)
                     if side.sum() < 2 or side.all():
                         continue
                     rest = config.without(np.flatnonzero(side))
                     orientations = near_orientations(len(bases), [
                         best, orientation_index(positions[side], bases, spacing),
                         orientation_index(rest.positions, bases, spacing)])
-                    sites = fit.best(
-                        box, bases[orientations], offsets,
-                        fit.project(rest.positions) - fit.y,
-                        mask=lambda p, n=normal, c=cut, s=sign:
-                        s * ((p - centre) @ n - c) > 0)[1]
+                    sites = fit.best(box, bases[orientations], offsets,
+                                     fit.project(rest.positions) - fit.y,
+                                     mask=on_side)[1]
                     if _same_sites(sites, positions[side],
                                    self.tolerance * spacing):
                         yield None

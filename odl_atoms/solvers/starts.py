@@ -31,6 +31,7 @@ import numbers
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
 from scipy.optimize import minimize
+from scipy.spatial import cKDTree
 
 from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import Stencil
@@ -825,8 +826,6 @@ def orientation_index(points, bases, spacing):
     points = np.asarray(points, dtype=float)
     if len(points) < 3 or len(bases) == 1:
         return 0 if len(bases) == 1 else None
-    from scipy.spatial import cKDTree
-
     pairs = cKDTree(points).query_pairs(1.3 * spacing, output_type='ndarray')
     if len(pairs) < 2:
         return None
