@@ -11,15 +11,16 @@ directions: 0/60/120 and 0/50 degrees, three sets of 3 angles and two sets of
 - ``every start``: also `LatticeStart('square')`, its 2 x 2 patches and
   `SplitLatticeStart('square')` (`lattice_starts('square')`, what
   ``odl-atoms reconstruct --lattice square`` uses); the lowest objective
-  wins, the escapes (RefitLattice and Relocate: ADCG's default with
-  lattice starts) run from the best start only.
+  wins, the escapes (RefitLattice, Relocate and RegrowColumn: ADCG's
+  default with lattice starts) run from the best start only.
 
 The ablation (3-angle generic and random sets, 1 % noise) switches single
 pieces on or off from ``every start``: each start, the occupancy fit of
 the lattice starts (``rigid lattice fit``: every supported site occupied),
-screening (``escapes from every start``), RefitLattice, Relocate, and the
-moves that are off with several starts (Regrow) or always (ShiftColumn,
-RegrowColumn, Perturb). The last
+screening (``escapes from every start``), RefitLattice (and its chained
+trials: ``single refits only``), Relocate, RegrowColumn, and the moves
+that are off with several starts (Regrow) or always (ShiftColumn,
+Perturb). The last
 table asks whether the certificate can be trusted: how often an answer
 whose starts agree (F1 = 1 between every start's answer and the chosen one)
 is exact, and how often one whose starts disagree is.
@@ -78,9 +79,9 @@ FULL = 'every start'
 CONFIGS = ('plain', 'escapes', FULL)
 ABLATION = (FULL, 'no split start', 'no patch start',
             'no single-lattice start', 'no greedy start', 'rigid lattice fit',
-            'escapes from every start', 'no RefitLattice', 'no Relocate',
-            '+ Regrow',
-            '+ ShiftColumn', '+ RegrowColumn', '+ Perturb')
+            'escapes from every start', 'no RefitLattice',
+            'single refits only', 'no Relocate', 'no RegrowColumn',
+            '+ Regrow', '+ ShiftColumn', '+ Perturb')
 
 
 def make_solver(config, op, a, noise_std, alpha=None, seed=0):
@@ -88,8 +89,8 @@ def make_solver(config, op, a, noise_std, alpha=None, seed=0):
     import odl_atoms as oa
     from odl_atoms.solvers.moves import (Perturb, RefitLattice, Regrow,
                                          RegrowColumn, Relocate, ShiftColumn)
-    # 'auto': RefitLattice then Relocate with the lattice starts;
-    # Relocate and Regrow from the greedy start alone.
+    # 'auto': RefitLattice, Relocate, RegrowColumn with the lattice
+    # starts; Relocate and Regrow from the greedy start alone.
     moves = 'auto'
     greedy, single, patches, split = oa.lattice_starts('square')
     starts = [greedy, single, patches, split]
@@ -113,13 +114,17 @@ def make_solver(config, op, a, noise_std, alpha=None, seed=0):
     elif config == 'escapes from every start':
         extra['escape_starts'] = None
     elif config == 'no RefitLattice':
-        moves = [Relocate()]
+        moves = [Relocate(), RegrowColumn()]
+    elif config == 'single refits only':
+        moves = [RefitLattice(chain=False), Relocate(), RegrowColumn()]
     elif config == 'no Relocate':
-        moves = [RefitLattice()]
+        moves = [RefitLattice(), RegrowColumn()]
+    elif config == 'no RegrowColumn':
+        moves = [RefitLattice(), Relocate()]
     elif config.startswith('+ '):
         more = {'+ Regrow': Regrow, '+ ShiftColumn': ShiftColumn,
-                '+ RegrowColumn': RegrowColumn, '+ Perturb': Perturb}
-        moves = [RefitLattice(), Relocate(), more[config]()]
+                '+ Perturb': Perturb}
+        moves = [RefitLattice(), Relocate(), RegrowColumn(), more[config]()]
     elif config != FULL:
         raise ValueError(f'unknown configuration {config!r}')
     return oa.ADCG(op, potential=a, noise_std=noise_std, moves=moves,

@@ -241,15 +241,17 @@ def test_split_start_makes_an_edge_dislocation_exact():
     assert after.info['certificate'].objective <= truth.objective + 0.02
 
 
-def out_of_step_problem():
+def out_of_step_problem(lower_shift=0.0):
     """A 5 x 5 vacancy at 0/60/120 degrees (1 % noise) and a start with the
-    atoms above the middle row half a spacing out of step."""
+    atoms above the middle row half a spacing out of step along x (the
+    others ``lower_shift`` spacings)."""
     phantom, measured = generic_problem('vacancy', shape=(5, 5))
     a = phantom.lattice_spacing
     truth = np.array(phantom.measure.positions)
     shifted = truth.copy()
     upper = truth[:, 1] > np.median(truth[:, 1]) + 0.1 * a
     shifted[upper, 0] += 0.5 * a
+    shifted[~upper, 0] += lower_shift * a
     space = phantom.measure.space
     return phantom, measured, space.element(np.clip(shifted, space.min_pt,
                                                      space.max_pt))
@@ -270,6 +272,39 @@ def test_refit_lattice_puts_an_out_of_step_half_back():
     assert not oa.match_atoms(phantom.measure, plain.measure).exact
     assert oa.match_atoms(phantom.measure, refit.measure).exact
     assert refit.info['moves_taken']['refit_lattice'] >= 1
+
+
+def test_chained_refit_puts_both_halves_back_at_once():
+    """Both halves out of step (the upper one by +0.5, the lower by -0.3
+    spacings along x): a refit of one side keeps the other side's wrong
+    atoms, so no single trial is exact; the chained trials refit the other
+    side too, and some are."""
+    from odl_atoms.objective import AtomObjective
+    from odl_atoms.solvers.configuration import Configuration
+
+    phantom, measured, start = out_of_step_problem(lower_shift=-0.3)
+    a = phantom.lattice_spacing
+    start = np.array(start.positions)
+    op, data = measured.operator(), measured.element()
+    solver = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
+                     starts=[oa.LatticeStart('square')], moves=[])
+    objective = AtomObjective(op, data, solver.alpha, solver.potential)
+    config = Configuration(start, np.ones(len(start)),
+                           np.array(['X'] * len(start)))
+    config.value = objective(config.positions, config.weights)
+    config = solver.local_move(objective, config)
+    threshold = solver.stop_threshold(objective, solver.fine_tol)
+
+    def exact_trials(move):
+        trials = move.trials(solver, objective, config, threshold,
+                             np.random.default_rng(0))
+        return [trial for trial in trials if trial is not None and
+                oa.match_atoms(phantom.measure, trial.positions).exact]
+
+    assert not exact_trials(RefitLattice(chain=False))
+    exact = exact_trials(RefitLattice())
+    assert exact
+    assert all(trial.value < config.value for trial in exact)
 
 
 def test_refit_lattice_needs_a_2d_lattice_start():
@@ -294,7 +329,7 @@ def test_refit_lattice_needs_a_2d_lattice_start():
     move = RefitLattice(oa.LatticeStart('square'), n_normals=8)
     assert repr(move) == ("RefitLattice(start=LatticeStart('square'), "
                           "n_normals=8, cuts=(0.3, 0.5, 0.7), tolerance=0.25, "
-                          "screen=0.5)")
+                          "screen=0.5, chain=True)")
 
 
 @pytest.mark.parametrize('move', [Relocate(), Regrow(), ShiftColumn(),
@@ -366,8 +401,9 @@ def test_default_moves_depend_on_the_number_of_starts():
     op = measured.operator()
     assert oa.ADCG(op).moves == DEFAULT_MOVES
     several = oa.ADCG(op, starts=oa.lattice_starts('square'))
-    assert several.moves[1:] == MULTI_START_MOVES
-    assert [m.name for m in several.moves] == ['refit_lattice', 'relocate']
+    assert several.moves[1:-1] == MULTI_START_MOVES
+    assert [m.name for m in several.moves] == ['refit_lattice', 'relocate',
+                                               'regrow_column']
     greedy_only = oa.ADCG(op, starts=[oa.GreedyStart(), oa.GreedyStart()])
     assert greedy_only.moves == MULTI_START_MOVES
     assert 'moves=' not in repr(several)
