@@ -17,6 +17,14 @@ class Configuration:
     labels: np.ndarray
     value: float = np.inf
 
+    @classmethod
+    def lightest(cls, solver, positions):
+        """Atoms of ``solver``'s lightest species at ``positions``."""
+        k = int(np.argmin(solver.allowed))
+        n = len(positions)
+        return cls(np.asarray(positions),
+                   np.full(n, solver.allowed[k]), np.full(n, solver.labels[k]))
+
     @property
     def n_atoms(self):
         return self.weights.shape[0]

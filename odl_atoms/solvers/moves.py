@@ -38,9 +38,9 @@ Write your own by following the same interface and pass it in
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from odl_atoms.solvers.configuration import Configuration
-from scipy.spatial import cKDTree
 
 __all__ = ('Relocate', 'Regrow', 'ShiftColumn', 'RegrowColumn', 'Perturb',
            'RefitLattice', 'DEFAULT_MOVES', 'MULTI_START_MOVES', 'auto_moves')
@@ -538,8 +538,8 @@ class RefitLattice:
                 yield None
                 continue
             yield self._trial(solver, objective, config, threshold,
-                              _configuration(solver, others), sites, screen,
-                              everywhere=True)
+                              Configuration.lightest(solver, others), sites,
+                              screen, everywhere=True)
 
     def _trial(self, solver, objective, config, threshold, rest, sites,
                screen, everywhere=False):
@@ -549,7 +549,7 @@ class RefitLattice:
         the first relaxation: of the new sites and their neighbours, or of
         every atom if ``everywhere``.
         """
-        new = _configuration(solver, sites)
+        new = Configuration.lightest(solver, sites)
         trial = Configuration(np.vstack([rest.positions, new.positions]),
                               np.append(rest.weights, new.weights),
                               np.append(rest.labels, new.labels))
@@ -577,15 +577,6 @@ def _half_plane(centre, normal, offset):
     def mask(points):
         return (points - centre) @ normal > offset
     return mask
-
-
-def _configuration(solver, positions):
-    """Atoms of ``solver``'s lightest species at ``positions``."""
-    k = int(np.argmin(solver.allowed))
-    n = len(positions)
-    return Configuration(np.asarray(positions).reshape(n, -1),
-                         np.full(n, solver.allowed[k]),
-                         np.full(n, solver.labels[k]))
 
 
 def _same_sites(sites, atoms, tolerance):

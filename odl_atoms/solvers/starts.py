@@ -770,9 +770,7 @@ def _emptied(solver, objective, positions, kind=Configuration, groups=None):
     pruning afterwards leaves it shifted (measured: a vacancy at 0/60/120
     degrees, 10 atoms off by half a spacing).
     """
-    k = int(np.argmin(solver.allowed))
-    config = kind(positions, np.full(len(positions), solver.allowed[k]),
-                  np.full(len(positions), solver.labels[k]))
+    config = kind.lightest(solver, positions)
     keep = np.arange(len(positions))
     while config.n_atoms:
         change = solver.removal_changes(objective, config)
