@@ -11,14 +11,14 @@ directions: 0/60/120 and 0/50 degrees, three sets of 3 angles and two sets of
 - ``every start``: also `LatticeStart('square')`, its 2 x 2 patches and
   `SplitLatticeStart('square')` (`lattice_starts('square')`, what
   ``odl-atoms reconstruct --lattice square`` uses); the lowest objective
-  wins, the escapes (RefitLattice, Relocate and RegrowColumn: ADCG's
-  default with lattice starts) run from the best start only.
+  wins, the escapes (Stiffen, RefitLattice, Relocate and RegrowColumn:
+  ADCG's default with lattice starts) run from the best start only.
 
 The ablation (3-angle generic and random sets, 1 % noise) switches single
 pieces on or off from ``every start``: each start, the occupancy fit of
 the lattice starts (``rigid lattice fit``: every supported site occupied),
-screening (``escapes from every start``), RefitLattice (and its chained
-trials: ``single refits only``), Relocate, RegrowColumn, and the moves
+screening (``escapes from every start``), Stiffen, RefitLattice (and its
+chained trials: ``single refits only``), Relocate, RegrowColumn, and the moves
 that are off with several starts (Regrow) or always (ShiftColumn,
 Perturb). The last
 table asks whether the certificate can be trusted: how often an answer
@@ -79,7 +79,7 @@ FULL = 'every start'
 CONFIGS = ('plain', 'escapes', FULL)
 ABLATION = (FULL, 'no split start', 'no patch start',
             'no single-lattice start', 'no greedy start', 'rigid lattice fit',
-            'escapes from every start', 'no RefitLattice',
+            'escapes from every start', 'no Stiffen', 'no RefitLattice',
             'single refits only', 'no Relocate', 'no RegrowColumn',
             '+ Regrow', '+ ShiftColumn', '+ Perturb')
 
@@ -88,10 +88,18 @@ def make_solver(config, op, a, noise_std, alpha=None, seed=0):
     """The ADCG of one configuration (see the module documentation)."""
     import odl_atoms as oa
     from odl_atoms.solvers.moves import (Perturb, RefitLattice, Regrow,
-                                         RegrowColumn, Relocate, ShiftColumn)
-    # 'auto': RefitLattice, Relocate, RegrowColumn with the lattice
-    # starts; Relocate and Regrow from the greedy start alone.
+                                         RegrowColumn, Relocate, ShiftColumn,
+                                         Stiffen)
+    # 'auto': Stiffen, RefitLattice, Relocate, RegrowColumn with the
+    # lattice starts; Relocate and Regrow from the greedy start alone.
     moves = 'auto'
+    default = {'stiffen': Stiffen(), 'refit': RefitLattice(),
+               'relocate': Relocate(), 'regrow_column': RegrowColumn()}
+
+    def without(*names, **replaced):
+        return [replaced.get(k, m) for k, m in default.items()
+                if k not in names]
+
     greedy, single, patches, split = oa.lattice_starts('square')
     starts = [greedy, single, patches, split]
     extra = {} if alpha is None else {'alpha': alpha}
@@ -113,18 +121,20 @@ def make_solver(config, op, a, noise_std, alpha=None, seed=0):
                   oa.SplitLatticeStart('square', occupancy=False)]
     elif config == 'escapes from every start':
         extra['escape_starts'] = None
+    elif config == 'no Stiffen':
+        moves = without('stiffen')
     elif config == 'no RefitLattice':
-        moves = [Relocate(), RegrowColumn()]
+        moves = without('refit')
     elif config == 'single refits only':
-        moves = [RefitLattice(chain=False), Relocate(), RegrowColumn()]
+        moves = without(refit=RefitLattice(chain=False))
     elif config == 'no Relocate':
-        moves = [RefitLattice(), RegrowColumn()]
+        moves = without('relocate')
     elif config == 'no RegrowColumn':
-        moves = [RefitLattice(), Relocate()]
+        moves = without('regrow_column')
     elif config.startswith('+ '):
         more = {'+ Regrow': Regrow, '+ ShiftColumn': ShiftColumn,
                 '+ Perturb': Perturb}
-        moves = [RefitLattice(), Relocate(), RegrowColumn(), more[config]()]
+        moves = without() + [more[config]()]
     elif config != FULL:
         raise ValueError(f'unknown configuration {config!r}')
     return oa.ADCG(op, potential=a, noise_std=noise_std, moves=moves,

@@ -24,6 +24,8 @@ objective from ODL parts (``L2NormSquared``, the operator, the potential) on a
 fixed-size parameter space, for ODL's own solvers.
 """
 
+import copy
+
 import numpy as np
 import odl
 
@@ -95,6 +97,42 @@ class AtomObjective:
             self.energy_weight = alpha * self.atom_energy / potential.epsilon
         else:
             self.energy_weight = 0.0
+
+    def with_alpha(self, alpha):
+        """Return the same objective with energy weight ``alpha``.
+
+        Shares the operator, data and potential (nothing is recomputed):
+        for a polish with a weaker energy, or a relaxation with a stronger
+        one (`~odl_atoms.solvers.moves.Stiffen`).
+
+        Examples
+        --------
+        >>> import odl
+        >>> from odl.applications import tomo
+        >>> from odl_atoms import SparseMeasureSpace, GaussianRayTransform
+        >>> from odl_atoms.solvers.common import default_potential
+        >>> space = SparseMeasureSpace([-5, -5], [5, 5])
+        >>> geometry = tomo.Parallel2dGeometry(
+        ...     odl.uniform_partition(0, np.pi, 2),
+        ...     odl.uniform_partition(-8, 8, 64))
+        >>> op = GaussianRayTransform(space, geometry, sigma=0.5)
+        >>> objective = AtomObjective(op, op.range.zero(), 1e-3,
+        ...                           default_potential(op, r_min=2.0))
+        >>> stiff = objective.with_alpha(0.1)
+        >>> round(stiff.energy_weight / objective.energy_weight, 6)
+        100.0
+        """
+        alpha = float(alpha)
+        if not np.isfinite(alpha) or alpha < 0:
+            raise ValueError(
+                f'`alpha` (the energy weight) must be a number >= 0, got {alpha}')
+        if alpha > 0 and self.potential is None:
+            raise ValueError('`alpha > 0` needs a `potential`')
+        new = copy.copy(self)
+        new.alpha = alpha
+        new.energy_weight = (alpha * self.atom_energy / self.potential.epsilon
+                             if alpha > 0 else 0.0)
+        return new
 
     # --- Pieces
 

@@ -407,9 +407,9 @@ def test_default_moves_depend_on_the_number_of_starts():
     op = measured.operator()
     assert oa.ADCG(op).moves == DEFAULT_MOVES
     several = oa.ADCG(op, starts=oa.lattice_starts('square'))
-    assert several.moves[1:-1] == MULTI_START_MOVES
-    assert [m.name for m in several.moves] == ['refit_lattice', 'relocate',
-                                               'regrow_column']
+    assert several.moves[2:-1] == MULTI_START_MOVES
+    assert [m.name for m in several.moves] == [
+        'stiffen', 'refit_lattice', 'relocate', 'regrow_column']
     greedy_only = oa.ADCG(op, starts=[oa.GreedyStart(), oa.GreedyStart()])
     assert greedy_only.moves == MULTI_START_MOVES
     assert 'moves=' not in repr(several)

@@ -354,9 +354,8 @@ class ADCG(BatchAdditions, Solver):
             # refined with 1 % of its weight, so that a lattice the potential
             # does not prefer (a square one, a strained one) is not biased,
             # while its repulsive core still keeps atoms apart.
-            polish_objective = AtomObjective(
-                self.operator, data, POLISH_FRACTION * objective.alpha,
-                objective.potential, reference_weight=self.allowed.min())
+            polish_objective = objective.with_alpha(
+                POLISH_FRACTION * objective.alpha)
             start = config.copy()
             start.value = polish_objective(start.positions, start.weights)
             polished = self.local_move(polish_objective, start)

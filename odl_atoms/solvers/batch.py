@@ -17,7 +17,6 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
-from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import Stencil
 from odl_atoms.solvers.common import expected_atoms
 from odl_atoms.solvers.configuration import Configuration
@@ -269,9 +268,7 @@ class BatchAdditions:
         begin = config
         final = objective
         if objective.energy_weight:
-            objective = AtomObjective(self.operator, objective.data,
-                                      self.batch_alpha, objective.potential,
-                                      reference_weight=self.allowed.min())
+            objective = objective.with_alpha(self.batch_alpha)
             config = config.copy()
             config.value = objective(config.positions, config.weights)
         start_value = final(config.positions, config.weights)

@@ -26,6 +26,9 @@ so that a move the solver cannot serve fails at once. Moves here:
 - `Perturb`: kick a suspect atom's neighbourhood at random and relax (basin
   hopping) — fixes a few atoms held off their sites by equally displaced
   neighbours, as near a dislocation core.
+- `Stiffen`: relax under a much stronger energy weight, then under the
+  true one — fixes rows of atoms slid along a direction the projections
+  hardly see (angles close to one another).
 - `RefitLattice`: replace the atoms on one side of a line by the lattice
   that fits the data best there, the other side's atoms fixed — fixes a
   whole region sitting on the wrong lattice (a lattice start that got half
@@ -43,7 +46,7 @@ from scipy.spatial import cKDTree
 from odl_atoms.solvers.configuration import Configuration
 
 __all__ = ('Relocate', 'Regrow', 'ShiftColumn', 'RegrowColumn', 'Perturb',
-           'RefitLattice', 'DEFAULT_MOVES', 'MULTI_START_MOVES', 'auto_moves')
+           'Stiffen', 'RefitLattice', 'DEFAULT_MOVES', 'MULTI_START_MOVES', 'auto_moves')
 
 
 class Relocate:
@@ -363,6 +366,76 @@ class Perturb:
                 f'n_suspects={self.n_suspects!r}, n_kicks={self.n_kicks!r})')
 
 
+class Stiffen:
+
+    """Relax under a much stronger energy weight, then under the true one.
+
+    From 2-3 angles that all lie within a few tens of degrees of one
+    another, atom shifts across the projection direction are nearly
+    invisible, and ADCG can end with whole rows slid along it by a third
+    of a spacing: every atom held there by its equally shifted neighbours,
+    each with a data fit as good as at its site. At the weight ``alpha``
+    the energy is too weak to pull the rows back against that local data
+    fit; at a weight hundreds of times larger it dominates wherever the
+    data are weak and the atoms settle into the potential's arrangement,
+    while the directions the data see stay put. Relaxing the whole
+    configuration first with the stronger weight and then with the true
+    one (a continuation in ``alpha``, as in deterministic annealing) lands
+    in the basin of the potential-consistent arrangement; the trial is
+    kept if the true objective drops. Each trial is two L-BFGS-B runs on
+    all atoms: a fraction of a second for 50 atoms.
+
+    Measured on the 7 x 7 edge dislocation at 5.2/161.5/173.1 degrees
+    (noise-free): from ADCG's answer (F1 0.87, rows near the core slid
+    along y), relaxing with ``alpha = 0.3`` and then ``1e-3`` gave the
+    exact answer with the truth's objective; ``alpha = 0.01`` was too weak
+    (F1 0.98).
+
+    Parameters
+    ----------
+    alphas : sequence of float, optional
+        The stronger energy weights tried, in turn (dimensionless, as the
+        solver's ``alpha``; weights not above the solver's are skipped).
+        Default (0.1, 1.0).
+
+    Examples
+    --------
+    >>> Stiffen(alphas=[0.3])
+    Stiffen(alphas=(0.3,))
+    """
+
+    name = 'stiffen'
+
+    def __init__(self, alphas=(0.1, 1.0)):
+        self.alphas = tuple(float(a) for a in np.atleast_1d(alphas))
+        if not self.alphas or not all(np.isfinite(a) and a > 0
+                                      for a in self.alphas):
+            raise ValueError(f'`alphas` must be positive numbers, got '
+                             f'{alphas!r}')
+
+    def trials(self, solver, objective, config, threshold, rng):
+        if not objective.energy_weight or config.n_atoms < 2:
+            return
+        for alpha in self.alphas:
+            if alpha <= objective.alpha:
+                continue
+            stiff = objective.with_alpha(alpha)
+            trial = config.copy()
+            trial.value = stiff(trial.positions, trial.weights)
+            trial = solver.local_move(stiff, trial)
+            # Back under the true objective, from where the stiff one
+            # ended: relaxed in full first (the stiff arrangement's data
+            # misfit is large until the atoms the data see move back).
+            trial = Configuration(trial.positions, trial.weights,
+                                  trial.labels)
+            trial.value = objective(trial.positions, trial.weights)
+            trial = solver.local_move(objective, trial)
+            yield solver.finish_trial(objective, trial, config)
+
+    def __repr__(self):
+        return f'Stiffen(alphas={self.alphas!r})'
+
+
 class RefitLattice:
 
     """Refit the lattice on one side of a line, the other side's atoms fixed.
@@ -640,8 +713,14 @@ def auto_moves(starts, ndim):
     """ADCG's escape moves for ``moves='auto'``.
 
     `DEFAULT_MOVES` from one start, `MULTI_START_MOVES` from several, and
-    when a 2D `LatticeStart` is among the starts, `RefitLattice` before
-    them and `RegrowColumn` after. The refits come first: the few large
+    when a 2D `LatticeStart` is among the starts, `Stiffen` and
+    `RefitLattice` before them and `RegrowColumn` after. `Stiffen` comes
+    first: two relaxations per trial, the cheapest move there is, and
+    measured on the four edge-dislocation runs at random 3-angle sets that
+    the other moves left wrong (rows slid along a direction the
+    projections hardly see), first it made all four exact, last only one
+    (the budget and the other moves' fixes had led elsewhere). The refits
+    come next: the few large
     fixes before many single-atom ones, which would spend the move budget
     (measured on the 7 x 7 edge dislocation at 63.9/66.7/142.3 degrees:
     exact with the refits first, F1 0.94 when Relocate's trials had used up
@@ -654,7 +733,7 @@ def auto_moves(starts, ndim):
     --------
     >>> import odl_atoms as oa
     >>> [move.name for move in auto_moves(oa.lattice_starts('square'), 2)]
-    ['refit_lattice', 'relocate', 'regrow_column']
+    ['stiffen', 'refit_lattice', 'relocate', 'regrow_column']
     >>> auto_moves(oa.lattice_starts('fcc'), 3) == MULTI_START_MOVES
     True
     """
@@ -662,5 +741,5 @@ def auto_moves(starts, ndim):
 
     moves = DEFAULT_MOVES if len(starts) == 1 else MULTI_START_MOVES
     if ndim == 2 and any(isinstance(s, LatticeStart) for s in starts):
-        moves = (RefitLattice(),) + moves + (RegrowColumn(),)
+        moves = (Stiffen(), RefitLattice()) + moves + (RegrowColumn(),)
     return moves
