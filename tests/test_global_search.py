@@ -297,8 +297,11 @@ def test_stiffen_bad_input_repr_and_no_energy():
         Stiffen(alphas=[0.1, -1])
     with pytest.raises(ValueError, match='alphas'):
         Stiffen(alphas=[])
-    assert repr(Stiffen([0.3])) == 'Stiffen(alphas=(0.3,))'
-    assert eval(repr(Stiffen())).alphas == Stiffen().alphas
+    with pytest.raises(ValueError, match='tolerance'):
+        Stiffen(tolerance=-0.1)
+    assert repr(Stiffen([0.3])) == 'Stiffen(alphas=(0.3,), tolerance=0.3)'
+    again = eval(repr(Stiffen(tolerance=0.2)))
+    assert (again.alphas, again.tolerance) == ((0.1, 1.0), 0.2)
     phantom, measured = generic_problem(shape=(3, 3))
     a = phantom.lattice_spacing
     op, data = measured.operator(), measured.element()

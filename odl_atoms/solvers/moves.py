@@ -391,31 +391,48 @@ class Stiffen:
     exact answer with the truth's objective; ``alpha = 0.01`` was too weak
     (F1 0.98).
 
+    A trial that leaves every atom within ``tolerance`` of where it was
+    is skipped: the same arrangement relaxed a little differently is no
+    escape, and taking it steers the other moves elsewhere. Measured on
+    the grain boundary at 63.9/66.7/142.3 degrees (noise 0 and 1 %): with
+    0.25 equilibrium distances a trial moving one boundary atom by 0.28
+    was taken, and the search ended wrong (F1 0.92, 0.96) where without
+    Stiffen it was exact; with 0.3 (the benchmarks' matching tolerance)
+    both are exact again.
+
     Parameters
     ----------
     alphas : sequence of float, optional
         The stronger energy weights tried, in turn (dimensionless, as the
         solver's ``alpha``; weights not above the solver's are skipped).
         Default (0.1, 1.0).
+    tolerance : float, optional
+        In equilibrium distances of the potential: a trial with the same
+        number of atoms, each within this distance of one of the current
+        ones, is skipped (default 0.3).
 
     Examples
     --------
     >>> Stiffen(alphas=[0.3])
-    Stiffen(alphas=(0.3,))
+    Stiffen(alphas=(0.3,), tolerance=0.3)
     """
 
     name = 'stiffen'
 
-    def __init__(self, alphas=(0.1, 1.0)):
+    def __init__(self, alphas=(0.1, 1.0), tolerance=0.3):
         self.alphas = tuple(float(a) for a in np.atleast_1d(alphas))
+        self.tolerance = float(tolerance)
         if not self.alphas or not all(np.isfinite(a) and a > 0
                                       for a in self.alphas):
             raise ValueError(f'`alphas` must be positive numbers, got '
                              f'{alphas!r}')
+        if not self.tolerance >= 0:
+            raise ValueError(f'`tolerance` must be >= 0, got {tolerance!r}')
 
     def trials(self, solver, objective, config, threshold, rng):
         if not objective.energy_weight or config.n_atoms < 2:
             return
+        tolerance = self.tolerance * objective.potential.r_min
         for alpha in self.alphas:
             if alpha <= objective.alpha:
                 continue
@@ -430,10 +447,18 @@ class Stiffen:
                                   trial.labels)
             trial.value = objective(trial.positions, trial.weights)
             trial = solver.local_move(objective, trial)
-            yield solver.finish_trial(objective, trial, config)
+            trial = solver.finish_trial(objective, trial, config)
+            if _same_sites(trial.positions, config.positions, tolerance):
+                # The same arrangement, relaxed a little differently: not
+                # an escape, and taking it would steer the other moves'
+                # search away from where they were going.
+                yield None
+                continue
+            yield trial
 
     def __repr__(self):
-        return f'Stiffen(alphas={self.alphas!r})'
+        return (f'Stiffen(alphas={self.alphas!r}, '
+                f'tolerance={self.tolerance!r})')
 
 
 class RefitLattice:
