@@ -222,8 +222,11 @@ def test_split_start_fits_both_halves_of_an_edge_dislocation():
 def test_split_start_makes_an_edge_dislocation_exact():
     """ADCG from the split start recovers every atom; the single-lattice
     and patch starts with single refits and Relocate did not (F1 0.26
-    before RefitLattice, measured). With the default moves (chained refits
-    and RegrowColumn too) those starts get there as well."""
+    before RefitLattice, measured). With chained refits and RegrowColumn
+    those starts get there as well; with `Stiffen` first (the default
+    moves since) they do not (F1 0.26, measured: its first step leads
+    the refits elsewhere), which is one reason `lattice_starts` includes
+    the split start."""
     phantom, measured = edge_dislocation_problem()
     a = phantom.lattice_spacing
     op, data = measured.operator(), measured.element()
@@ -235,7 +238,9 @@ def test_split_start_makes_an_edge_dislocation_exact():
     after = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
                     starts=[oa.SplitLatticeStart('square')]).solve(data)
     moves = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
-                    starts=starts).solve(data)
+                    starts=starts,
+                    moves=[RefitLattice(), Relocate(), RegrowColumn()]
+                    ).solve(data)
     assert not oa.match_atoms(phantom.measure, before.measure).exact
     assert oa.match_atoms(phantom.measure, after.measure).exact
     assert oa.match_atoms(phantom.measure, moves.measure).exact
