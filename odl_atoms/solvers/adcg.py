@@ -138,9 +138,8 @@ class ADCG(BatchAdditions, Solver):
         ``(Relocate(), Regrow())`` from a single start, ``(Relocate(),)``
         with several (`MULTI_START_MOVES`: there Regrow changed no answer
         on the benchmarks and cost half the time), and when a 2D
-        `LatticeStart` is among the starts `Stiffen` and `RefitLattice`
-        first and `RegrowColumn` last; ``()`` gives the plain ADCG of the
-        paper.
+        `LatticeStart` is among the starts `RefitLattice` first and
+        `RegrowColumn` last; ``()`` gives the plain ADCG of the paper.
     move_budget : float, optional
         Total number of escape trials, in units of ``max_atoms`` (default 2);
         with batch additions at most ``move_budget * BATCH_ESCAPES`` (200).
