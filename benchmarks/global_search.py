@@ -17,8 +17,8 @@ directions: 0/60/120 and 0/50 degrees, three sets of 3 angles and two sets of
 The ablation (3-angle generic and random sets, 1 % noise) switches single
 pieces on or off from ``every start``: each start, the occupancy fit of
 the lattice starts (``rigid lattice fit``: every supported site occupied),
-screening (``escapes from every start``), RefitLattice (and its
-chained trials: ``single refits only``), Relocate, RegrowColumn, and the moves
+screening (``escapes from every start``), RefitLattice (and its chained
+trials: ``single refits only``), Relocate, RegrowColumn, and the moves
 that are off with several starts (Regrow) or always (ShiftColumn,
 Perturb, Stiffen). ``global_search_stiffen.md`` is the run of
 2026-12-05 with Stiffen first among the default moves (its ``no

@@ -80,23 +80,25 @@ class AtomObjective:
 
     def __init__(self, operator, data, alpha=0.0, potential=None,
                  reference_weight=1.0):
-        alpha = float(alpha)
-        if not np.isfinite(alpha) or alpha < 0:
-            raise ValueError(
-                f'`alpha` (the energy weight) must be a number >= 0, got {alpha}')
-        if alpha > 0 and potential is None:
-            raise ValueError('`alpha > 0` needs a `potential`')
         self.operator = operator
         self.data = as_data(operator.range, data)
         self.y = np.asarray(self.data.data, dtype=float).ravel()
         self.inner_weight = operator.inner_weight
-        self.alpha = alpha
         self.potential = potential
         self.atom_energy = atom_energy(operator, reference_weight)
-        if potential is not None and alpha > 0:
-            self.energy_weight = alpha * self.atom_energy / potential.epsilon
-        else:
-            self.energy_weight = 0.0
+        self._set_alpha(alpha)
+
+    def _set_alpha(self, alpha):
+        """Check ``alpha`` and set it and ``energy_weight`` (lambda)."""
+        alpha = float(alpha)
+        if not np.isfinite(alpha) or alpha < 0:
+            raise ValueError(
+                f'`alpha` (the energy weight) must be a number >= 0, got {alpha}')
+        if alpha > 0 and self.potential is None:
+            raise ValueError('`alpha > 0` needs a `potential`')
+        self.alpha = alpha
+        self.energy_weight = (alpha * self.atom_energy / self.potential.epsilon
+                              if alpha > 0 else 0.0)
 
     def with_alpha(self, alpha):
         """Return the same objective with energy weight ``alpha``.
@@ -122,16 +124,8 @@ class AtomObjective:
         >>> round(stiff.energy_weight / objective.energy_weight, 6)
         100.0
         """
-        alpha = float(alpha)
-        if not np.isfinite(alpha) or alpha < 0:
-            raise ValueError(
-                f'`alpha` (the energy weight) must be a number >= 0, got {alpha}')
-        if alpha > 0 and self.potential is None:
-            raise ValueError('`alpha > 0` needs a `potential`')
         new = copy.copy(self)
-        new.alpha = alpha
-        new.energy_weight = (alpha * self.atom_energy / self.potential.epsilon
-                             if alpha > 0 else 0.0)
+        new._set_alpha(alpha)
         return new
 
     # --- Pieces

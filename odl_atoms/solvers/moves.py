@@ -46,7 +46,8 @@ from scipy.spatial import cKDTree
 from odl_atoms.solvers.configuration import Configuration
 
 __all__ = ('Relocate', 'Regrow', 'ShiftColumn', 'RegrowColumn', 'Perturb',
-           'Stiffen', 'RefitLattice', 'DEFAULT_MOVES', 'MULTI_START_MOVES', 'auto_moves')
+           'Stiffen', 'RefitLattice', 'DEFAULT_MOVES', 'MULTI_START_MOVES',
+           'auto_moves')
 
 
 class Relocate:
@@ -443,8 +444,7 @@ class Stiffen:
             # Back under the true objective, from where the stiff one
             # ended: relaxed in full first (the stiff arrangement's data
             # misfit is large until the atoms the data see move back).
-            trial = Configuration(trial.positions, trial.weights,
-                                  trial.labels)
+            # ``trial`` is a copy, so its value can be replaced.
             trial.value = objective(trial.positions, trial.weights)
             trial = solver.local_move(objective, trial)
             trial = solver.finish_trial(objective, trial, config)
