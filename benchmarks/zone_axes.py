@@ -9,7 +9,8 @@ and the search with every lattice start (``every start`` there:
 `LatticeStart('square', patches=2)` and `SplitLatticeStart('square')`; the
 lowest objective wins) on the same
 problems: the five 2D defect phantoms (7 x 7 square lattice, blur
-0.15 a, 96 detector cells), noise none, 1 % and 5 %, noise seeds 0 and 1.
+0.15 a, 96 detector cells) and the relaxed interstitial
+(``relaxed_interstitial`` in ``global_search.py``), noise none, 1 % and 5 %, noise seeds 0 and 1.
 
 For every failed run it also asks whether the truth (relaxed from its exact
 positions) has a lower objective than the answer: if not, the objective
@@ -27,9 +28,9 @@ above carries over to random tilt series.
 
 Usage::
 
-    python benchmarks/zone_axes.py             # 120 reconstructions
-    python benchmarks/zone_axes.py --generic   # 80 reconstructions
-    python benchmarks/zone_axes.py --random    # 80 reconstructions
+    python benchmarks/zone_axes.py             # 144 reconstructions
+    python benchmarks/zone_axes.py --generic   # 96 reconstructions
+    python benchmarks/zone_axes.py --random    # 96 reconstructions
     python benchmarks/zone_axes.py --quick     # two defects, 1 % noise
 
 Writes ``benchmarks/results/zone_axes.md`` and ``zone_axes.csv``

@@ -11,7 +11,8 @@ __version__ = '0.1.0.dev0'
 
 from odl_atoms import (atoms, functionals, io, metrics, noise, objective,
                        operators, parameter_choice, phantoms, picking, plot,
-                       precision, simulation, solvers, space, sweep, weights)
+                       precision, relax, simulation, solvers, space, sweep,
+                       weights)
 from odl_atoms.atoms import *  # noqa: F401,F403
 from odl_atoms.functionals import *  # noqa: F401,F403
 from odl_atoms.io import *  # noqa: F401,F403
@@ -24,6 +25,7 @@ from odl_atoms.phantoms import *  # noqa: F401,F403
 from odl_atoms.picking import *  # noqa: F401,F403
 from odl_atoms.plot import *  # noqa: F401,F403
 from odl_atoms.precision import *  # noqa: F401,F403
+from odl_atoms.relax import *  # noqa: F401,F403
 from odl_atoms.simulation import *  # noqa: F401,F403
 from odl_atoms.solvers import *  # noqa: F401,F403
 from odl_atoms.space import *  # noqa: F401,F403
@@ -38,7 +40,7 @@ from odl_atoms.learned import LearnedPicker, LearnedSIRT, learned_sirt  # noqa: 
 
 __all__ = (space.__all__ + atoms.__all__ + operators.__all__
            + functionals.__all__ + objective.__all__ + solvers.__all__
-           + phantoms.__all__ + metrics.__all__ + io.__all__ + noise.__all__
-           + simulation.__all__ + parameter_choice.__all__ + plot.__all__
+           + phantoms.__all__ + relax.__all__ + metrics.__all__ + io.__all__
+           + noise.__all__ + simulation.__all__ + parameter_choice.__all__ + plot.__all__
            + picking.__all__ + precision.__all__ + weights.__all__ + sweep.__all__
            + ('LearnedPicker', 'LearnedSIRT', 'learned_sirt'))

@@ -486,9 +486,14 @@ def test_default_moves_depend_on_the_number_of_starts():
     op = measured.operator()
     assert oa.ADCG(op).moves == DEFAULT_MOVES
     several = oa.ADCG(op, starts=oa.lattice_starts('square'))
-    assert several.moves[1:-1] == MULTI_START_MOVES
-    assert [m.name for m in several.moves] == ['refit_lattice', 'relocate',
-                                               'regrow_column']
+    assert several.moves[2:-1] == MULTI_START_MOVES
+    assert [m.name for m in several.moves] == ['stiffen', 'refit_lattice',
+                                               'relocate', 'regrow_column']
+    # Stiffen only from 3 angles on (with 2 it lost runs, see auto_moves).
+    two = simulate(phantom.measure, np.radians([0, 50]), 0.15 * 2.885,
+                   n_detector=96).operator()
+    assert [m.name for m in oa.ADCG(two, starts=oa.lattice_starts(
+        'square')).moves] == ['refit_lattice', 'relocate', 'regrow_column']
     greedy_only = oa.ADCG(op, starts=[oa.GreedyStart(), oa.GreedyStart()])
     assert greedy_only.moves == MULTI_START_MOVES
     assert 'moves=' not in repr(several)

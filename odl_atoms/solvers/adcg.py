@@ -139,7 +139,8 @@ class ADCG(BatchAdditions, Solver):
         with several (`MULTI_START_MOVES`: there Regrow changed no answer
         on the benchmarks and cost half the time), and when a 2D
         `LatticeStart` is among the starts `RefitLattice` first and
-        `RegrowColumn` last; ``()`` gives the plain ADCG of the paper.
+        `RegrowColumn` last, with 3 or more angles after `Stiffen`;
+        ``()`` gives the plain ADCG of the paper.
     move_budget : float, optional
         Total number of escape trials, in units of ``max_atoms`` (default 2);
         with batch additions at most ``move_budget * BATCH_ESCAPES`` (200).
@@ -246,7 +247,8 @@ class ADCG(BatchAdditions, Solver):
             if moves != 'auto':
                 raise ValueError(f"`moves` must be 'auto' or a sequence of "
                                  f"moves, got {moves!r}")
-            moves = auto_moves(self.starts, operator.domain.ndim)
+            moves = auto_moves(self.starts, operator.domain.ndim,
+                               len(operator.geometry.angles))
         self.moves = tuple(moves or ())
         for move in self.moves:
             if not (hasattr(move, 'trials') and hasattr(move, 'name')):

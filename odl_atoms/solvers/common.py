@@ -1,7 +1,7 @@
 """Pieces the atom solvers (ADCG, simulated annealing) share.
 
 - `check_alpha`: the dimensionless energy weight must be a number >= 0;
-- `default_potential`, `parse_potential`: what ``potential=`` means (a
+- `default_potential`, `default_lennard_jones`, `parse_potential`: what ``potential=`` means (a
   `LennardJones`, an equilibrium distance ``r_min``, ``'auto'`` or None);
 - `estimate_r_min`: the equilibrium distance for ``'auto'``, from a
   reconstruction made without energy;
@@ -17,9 +17,9 @@ from scipy.spatial import cKDTree
 from odl_atoms.functionals import LennardJones
 from odl_atoms.projection import SeparableGrid, Stencil
 
-__all__ = ('check_alpha', 'default_potential', 'parse_potential',
-           'estimate_r_min', 'expected_atoms', 'scoring_discr',
-           'scoring_grid')
+__all__ = ('check_alpha', 'default_potential', 'default_lennard_jones',
+           'parse_potential', 'estimate_r_min', 'expected_atoms',
+           'scoring_discr', 'scoring_grid')
 
 
 def check_alpha(alpha):
@@ -38,17 +38,25 @@ def check_alpha(alpha):
 def default_potential(operator, r_min):
     """Return the solvers' default potential with equilibrium distance ``r_min``.
 
+    `default_lennard_jones` in the dimension of ``operator``'s atoms.
+    """
+    return default_lennard_jones(operator.domain.ndim, r_min)
+
+
+def default_lennard_jones(ndim, r_min):
+    """Return the default Lennard-Jones potential for ``ndim``-D atoms.
+
     Lennard-Jones with ASE's smooth (force-continuous) cut-off, which keeps the
     objective differentiable for L-BFGS-B, and an inner core at half the
     Lennard-Jones ``sigma``: finite (no inf/NaN when atoms meet) yet so high
     (about 1e5 well depths) that two atoms never share a site to fit a column
-    of double weight.
+    of double weight. The solvers use it for ``potential=r_min``, and
+    `odl_atoms.relax_defect` relaxes phantoms under it.
     """
     r_min = float(r_min)
     if not r_min > 0:
         raise ValueError(f'`r_min` must be positive, got {r_min}')
-    d = operator.domain.ndim
-    return LennardJones.from_r_min(odl.rn((2, d)), r_min, smooth=True,
+    return LennardJones.from_r_min(odl.rn((2, ndim)), r_min, smooth=True,
                                    core_radius=0.5 * r_min / 2 ** (1 / 6))
 
 

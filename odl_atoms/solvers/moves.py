@@ -733,32 +733,52 @@ DEFAULT_MOVES = (Relocate(), Regrow())
 #: (`auto_moves`).
 MULTI_START_MOVES = (DEFAULT_MOVES[0],)
 
+#: `auto_moves` puts `Stiffen` first from this many projection angles on.
+STIFFEN_MIN_ANGLES = 3
 
-def auto_moves(starts, ndim):
+
+def auto_moves(starts, ndim, n_angles=None):
     """ADCG's escape moves for ``moves='auto'``.
 
     `DEFAULT_MOVES` from one start, `MULTI_START_MOVES` from several, and
     when a 2D `LatticeStart` is among the starts, `RefitLattice` before
-    them and `RegrowColumn` after. `Stiffen` is not among them: first in
-    this list it made the edge dislocation exact at every random 3-angle
-    set of the benchmarks but lost runs elsewhere (2 angles: 12 of 45
-    exact instead of 21; the interstitial, whose model prefers wrong
-    answers, 9 of 16 instead of 11 at the random sets; see
-    ``benchmarks/results/*_stiffen.md``). The refits come first: the few large
-    fixes before many single-atom ones, which would spend the move budget
-    (measured on the 7 x 7 edge dislocation at 63.9/66.7/142.3 degrees:
-    exact with the refits first, F1 0.94 when Relocate's trials had used up
-    the budget). The column regrowth comes last, when nothing else helps:
-    measured on the seven runs at random 3-angle sets, noise none and 1 %,
-    that the refits left wrong, it made three exact (the grain boundary at
-    63.9/66.7/142.3 at both noise levels, a noise-free edge dislocation).
+    them and `RegrowColumn` after, and with 3 or more angles `Stiffen`
+    first of all.
+
+    Why this order, measured on the 7 x 7 phantoms of the benchmarks
+    (``benchmarks/results/random_angles.md``, ``global_search_stiffen.md``):
+
+    - `Stiffen` first, with 3 or more angles: it made the edge dislocation
+      exact at every random 3-angle set (16 of 16 runs, noise none and
+      1 %, against 13 without it); on 7 hard cases it fixed 6 first, 5
+      after the refits, 1 of 4 edge dislocations last. With 2 angles the
+      data hold the atoms too loosely: the stiff relaxation pulls them
+      into arrangements the data cannot rule out (12 of 45 runs exact
+      instead of 21), so there it is left out.
+    - The refits next: the few large fixes before many single-atom ones,
+      which would spend the move budget (the edge dislocation at
+      63.9/66.7/142.3 degrees: exact with the refits first, F1 0.94 when
+      Relocate's trials had used up the budget).
+    - The column regrowth last, when nothing else helps: of the seven
+      runs at random 3-angle sets that the refits left wrong, it made
+      three exact.
+
+    Parameters
+    ----------
+    starts : sequence of starts
+    ndim : int
+        Dimension of the atoms, 2 or 3.
+    n_angles : int, optional
+        Number of projection angles; without it, `Stiffen` is left out.
 
     Examples
     --------
     >>> import odl_atoms as oa
-    >>> [move.name for move in auto_moves(oa.lattice_starts('square'), 2)]
+    >>> [move.name for move in auto_moves(oa.lattice_starts('square'), 2, 3)]
+    ['stiffen', 'refit_lattice', 'relocate', 'regrow_column']
+    >>> [move.name for move in auto_moves(oa.lattice_starts('square'), 2, 2)]
     ['refit_lattice', 'relocate', 'regrow_column']
-    >>> auto_moves(oa.lattice_starts('fcc'), 3) == MULTI_START_MOVES
+    >>> auto_moves(oa.lattice_starts('fcc'), 3, 3) == MULTI_START_MOVES
     True
     """
     from odl_atoms.solvers.starts import LatticeStart
@@ -766,4 +786,6 @@ def auto_moves(starts, ndim):
     moves = DEFAULT_MOVES if len(starts) == 1 else MULTI_START_MOVES
     if ndim == 2 and any(isinstance(s, LatticeStart) for s in starts):
         moves = (RefitLattice(),) + moves + (RegrowColumn(),)
+        if n_angles is not None and n_angles >= STIFFEN_MIN_ANGLES:
+            moves = (Stiffen(),) + moves
     return moves
