@@ -695,6 +695,9 @@ def cmd_simulate(args):
     if args.atoms is not None:
         if args.phantom is not None:
             raise UsageError('give either --phantom or --atoms, not both')
+        if args.relax:
+            raise UsageError('--relax applies to the built-in --phantom '
+                             'phantoms (an --atoms file marks no defect)')
         truth = _read_atoms_file(args.atoms, weights=weights, ndim=args.ndim)
         source = str(args.atoms)
     else:
@@ -702,6 +705,12 @@ def cmd_simulate(args):
             raise UsageError('--weights and --ndim apply to --atoms files')
         args.phantom = args.phantom or 'vacancy'
         phantom = _phantom_from_args(args)
+        if args.relax:
+            from odl_atoms.relax import relax_defect
+            try:
+                phantom = relax_defect(phantom)
+            except ValueError as exc:
+                raise UsageError(f'--relax: {exc}') from exc
         truth = phantom.measure
         source = repr(phantom)
     if truth.n_atoms == 0:
@@ -1204,6 +1213,11 @@ def build_parser():
                           'gold)')
     src.add_argument('--symbol', default=None,
                      help='chemical element of the 3D phantoms (default Au)')
+    src.add_argument('--relax', action='store_true',
+                     help='relax the atoms within 1.2 lattice spacings of the '
+                          'defect under a Lennard-Jones potential whose '
+                          'minimum is the lattice spacing (what a crystal '
+                          'does; see odl_atoms.relax_defect)')
     src.add_argument('--weights', default=None, metavar='SPECIES=W,...',
                      help='atom weights of an --atoms file by species, e.g. '
                           'Au=1,Pt=1.3 (default: the file\'s, else 1)')

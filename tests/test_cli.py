@@ -144,6 +144,18 @@ def test_simulate_angles_range_hdf5_and_options(tmp_path, capsys):
     assert measured.ground_truth() == expected
 
 
+def test_simulate_relaxed_phantom(tmp_path, capsys):
+    path = tmp_path / 'relaxed.npz'
+    status, _, _ = run(capsys, '-q', 'simulate', '--phantom', 'interstitial',
+                       '--shape', '4', '4', '--relax', '--detector', '40',
+                       '-o', path)
+    assert status == 0
+    built = oa.defect_phantom('interstitial', shape=(4, 4))
+    truth = oa.read_projections(path).ground_truth()
+    assert truth == oa.relax_defect(built).measure
+    assert not truth == built.measure
+
+
 def test_simulate_comma_angles_dose_and_3d(tmp_path, capsys):
     path = tmp_path / 'octa.npz'
     status, _, _ = run(capsys, '-q', 'simulate', '--phantom', 'octahedron',
@@ -186,6 +198,9 @@ def test_simulate_from_atom_file(tmp_path, capsys):
     (['--weights', 'Au=1'], 'apply to --atoms'),
     (['--noise', '-1'], 'must be a number >= 0'),
     (['--sigma', '0'], 'must be positive'),
+    (['--phantom', 'perfect', '--relax'], '--relax: the \'perfect\' phantom '
+                                          'marks no defect'),
+    (['--atoms', 'in.xyz', '--relax'], '--relax applies to the built-in'),
 ])
 def test_simulate_bad_input(tmp_path, capsys, args, message):
     status, out, err = run(capsys, 'simulate', *args, '-o',
