@@ -92,14 +92,15 @@ ABLATION = (FULL, 'no split start', 'no patch start',
 def make_solver(config, op, a, noise_std, alpha=None, seed=0):
     """The ADCG of one configuration (see the module documentation)."""
     import odl_atoms as oa
-    from odl_atoms.solvers.moves import (Perturb, RefitLattice, Regrow,
-                                         RegrowColumn, Relocate, ShiftColumn,
-                                         Stiffen)
+    from odl_atoms.solvers.moves import (STIFFEN_MIN_ANGLES, Perturb,
+                                         RefitLattice, Regrow, RegrowColumn,
+                                         Relocate, ShiftColumn, Stiffen)
     # 'auto': (Stiffen with 3+ angles,) RefitLattice, Relocate,
     # RegrowColumn with the lattice starts; Relocate and Regrow from the
     # greedy start alone.
     moves = 'auto'
-    default = {'stiffen': Stiffen()} if len(op.geometry.angles) >= 3 else {}
+    three = len(op.geometry.angles) >= STIFFEN_MIN_ANGLES
+    default = {'stiffen': Stiffen()} if three else {}
     default.update(refit=RefitLattice(), relocate=Relocate(),
                    regrow_column=RegrowColumn())
 

@@ -1,8 +1,9 @@
 """Pieces the atom solvers (ADCG, simulated annealing) share.
 
 - `check_alpha`: the dimensionless energy weight must be a number >= 0;
-- `default_potential`, `default_lennard_jones`, `parse_potential`: what ``potential=`` means (a
-  `LennardJones`, an equilibrium distance ``r_min``, ``'auto'`` or None);
+- `default_potential`, `default_lennard_jones`, `parse_potential`: what
+  ``potential=`` means (a `LennardJones`, an equilibrium distance
+  ``r_min``, ``'auto'`` or None);
 - `estimate_r_min`: the equilibrium distance for ``'auto'``, from a
   reconstruction made without energy;
 - `expected_atoms`: how many atoms the data hold (total projected weight).

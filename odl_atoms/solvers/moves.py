@@ -751,7 +751,11 @@ def auto_moves(starts, ndim, n_angles=None):
     - `Stiffen` first, with 3 or more angles: it made the edge dislocation
       exact at every random 3-angle set (16 of 16 runs, noise none and
       1 %, against 13 without it); on 7 hard cases it fixed 6 first, 5
-      after the refits, 1 of 4 edge dislocations last. With 2 angles the
+      after the refits, 1 of 4 edge dislocations last. It cost three of
+      the 80 runs there: a grain boundary, and two of the interstitial as
+      built, whose truth is not a minimum of the objective; at
+      63.9/66.7/142.3 degrees the edge dislocation's failure moved from
+      noise-free to 1 % noise. With 2 angles the
       data hold the atoms too loosely: the stiff relaxation pulls them
       into arrangements the data cannot rule out (12 of 45 runs exact
       instead of 21), so there it is left out.
