@@ -6,7 +6,7 @@ A relaxed defect: when the phantom and the prior disagree
 square cell, :math:`a/\\sqrt 2` from four atoms that stay on their lattice
 sites. No crystal holds that: under the Lennard-Jones potential that ADCG
 uses as its prior (equilibrium distance :math:`a`) each of those four pairs
-costs about 22 well depths, and the neighbours would move outward.
+costs 48 well depths, and the neighbours would move outward.
 `relax_defect` moves them: the atoms within 1.2 lattice spacings of the
 defect go to the potential's minimum, the rest stay on the lattice.
 

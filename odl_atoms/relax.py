@@ -3,7 +3,7 @@
 A defect phantom built on an ideal lattice is not what a crystal holds: an
 interstitial placed at the centre of a square cell sits ``a / sqrt(2)`` from
 four atoms, so close that under a Lennard-Jones potential with equilibrium
-distance ``a`` each of those pairs costs about 22 well depths. A real crystal
+distance ``a`` each of those pairs costs 48 well depths. A real crystal
 pushes these neighbours outward. `relax_defect` does that: the atoms within a
 radius of the defect move to the minimum of the potential energy while the
 rest stay on the lattice (the far field of a larger crystal, which holds
@@ -14,7 +14,7 @@ potential prefers the relaxed neighbourhood. From 2-3 tilt angles, shifts
 along directions no projection resolves cost the data fit almost nothing,
 so on the unrelaxed phantom the energy pushes a neighbour outward and the
 answer misses the truth, with a lower objective than the truth has (see the
-"relaxed interstitial" rows of ``benchmarks/results/random_angles.md``).
+``relaxed_interstitial`` rows of ``benchmarks/results/random_angles.md``).
 """
 
 import warnings
@@ -90,6 +90,15 @@ def relax_defect(phantom, radius=DEFAULT_RELAX_RADIUS, potential=None,
 
     Examples
     --------
+    An interstitial at the centre of a square cell of side ``a`` is
+    ``a / sqrt(2)`` from four atoms; under the default potential each of
+    those pairs costs 48 well depths:
+
+    >>> from odl_atoms.solvers.common import default_lennard_jones
+    >>> lj = default_lennard_jones(2, r_min=2.0)
+    >>> lj.pair_energy(np.array([2.0 / np.sqrt(2), 2.0]))
+    array([ 48.,  -1.])
+
     The four neighbours of an interstitial move outward by about 0.17
     lattice spacings, the interstitial itself hardly (the lattice around it
     is almost symmetric), and the rest of the lattice stays:
