@@ -92,24 +92,22 @@ ABLATION = (FULL, 'no split start', 'no patch start',
 def make_solver(config, op, a, noise_std, alpha=None, seed=0):
     """The ADCG of one configuration (see the module documentation)."""
     import odl_atoms as oa
-    from odl_atoms.solvers.moves import (STIFFEN_MIN_ANGLES, Perturb,
-                                         RefitLattice, Regrow, RegrowColumn,
-                                         Relocate, ShiftColumn, Stiffen)
-    # 'auto': (Stiffen with 3+ angles,) RefitLattice, Relocate,
-    # RegrowColumn with the lattice starts; Relocate and Regrow from the
-    # greedy start alone.
+    from odl_atoms.solvers.moves import (Perturb, RefitLattice, Regrow,
+                                         ShiftColumn, auto_moves)
+
+    greedy, single, patches, split = oa.lattice_starts('square')
+    starts = [greedy, single, patches, split]
+    # ADCG's own moves with the lattice starts ('auto': Stiffen with 3+
+    # angles, RefitLattice, Relocate, RegrowColumn), by name, for the
+    # ablation to switch off one at a time.
     moves = 'auto'
-    three = len(op.geometry.angles) >= STIFFEN_MIN_ANGLES
-    default = {'stiffen': Stiffen()} if three else {}
-    default.update(refit=RefitLattice(), relocate=Relocate(),
-                   regrow_column=RegrowColumn())
+    default = {move.name: move for move in
+               auto_moves(starts, 2, len(op.geometry.angles))}
 
     def without(*names, **replaced):
         return [replaced.get(k, m) for k, m in default.items()
                 if k not in names]
 
-    greedy, single, patches, split = oa.lattice_starts('square')
-    starts = [greedy, single, patches, split]
     extra = {} if alpha is None else {'alpha': alpha}
     if config == 'plain':
         moves, starts = [], [greedy]
@@ -132,9 +130,9 @@ def make_solver(config, op, a, noise_std, alpha=None, seed=0):
     elif config == 'no Stiffen':
         moves = without('stiffen')
     elif config == 'no RefitLattice':
-        moves = without('refit')
+        moves = without('refit_lattice')
     elif config == 'single refits only':
-        moves = without(refit=RefitLattice(chain=False))
+        moves = without(refit_lattice=RefitLattice(chain=False))
     elif config == 'no Relocate':
         moves = without('relocate')
     elif config == 'no RegrowColumn':

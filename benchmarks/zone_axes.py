@@ -10,7 +10,8 @@ and the search with every lattice start (``every start`` there:
 lowest objective wins) on the same
 problems: the five 2D defect phantoms (7 x 7 square lattice, blur
 0.15 a, 96 detector cells) and the relaxed interstitial
-(``relaxed_interstitial`` in ``global_search.py``), noise none, 1 % and 5 %, noise seeds 0 and 1.
+(``relaxed_interstitial`` in ``global_search.py``), noise none, 1 % and
+5 %, noise seeds 0 and 1.
 
 For every failed run it also asks whether the truth (relaxed from its exact
 positions) has a lower objective than the answer: if not, the objective

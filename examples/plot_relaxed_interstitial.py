@@ -30,8 +30,9 @@ built = oa.defect_phantom('interstitial')
 relaxed = oa.relax_defect(built)
 a = built.lattice_spacing
 shift = relaxed.measure.positions - built.measure.positions
-print(f'relax_defect moved {np.count_nonzero(np.abs(shift).max(1) > 1e-6)} '
-      f'atoms, by up to {np.linalg.norm(shift, axis=1).max() / a:.2f} a')
+moved = np.abs(shift).max(1) > 1e-6
+print(f'relax_defect moved {moved.sum()} atoms, by up to '
+      f'{np.linalg.norm(shift, axis=1).max() / a:.2f} a')
 
 results = {}
 for name, phantom in (('as built', built), ('relaxed', relaxed)):
@@ -52,7 +53,6 @@ for name, phantom in (('as built', built), ('relaxed', relaxed)):
 fig, axes = plt.subplots(1, 3, figsize=(15, 5))
 oa.plot_atoms(relaxed.measure, built.measure, ax=axes[0],
               title='relax_defect: built (truth) vs relaxed')
-moved = np.abs(shift).max(1) > 1e-6
 start = built.measure.positions[moved]
 axes[0].quiver(start[:, 0], start[:, 1], shift[moved, 0], shift[moved, 1],
                angles='xy', scale_units='xy', scale=0.2, color='C3')

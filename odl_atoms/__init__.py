@@ -41,6 +41,7 @@ from odl_atoms.learned import LearnedPicker, LearnedSIRT, learned_sirt  # noqa: 
 __all__ = (space.__all__ + atoms.__all__ + operators.__all__
            + functionals.__all__ + objective.__all__ + solvers.__all__
            + phantoms.__all__ + relax.__all__ + metrics.__all__ + io.__all__
-           + noise.__all__ + simulation.__all__ + parameter_choice.__all__ + plot.__all__
+           + noise.__all__ + simulation.__all__ + parameter_choice.__all__
+           + plot.__all__
            + picking.__all__ + precision.__all__ + weights.__all__ + sweep.__all__
            + ('LearnedPicker', 'LearnedSIRT', 'learned_sirt'))

@@ -148,13 +148,13 @@ def relax_defect(phantom, radius=DEFAULT_RELAX_RADIUS, potential=None,
         return energy, gradient[free].ravel()
 
     result = minimize(energy_and_gradient, positions[free].ravel(), jac=True,
-                      method='L-BFGS-B', options=dict(gtol=gtol, ftol=1e-15,
-                                                  maxiter=10000))
+                      method='L-BFGS-B',
+                      options=dict(gtol=gtol, ftol=1e-15, maxiter=10000))
     if not result.success:
         raise ValueError(f'the relaxation did not converge ({result.message});'
                          f' try a smaller `radius` or another `potential`')
-    shift = np.linalg.norm(result.x.reshape(-1, phantom.ndim)
-                           - positions[free], axis=1).max() / spacing
+    moved = result.x.reshape(-1, phantom.ndim)
+    shift = np.linalg.norm(moved - positions[free], axis=1).max() / spacing
     if shift > LARGE_SHIFT:
         warnings.warn(
             f'relaxing the {phantom.name!r} phantom moved an atom by '
@@ -162,7 +162,7 @@ def relax_defect(phantom, radius=DEFAULT_RELAX_RADIUS, potential=None,
             f'this potential, and the relaxed phantom is another structure. '
             f'Use a smaller `radius` or a potential whose minimum is this '
             f'lattice.', UserWarning, stacklevel=2)
-    positions[free] = result.x.reshape(-1, phantom.ndim)
+    positions[free] = moved
     measure = phantom.space.element(positions,
                                     weights=phantom.measure.weights,
                                     species=phantom.measure.species)

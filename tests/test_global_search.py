@@ -223,8 +223,8 @@ def test_split_start_makes_an_edge_dislocation_exact():
     """ADCG from the split start recovers every atom; the single-lattice
     and patch starts with single refits and Relocate did not (F1 0.26
     before RefitLattice, measured). With chained refits and RegrowColumn
-    those starts get there as well (the default moves); with `Stiffen`
-    first they do not (F1 0.26, measured: its first step leads the
+    those starts get there as well; with `Stiffen` first (the default
+    moves at 3 angles) they do not (F1 0.26, measured: its first step leads the
     refits elsewhere)."""
     phantom, measured = edge_dislocation_problem()
     a = phantom.lattice_spacing
