@@ -110,7 +110,9 @@ def make_solver(config, op, a, noise_std, alpha=None, seed=0):
 
     extra = {} if alpha is None else {'alpha': alpha}
     if config == 'plain':
+        # The paper's ADCG: no moves, one start, alpha fixed.
         moves, starts = [], [greedy]
+        extra['discrepancy'] = None
     elif config == 'escapes':
         starts = [greedy]
     elif config == 'no split start':
@@ -185,24 +187,32 @@ def reconstruct(config, defect, angles, noise, seed=0, alpha=None):
     measured = oa.simulate(phantom.measure, np.radians(angles), BLUR * a,
                            n_detector=N_DETECTOR, noise=noise, seed=seed)
     op = measured.operator()
-    solver = make_solver(config, op, a, measured.noise_std, alpha, seed)
+    # The noise level is known, also when there is none (simulate records
+    # None, 'unknown', for noise-free data): ADCG's discrepancy principle
+    # needs it.
+    noise_std = 0.0 if measured.noise_std is None else measured.noise_std
+    solver = make_solver(config, op, a, noise_std, alpha, seed)
     start = time.perf_counter()
     result = solver.solve(measured.element())
     elapsed = time.perf_counter() - start
     match = oa.match_atoms(phantom.measure, result.measure)
     cert = result.info['certificate']
     truth, truth_exact = relaxed_truth(solver, measured.element(),
-                                       phantom.measure)
+                                       phantom.measure, result.info['alpha'])
     return dict(config=config, defect=defect, noise=noise, seed=seed,
                 n_true=phantom.n_atoms, n_found=result.n_atoms, f1=match.f1,
                 exact=match.exact, rmsd_a=match.rmsd / a, time=elapsed,
                 objective=cert.objective, truth_objective=truth,
                 truth_relaxed_exact=truth_exact,
                 local_minimum=cert.local_minimum, agreement=cert.agreement,
-                n_starts=len(cert.starts), best_start=result.info['best_start'])
+                n_starts=len(cert.starts), best_start=result.info['best_start'],
+                alpha=result.info['alpha'],
+                lowerings=len(result.info['lowered_alpha']),
+                misfit_ratio=(cert.data_misfit / result.info['discrepancy_bound']
+                              if result.info['discrepancy_bound'] else None))
 
 
-def relaxed_truth(solver, data, truth):
+def relaxed_truth(solver, data, truth, alpha=None):
     """The objective (``E_atom``) of the truth relaxed under ``solver``'s.
 
     The true atoms, moved by ADCG's local move (L-BFGS-B on the objective
@@ -210,12 +220,15 @@ def relaxed_truth(solver, data, truth):
     basin, to compare with an answer's (an interstitial at its exact site,
     say, is not at the energy's minimum; its relaxed neighbours are). Also
     returns whether the relaxed atoms still match the truth (F1 = 1).
+    ``alpha``: the energy weight the answer was found with (default the
+    solver's; the discrepancy principle may have lowered it).
     """
     import odl_atoms as oa
     from odl_atoms.objective import AtomObjective
     from odl_atoms.solvers.configuration import Configuration
 
-    objective = AtomObjective(solver.operator, data, solver.alpha,
+    objective = AtomObjective(solver.operator, data,
+                              solver.alpha if alpha is None else alpha,
                               solver.potential,
                               reference_weight=solver.allowed.min())
     n = truth.positions.shape[0]

@@ -780,13 +780,22 @@ def cmd_reconstruct(args):
           f'{result.n_iterations} iterations, data misfit '
           f'{result.data_misfit:.4g}'
           + (f', estimated r_min {r_est:.3f} Å' if r_est else ''))
+    lowered = result.info.get('lowered_alpha')
+    if lowered:
+        print(f'alpha lowered from {lowered[0]["alpha"]:.3g} to '
+              f'{result.info["alpha"]:.3g} by the discrepancy principle '
+              f'(the answer at {lowered[0]["alpha"]:.3g} fit the data worse '
+              f'than the noise explains: misfit '
+              f'{lowered[0]["data_misfit"]:.3g} > {lowered[0]["bound"]:.3g} '
+              f'E_atom)')
     certificate = result.info.get('certificate')
     if certificate is not None:
         print('certificate:\n  ' + str(certificate).replace('\n', '\n  '))
     print(f'wrote {out}')
     truth = measured.ground_truth()
     report = {'solver': cls.__name__, 'data': str(args.data),
-              'alpha': args.alpha, 'r_min': args.r_min or r_est,
+              'alpha': args.alpha, 'alpha_used': result.info.get('alpha'),
+              'r_min': args.r_min or r_est,
               'n_atoms': result.n_atoms,
               'time': result.time, 'n_iterations': result.n_iterations,
               'data_misfit': result.data_misfit, 'energy': result.energy}
@@ -1291,7 +1300,10 @@ def build_parser():
                    metavar='Å', help='atom std, overriding the file\'s')
     p.add_argument('--noise-std', type=_noise_std, default=None,
                    help='noise std per data value, overriding the file\'s '
-                        '(default: the file\'s); "none" ignores it')
+                        '(default: the file\'s; 0 for noise-free data). '
+                        'With it and --lattice, ADCG lowers alpha when its '
+                        'answer fits the data worse than the noise explains '
+                        '(discrepancy principle); "none" ignores it')
     p.add_argument('--init', metavar='ATOMS', default=None,
                    help='start from the atoms of this file')
     p.add_argument('--grid-spacing', type=_positive('--grid-spacing'),

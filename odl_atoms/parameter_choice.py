@@ -16,8 +16,14 @@ largest ``alpha`` whose reconstruction still fits the data to within
 ``tau * delta`` (``tau = 1.1``). Without a noise estimate it falls back on
 `DEFAULT_ALPHA`, which was measured to work on noiseless and low-noise data
 (see the defects benchmark).
+
+`ADCG` applies the rule by itself, sequentially, when it knows the noise
+level: an answer that fits the data worse than ``tau * delta`` is searched
+again with a smaller alpha (its ``discrepancy``, ``alpha_step`` and
+``max_lowerings``). A sweep holds every alpha fixed instead.
 """
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,7 +104,9 @@ def alpha_sweep(operator, data, alphas, noise_std=None, solver=ADCG,
         Called after each reconstruction with ``(alpha, result)`` (for
         progress bars).
     solver_kwargs :
-        Further arguments of the solver (e.g. ``potential=2.885``).
+        Further arguments of the solver (e.g. ``potential=2.885``). ADCG's
+        own discrepancy principle is off (``discrepancy=None``) unless given
+        here: the sweep reconstructs with every alpha as it is.
 
     Returns
     -------
@@ -108,6 +116,10 @@ def alpha_sweep(operator, data, alphas, noise_std=None, solver=ADCG,
     alphas = np.array(sorted(float(a) for a in alphas))
     if alphas.size == 0 or np.any(alphas < 0) or not np.all(np.isfinite(alphas)):
         raise ValueError(f'`alphas` must be numbers >= 0, got {alphas.tolist()}')
+    if 'discrepancy' in inspect.signature(solver).parameters:
+        # Every alpha as given: ADCG's own discrepancy principle would
+        # lower the large ones and flatten the curves.
+        solver_kwargs.setdefault('discrepancy', None)
     results = []
     for alpha in alphas:
         result = solver(operator, alpha=float(alpha), noise_std=noise_std,

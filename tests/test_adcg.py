@@ -182,3 +182,105 @@ def test_bad_input():
         oa.ADCG(op).solve(measured.element(), initial=np.zeros((2, 2)))
     with pytest.raises(TypeError, match='GaussianRayTransform'):
         oa.ADCG(odl.IdentityOperator(op.range))
+
+
+# --- The sequential discrepancy principle
+
+
+def core_problem(noise=0.01):
+    """`small_problem`, to be solved with a potential of ``r_min = 3``.
+
+    The closest true pairs (1.9 and 2.3 apart) then sit in the potential's
+    repulsive core: a large energy weight keeps out atoms the data need,
+    and the answer fits the data worse than the noise explains.
+    """
+    truth, measured = small_problem(noise=noise)
+    return truth, measured, measured.operator(), measured.element()
+
+
+def test_discrepancy_bound_is_tau_squared_times_the_noise_norm():
+    truth, measured, op, y = core_problem()
+    solver = oa.ADCG(op, potential=3.0, noise_std=measured.noise_std,
+                     discrepancy=1.1)
+    objective = AtomObjective(op, y, 1e-3, solver.lennard_jones(3.0))
+    # 0.5 tau^2 delta^2, delta^2 = c N s^2, from ODL's own norm of ones
+    # (c N) - independent of how ADCG computes it.
+    c_n = op.range.one().norm() ** 2
+    expected = 0.5 * 1.1 ** 2 * c_n * measured.noise_std ** 2
+    assert solver.discrepancy_bound(objective) == pytest.approx(expected)
+    # Noise-free data (noise_std=0): the floor, 0.5 % of the data norm.
+    exact = oa.ADCG(op, potential=3.0, noise_std=0.0, discrepancy=1.1)
+    assert exact.discrepancy_bound(objective) == pytest.approx(
+        0.5 * 1.1 ** 2 * (5e-3 * y.norm()) ** 2)
+    # Does not apply: unknown noise, switched off, no energy, and by
+    # default ('auto') without a lattice start.
+    assert oa.ADCG(op, potential=3.0,
+                   discrepancy=1.1).discrepancy_bound(objective) is None
+    assert oa.ADCG(op, potential=3.0, noise_std=0.01,
+                   discrepancy=None).discrepancy_bound(objective) is None
+    assert solver.discrepancy_bound(objective.with_alpha(0)) is None
+    assert oa.ADCG(op, potential=3.0, noise_std=0.01).discrepancy is None
+    assert oa.ADCG(op, potential=3.0, noise_std=0.01,
+                   starts=oa.lattice_starts('square')).discrepancy == 1.1
+
+
+@pytest.mark.parametrize('noise', [0.0, 0.01])
+def test_discrepancy_principle_lowers_alpha_until_the_data_fit(noise):
+    truth, measured, op, y = core_problem(noise)
+    noise_std = measured.noise_std or 0.0
+    c_n = op.range.one().norm() ** 2
+    delta2 = max(c_n * noise_std ** 2, (5e-3 * y.norm()) ** 2)
+
+    def misfit(measure):
+        return 0.5 * (op(measure) - y).norm() ** 2
+
+    fixed = oa.ADCG(op, alpha=0.1, potential=3.0, noise_std=noise_std,
+                    discrepancy=None).solve(y)
+    # Alpha fixed: the energy overrides the data (atoms missing).
+    assert misfit(fixed.measure) > 0.5 * 1.1 ** 2 * delta2
+    assert oa.match_atoms(truth, fixed.measure).f1 < 1
+    assert fixed.info['lowered_alpha'] == [] and fixed.info['alpha'] == 0.1
+
+    result = oa.ADCG(op, alpha=0.1, potential=3.0, noise_std=noise_std,
+                     discrepancy=1.1, max_lowerings=10).solve(y)
+    steps = result.info['lowered_alpha']
+    assert len(steps) >= 1
+    # Each step lowered alpha by 0.3 because its answer did not fit ...
+    assert [s['alpha'] for s in steps] == pytest.approx(
+        [0.1 * 0.3 ** k for k in range(len(steps))])
+    assert all(s['data_misfit'] > s['bound'] for s in steps)
+    assert result.info['alpha'] == pytest.approx(0.1 * 0.3 ** len(steps))
+    # ... and the answer returned fits the data to tau * delta: exact.
+    assert misfit(result.measure) <= 0.5 * 1.1 ** 2 * delta2
+    assert oa.match_atoms(truth, result.measure).exact
+    # The certificate is that of the alpha used.
+    cert = result.info['certificate']
+    assert cert.data_misfit == pytest.approx(
+        misfit(result.measure) / result.info['atom_energy'])
+
+
+def test_discrepancy_principle_stops_after_max_lowerings():
+    truth, measured, op, y = core_problem()
+    result = oa.ADCG(op, alpha=1.0, potential=3.0, discrepancy=1.1,
+                     noise_std=measured.noise_std).solve(y)
+    assert len(result.info['lowered_alpha']) == 2
+    assert result.info['alpha'] == pytest.approx(0.09)
+
+
+def test_discrepancy_principle_bad_input_and_repr():
+    truth, measured, op, y = core_problem()
+    with pytest.raises(ValueError, match='tau'):
+        oa.ADCG(op, discrepancy=0.9)
+    with pytest.raises(ValueError, match="'auto'"):
+        oa.ADCG(op, discrepancy='on')
+    with pytest.raises(ValueError, match='alpha_step'):
+        oa.ADCG(op, alpha_step=1.0)
+    with pytest.raises(ValueError, match='max_lowerings'):
+        oa.ADCG(op, max_lowerings=-1)
+    solver = oa.ADCG(op, noise_std=0.01, discrepancy=1.5, alpha_step=0.5,
+                     max_lowerings=3)
+    text = repr(solver)
+    assert ('discrepancy=1.5' in text and 'alpha_step=0.5' in text
+            and 'max_lowerings=3' in text)
+    assert 'discrepancy' not in repr(oa.ADCG(op))
+    assert 'discrepancy=None' in repr(oa.ADCG(op, discrepancy=None))

@@ -287,6 +287,29 @@ def test_reconstruct_options(small_data, tmp_path, capsys):
                           oa.read_atoms(tmp_path / 'rec.extxyz')).exact
 
 
+def test_reconstruct_reports_lowered_alpha(small_data, tmp_path, capsys):
+    # r_min far above the lattice spacing: the energy keeps out atoms the
+    # data need, and ADCG with lattice starts lowers alpha (the file's
+    # noise_std is known).
+    status, out, err = run(capsys, 'reconstruct', small_data, '-o',
+                           tmp_path / 'rec.extxyz', '--alpha', '0.1',
+                           '--r-min', '5', '--lattice', 'square', '--json',
+                           tmp_path / 'rec.json')
+    assert status == 0, err
+    assert 'alpha lowered from 0.1 to ' in out
+    report = json.loads((tmp_path / 'rec.json').read_text())
+    assert report['alpha'] == 0.1 and report['alpha_used'] < 0.1
+    # Without a noise level the principle does not apply.
+    status, out, err = run(capsys, 'reconstruct', small_data, '-o',
+                           tmp_path / 'rec2.extxyz', '--alpha', '0.1',
+                           '--r-min', '5', '--lattice', 'square',
+                           '--noise-std', 'none', '--json',
+                           tmp_path / 'rec2.json')
+    assert status == 0, err
+    assert 'alpha lowered' not in out
+    assert json.loads((tmp_path / 'rec2.json').read_text())['alpha_used'] == 0.1
+
+
 def test_reconstruct_warns_about_data_scale(small_data, tmp_path, capsys):
     measured = oa.read_projections(small_data)
     scaled = dataclasses.replace(measured, data=measured.data * 1e-4)
