@@ -241,8 +241,8 @@ class ADCG(BatchAdditions, Solver):
         answer among them, up to ``max_lowerings`` times. The alpha used is
         in ``result.info['alpha']``, the steps (alpha, data misfit and bound
         in ``E_atom``) in ``info['lowered_alpha']``, the final bound in
-        ``info['discrepancy_bound']``. Measured: see the global-search
-        section of the README.
+        ``info['discrepancy_bound']``. Why 'auto' is what it is:
+        `auto_discrepancy`.
     alpha_step : float, optional
         Factor in (0, 1) by which alpha is lowered (default 0.3).
     max_lowerings : int, optional
@@ -417,7 +417,8 @@ class ADCG(BatchAdditions, Solver):
             lowered.append(dict(alpha=objective.alpha, data_misfit=misfit / unit,
                                 bound=bound / unit))
             objective = objective.with_alpha(self.alpha_step * objective.alpha)
-            runs = self._search(objective, best.config, callback, rng)
+            runs = self._search(objective, best.config, callback, rng,
+                                answer=True)
         info['alpha'] = objective.alpha
         info['lowered_alpha'] = lowered
         info['discrepancy_bound'] = (None if bound is None
@@ -462,20 +463,19 @@ class ADCG(BatchAdditions, Solver):
         return (Configuration(polished.positions, config.weights, config.labels),
                 polish_objective)
 
-    def _search(self, objective, begin, callback, rng):
+    def _search(self, objective, begin, callback, rng, answer=False):
         """Run the search from every start; return the runs (`_Run`).
 
-        ``begin`` is the configuration the greedy start continues (the
-        ``initial`` measure of `solve`, or an earlier answer). Every start
-        runs the full search; the lowest objective wins (the objective, not
-        the data fit alone: from 2-3 angles many wrong arrangements fit the
-        data to the noise level).
+        ``begin`` is the configuration the greedy start continues: the
+        ``initial`` measure of `solve`, or with ``answer=True`` an earlier
+        answer, which is then continued even without a greedy start. Every
+        start runs the full search; the lowest objective wins (the
+        objective, not the data fit alone: from 2-3 angles many wrong
+        arrangements fit the data to the noise level).
         """
         starts = self.starts
-        if begin.n_atoms and not any(isinstance(start, GreedyStart)
-                                     for start in starts):
-            # An earlier answer is always continued, even by a solver
-            # without a greedy start.
+        if answer and not any(isinstance(start, GreedyStart)
+                              for start in starts):
             starts = starts + (GreedyStart(),)
         runs = []
         screen = (self.escape_starts is not None and self.moves
