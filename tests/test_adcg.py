@@ -265,6 +265,9 @@ def test_discrepancy_principle_stops_after_max_lowerings():
                      noise_std=measured.noise_std).solve(y)
     assert len(result.info['lowered_alpha']) == 2
     assert result.info['alpha'] == pytest.approx(0.09)
+    # Stopped by the limit, not by a fit: the answer at 0.09 still misfits.
+    assert (result.info['certificate'].data_misfit
+            > result.info['discrepancy_bound'])
 
 
 def test_discrepancy_principle_bad_input_and_repr():
