@@ -140,6 +140,13 @@ class AtomObjective:
         r = self.residual(positions, weights)
         return 0.5 * self.inner_weight * float(r @ r)
 
+    def noise_misfit(self, noise_std):
+        """Return the expected `data_misfit` of the noise alone.
+
+        ``0.5 c N noise_std^2`` (``N`` data values, ``c`` the cell weight).
+        """
+        return 0.5 * self.inner_weight * self.y.size * float(noise_std) ** 2
+
     def energy(self, positions):
         """Return ``V(x)`` (0 without potential)."""
         if self.potential is None or len(positions) < 2:

@@ -423,7 +423,6 @@ class ADCG(BatchAdditions, Solver):
         info['lowered_alpha'] = lowered
         info['discrepancy_bound'] = (None if bound is None
                                      else bound / objective.atom_energy)
-        history = best.history
         info['moves_taken'] = dict(best.moves_taken)
         info['starts'] = [
             dict(start=run.start, objective=run.config.value,
@@ -431,7 +430,9 @@ class ADCG(BatchAdditions, Solver):
                  positions=run.config.positions) for run in runs]
         info['best_start'] = best.start
         measure = self._measure(config)
-        misfit, energy = objective.parts(config.positions, config.weights)
+        # ``misfit`` is the polished answer's, from the loop (the data
+        # misfit does not depend on alpha).
+        energy = objective.energy(config.positions)
         info.update(stop_reason=best.stop, atom_energy=objective.atom_energy,
                     energy_weight=objective.energy_weight,
                     potential=potential)
@@ -439,8 +440,8 @@ class ADCG(BatchAdditions, Solver):
             data, measure, objective=objective, refined_with=polish_objective,
             starts=info['starts'], start=best.start,
             search_value=best.config.value)
-        return Reconstruction(measure=measure, objective=history,
-                              n_iterations=len(history), data_misfit=misfit,
+        return Reconstruction(measure=measure, objective=best.history,
+                              n_iterations=len(best.history), data_misfit=misfit,
                               energy=energy if potential is not None else None,
                               info=info)
 
@@ -668,9 +669,10 @@ class ADCG(BatchAdditions, Solver):
                 or not objective.energy_weight):
             return None
         y = objective.y
-        delta2 = max(y.size * self.noise_std ** 2,
-                     DISCREPANCY_FLOOR ** 2 * float(y @ y))
-        return 0.5 * objective.inner_weight * self.discrepancy ** 2 * delta2
+        floor = (0.5 * objective.inner_weight * DISCREPANCY_FLOOR ** 2
+                 * float(y @ y))
+        return self.discrepancy ** 2 * max(
+            objective.noise_misfit(self.noise_std), floor)
 
     def _default_max_atoms(self, objective):
         expected = expected_atoms(self.operator, objective.y, self.allowed.min())

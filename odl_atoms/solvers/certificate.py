@@ -195,8 +195,7 @@ def certify(solver, data, measure, objective=None, refined_with=None,
     value = misfit + objective.energy_weight * objective.energy(x)
     noise = None
     if solver.noise_std:
-        noise = (0.5 * objective.inner_weight * solver.noise_std ** 2
-                 * objective.y.size) / unit
+        noise = objective.noise_misfit(solver.noise_std) / unit
 
     config = Configuration(x, w, np.asarray(measure.species), value)
     gradient, removal = 0.0, np.inf
