@@ -34,11 +34,15 @@ def markdown_table(header, rows):
     return '\n'.join(lines)
 
 
-def write_result(path, title, text):
-    """Write a results file (markdown) next to the benchmarks."""
+def write_result(path, title, text, measured=None):
+    """Write a results file (markdown) next to the benchmarks.
+
+    ``measured``: the date-and-machine line (default `stamp`, today's); a
+    table written again from an earlier run's data keeps that run's line.
+    """
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, 'w') as f:
-        f.write(f'# {title}\n\n{stamp()}\n\n{text}\n')
+        f.write(f'# {title}\n\n{measured or stamp()}\n\n{text}\n')
     print(f'wrote {path}')
 
 
