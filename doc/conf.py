@@ -134,6 +134,9 @@ sphinx_gallery_conf = {
     'reset_modules': ('matplotlib', 'seaborn'),
     'show_memory': False,
     'min_reported_time': 0,
+    # Run the examples in as many processes as Sphinx's "-j N" (joblib); the
+    # examples are independent and take 1-70 s each.
+    'parallel': True,
 }
 
 # -- Benchmarks page: include every table benchmarks/ wrote ---------------------
