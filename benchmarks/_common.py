@@ -1,6 +1,7 @@
 """Shared helpers of the benchmark scripts: machine description, tables."""
 
 import argparse
+import csv
 import datetime
 import multiprocessing
 import os
@@ -44,6 +45,34 @@ def write_result(path, title, text, measured=None):
     with open(path, 'w') as f:
         f.write(f'# {title}\n\n{measured or stamp()}\n\n{text}\n')
     print(f'wrote {path}')
+
+
+def write_rows(path, rows):
+    """Write result rows (dicts with the same keys) as CSV."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_rows(path):
+    """The rows `write_rows` wrote, with their types back (bool, None,
+    int, float, else str)."""
+    def value(text):
+        if text in ('True', 'False'):
+            return text == 'True'
+        if text in ('', 'None'):
+            return None
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+    with open(path, newline='') as f:
+        return [{k: value(v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 def reconstruction_parser(doc):

@@ -38,12 +38,11 @@ Usage::
 
     python benchmarks/global_search.py           # full run, 2 workers
     python benchmarks/global_search.py --quick   # a few cases
-    python benchmarks/global_search.py --from-csv   # the tables again, from the CSV
+    python benchmarks/global_search.py --report-only   # the tables again, from the CSV
 
 Writes ``benchmarks/results/global_search.md`` and ``global_search.csv``.
 """
 
-import csv
 import itertools
 import os
 import re
@@ -57,8 +56,9 @@ os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import (markdown_table, reconstruction_parser,  # noqa: E402
-                     run_parallel, write_result)
+from _common import (markdown_table, read_rows,  # noqa: E402
+                     reconstruction_parser, run_parallel, write_result,
+                     write_rows)
 
 DEFECTS = ('vacancy', 'interstitial', 'edge_dislocation', 'grain_boundary',
            'displaced', 'relaxed_interstitial')
@@ -283,23 +283,6 @@ def grouped(rows, keys, order):
     return out
 
 
-def read_rows(path):
-    """The rows of a ``global_search.csv`` with their types back."""
-    def value(text):
-        if text in ('True', 'False'):
-            return text == 'True'
-        if text in ('', 'None'):
-            return None
-        for kind in (int, float):
-            try:
-                return kind(text)
-            except ValueError:
-                pass
-        return text
-    with open(path, newline='') as f:
-        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
 def discrepancy_summary(rows):
     """What ADCG's discrepancy principle did (runs where it was on)."""
     on = [r for r in rows if r.get('misfit_ratio') is not None]
@@ -328,13 +311,13 @@ def discrepancy_summary(rows):
 
 def main(argv=None):
     parser = reconstruction_parser(__doc__)
-    parser.add_argument('--from-csv', action='store_true', help=(
+    parser.add_argument('--report-only', action='store_true', help=(
         'write the tables again from global_search.csv, without running '
         '(keeps the date, machine and wall time the run wrote into '
         'global_search.md)'))
     args = parser.parse_args(argv)
     table = os.path.join(args.output, 'global_search.md')
-    if args.from_csv:
+    if args.report_only:
         rows = read_rows(os.path.join(args.output, 'global_search.csv'))
         # The run's date, machine and wall time, from the table it wrote.
         with open(table) as f:
@@ -349,12 +332,7 @@ def main(argv=None):
         wall = time.perf_counter() - begin
         ran = (f'{len(rows)} reconstructions in {wall / 60:.1f} min with '
                f'{args.workers} worker processes')
-        os.makedirs(args.output, exist_ok=True)
-        with open(os.path.join(args.output, 'global_search.csv'), 'w',
-                  newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_rows(os.path.join(args.output, 'global_search.csv'), rows)
     write_result(table, 'ADCG global search at generic angles',
                  '\n'.join(tables(rows, ran)), measured)
 
@@ -412,6 +390,7 @@ def tables(rows, ran):
             f'lower objective than the answer (a search failure, not a '
             f'modelling one): {len(truth_lower)} of {len(failed)}.']
     return text + discrepancy_summary(rows)
+
 
 if __name__ == '__main__':
     main()

@@ -39,7 +39,6 @@ Writes ``benchmarks/results/zone_axes.md`` and ``zone_axes.csv``
 ``random_angles.md`` and ``.csv`` with ``--random``).
 """
 
-import csv
 import itertools
 import os
 import sys
@@ -52,7 +51,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import (markdown_table, reconstruction_parser,  # noqa: E402
-                     run_parallel, write_result)
+                     run_parallel, write_result, write_rows)
 from global_search import (ANGLE_SETS, BLUR, DEFECTS,  # noqa: E402
                            N_DETECTOR, reconstruct)
 
@@ -149,12 +148,7 @@ def main(argv=None):
     begin = time.perf_counter()
     rows = run_parallel(run_case, cases(plan, args.quick), args.workers)
     wall = time.perf_counter() - begin
-    os.makedirs(args.output, exist_ok=True)
-    with open(os.path.join(args.output, name + '.csv'), 'w',
-              newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(os.path.join(args.output, name + '.csv'), rows)
     header = ['exact', 'mean F1', 'failures the objective prefers',
               'median time (s)']
     by_noise = table(rows, ('config', 'noise'))
