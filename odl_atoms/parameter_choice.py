@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from odl_atoms.geometry import as_data
-from odl_atoms.solvers.adcg import ADCG, DEFAULT_ALPHA
+from odl_atoms.defaults import DEFAULT_ALPHA
+from odl_atoms.solvers.adcg import ADCG
 
 __all__ = ('alpha_sweep', 'AlphaSweep')
 

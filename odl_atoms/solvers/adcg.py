@@ -40,6 +40,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
+from odl_atoms.defaults import DEFAULT_ALPHA, DISCREPANCY_TAU
 from odl_atoms.objective import AtomObjective
 from odl_atoms.weights import allowed_weights
 from odl_atoms.solvers.base import Reconstruction, Solver
@@ -55,21 +56,11 @@ from odl_atoms.solvers.starts import DEFAULT_STARTS, GreedyStart
 __all__ = ('ADCG', 'DEFAULT_ALPHA', 'DISCREPANCY_TAU', 'DISCREPANCY_FLOOR',
            'auto_discrepancy')
 
-#: Default dimensionless energy weight (see `odl_atoms.objective`): small
-#: enough not to distort a lattice that is not the potential's minimum, large
-#: enough to rule out the many atom arrangements that fit 2-3 projections
-#: equally well.
-DEFAULT_ALPHA = 1e-3
-
 #: Escape trials (in units of ``move_budget``) when batches run (3D).
 BATCH_ESCAPES = 100
 
 #: Fraction of ``alpha`` kept when polishing the positions at the end.
 POLISH_FRACTION = 1e-2
-
-#: Morozov's safety factor: an answer is accepted while its data residual is
-#: at most ``DISCREPANCY_TAU`` times the expected noise norm.
-DISCREPANCY_TAU = 1.1
 
 #: Smallest noise norm the discrepancy principle assumes, relative to the
 #: data norm: noise-free data still leave the residual the energy's bias

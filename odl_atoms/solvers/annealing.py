@@ -108,9 +108,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
+from odl_atoms.defaults import DEFAULT_ALPHA
 from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import Stencil
-from odl_atoms.solvers.adcg import DEFAULT_ALPHA
 from odl_atoms.solvers.base import Reconstruction, Solver
 # Shared with ADCG so that both solvers read `alpha`, `potential` and
 # `weights` in exactly the same way.

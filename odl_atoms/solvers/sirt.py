@@ -57,6 +57,7 @@ import numpy as np
 import odl
 from odl.applications import tomo
 
+from odl_atoms.defaults import DISCREPANCY_TAU
 from odl_atoms.geometry import DetectorFrame
 from odl_atoms.picking import AtomPicker, render_atoms
 from odl_atoms.solvers.base import Reconstruction, Solver
@@ -72,9 +73,9 @@ __all__ = ('SIRT', 'DEFAULT_N_ITER', 'DEFAULT_TAU', 'SIRT_IMPLS')
 DEFAULT_N_ITER = 200
 
 #: Default safety factor of the discrepancy principle: stop once
-#: ``||R x - y|| <= tau * ||noise||``. Slightly above 1 because the pixel
-#: model itself cannot fit the exact Gaussian data perfectly.
-DEFAULT_TAU = 1.1
+#: ``||R x - y|| <= tau * ||noise||`` (the toolkit's one `DISCREPANCY_TAU`;
+#: above 1 also because the pixel model cannot fit Gaussian data exactly).
+DEFAULT_TAU = DISCREPANCY_TAU
 
 #: Accepted values of ``impl`` (``None`` chooses automatically).
 SIRT_IMPLS = ('astra_cpu', 'astra_cuda', 'odl', 'skimage')
