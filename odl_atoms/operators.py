@@ -11,7 +11,17 @@ for the same geometry. It is linear in the measure. Solvers that move atoms use
   (`GaussianRayTransformJacobian`, linear, with an adjoint);
 - `GaussianRayTransform.correlation`: the map ``x -> <R(G * delta_x), r>`` for a
   residual ``r`` (the exact Gaussian-filtered back-projection) and its
-  gradient, at arbitrary points or on an ODL grid.
+  gradient, at arbitrary points;
+- `GaussianRayTransform.adjoint` (a `GaussianBackProjection`): that map as a
+  linear ODL operator from the data space into functions on the box, sampled
+  on a grid. It is the adjoint of the operator on measures for the dual
+  pairing ``<mu, f> = sum_i w_i f(x_i)``; its range is a function space, not
+  the space of measures.
+
+Where ODL needs an adjoint that maps back into the domain (power-method norm
+estimates, gradients of composed functionals, smooth solvers), use the
+operator on ``n`` atoms, ``op.parametrized(n)``, whose derivative has an
+adjoint into ``ProductSpace(rn((n, d)), rn(n))``.
 
 The range can live on either of ODL's array backends: ``impl='numpy'`` (the
 default) or ``impl='pytorch'`` with a ``device`` (``'cpu'``, ``'cuda'``), where
@@ -28,11 +38,15 @@ import odl
 
 from odl_atoms.geometry import (DetectorFrame, as_data, check_parallel_geometry,
                                 projection_space)
-from odl_atoms.projection import MODES, Stencil
+from odl_atoms.projection import MODES, SeparableGrid, Stencil
 from odl_atoms.space import SparseMeasureSpace
 
 __all__ = ('GaussianRayTransform', 'GaussianAtomsTransform',
-           'GaussianRayTransformJacobian')
+           'GaussianRayTransformJacobian', 'GaussianBackProjection')
+
+#: Grid points per stencil when a grid is evaluated in pieces (bounds the
+#: stencil's memory to some tens of MB for 3D windows).
+_GRID_CHUNK = 4096
 
 
 def _check_sigma(sigma):
@@ -109,6 +123,49 @@ class GaussianRayTransform(odl.Operator):
     >>> cell = 16 / 64
     >>> np.round(data.data.sum(axis=1) * cell, 6)
     array([ 2.,  2.,  2.])
+
+    **The adjoint.** The dual of a space of measures is a space of continuous
+    functions: ``op.adjoint`` maps data ``r`` to the function
+    ``f(x) = <g_x, r>_Y``, ``g_x`` the data of a unit atom at ``x`` (the
+    correlation map ADCG maximises), sampled on a grid over the box (cells
+    ``sigma / 2`` wide; `correlation_operator` takes another grid or
+    spacing). It is the adjoint for the dual pairing
+    ``<mu, f> = sum_i w_i f(x_i)``: for atoms on the grid's points,
+    ``<op(mu), r>_Y = sum_i w_i f(x_i)`` with ``f = op.adjoint(r)``.
+
+    >>> r = data
+    >>> f = op.adjoint(r)
+    >>> f.space
+    uniform_discr([-5., -5.], [ 5.,  5.], (50, 50))
+    >>> x = f.space.points()[[100, 312]]
+    >>> mu = space.element(x, weights=[1.0, -2.0])
+    >>> lhs = op.range.inner(op(mu), r)
+    >>> rhs = 1.0 * f.data.ravel()[100] - 2.0 * f.data.ravel()[312]
+    >>> bool(np.isclose(lhs, rhs))
+    True
+
+    What it is not: its range is not ``op.domain``, so ODL code that needs
+    the adjoint to map back into the domain cannot use it. The power method
+    behind ``op.norm(estimate=True)`` is one (it raises and says so), and
+    the gradient of a functional composed with ``op`` another: such a
+    gradient would be a function, not a measure. Both work on the operator
+    on ``n`` atoms, ``op.parametrized(n)`` (a nonlinear operator on
+    positions and weights), whose derivative has an adjoint into its
+    domain:
+
+    >>> atoms_op = op.parametrized(2)
+    >>> p = atoms_op.domain.element([[[0, 0], [2, 1]], [1, 1]])
+    >>> jac_norm = atoms_op.derivative(p).norm(estimate=True)
+    >>> misfit = 0.5 * odl.functionals.L2NormSquared(op.range).translated(
+    ...     data) @ atoms_op
+    >>> misfit(p)
+    0.0
+    >>> grad = misfit.gradient(p + atoms_op.domain.element([[[0.1, 0], [0, 0]],
+    ...                                                      [0, 0]]))
+    >>> grad.space
+    ProductSpace(rn((2, 2)), rn(2))
+    >>> bool(grad[0].data[0, 0] > 0)  # the misfit grows with the shift
+    True
     """
 
     def __init__(self, domain, geometry, sigma, mode='integrate', truncate=6.0,
@@ -129,6 +186,7 @@ class GaussianRayTransform(odl.Operator):
         self.__frame = DetectorFrame.from_geometry(geometry)
         self.__cache = (None, None)
         self.__device_cache = (None, None)
+        self.__adjoint = None
         range_ = projection_space(geometry, dtype, impl=impl, device=device)
         if impl == 'pytorch':
             # Imported here so that torch stays optional for the NumPy path.
@@ -225,6 +283,22 @@ class GaussianRayTransform(odl.Operator):
         self.__device_cache = (positions.copy(), stencil)
         return stencil
 
+    def new_stencil(self, positions, dtype='float64'):
+        """Return a new (uncached) stencil of ``positions`` in the range's backend.
+
+        A `Stencil` for ``impl='numpy'``; for ``impl='pytorch'`` a
+        `~odl_atoms.projection_torch.TorchStencil` on `device` in ``dtype``.
+        For point sets that are not atoms (grids), so that the cached
+        stencils of `stencil` and `device_stencil` stay those of the atoms.
+        """
+        positions = np.asarray(positions, dtype=float)
+        if self.__torch_frame is None:
+            return Stencil(self.frame, positions, self.sigma, self.truncate,
+                           self.mode)
+        from odl_atoms.projection_torch import TorchStencil
+        return TorchStencil(self.__torch_frame, positions, self.sigma,
+                            self.truncate, self.mode, dtype=dtype)
+
     def _project_data(self, positions, weights):
         """Projection data in the range's backend, dtype and shape."""
         if self.__torch_frame is None:
@@ -239,15 +313,79 @@ class GaussianRayTransform(odl.Operator):
 
     @property
     def adjoint(self):
-        """Not available on measures: the dual of measures is functions.
+        """Adjoint: data -> correlation function on a grid over the box.
 
-        Use `correlation` (the adjoint evaluated at points) or the adjoint of
-        `jacobian` (on positions and weights).
+        The `GaussianBackProjection` of `correlation_operator` with the
+        default grid (cells ``sigma / 2`` wide). Its range is a function
+        space (an ``odl.uniform_discr``), not `domain`: see the class
+        documentation for what it is and is not.
+        """
+        if self.__adjoint is None:
+            self.__adjoint = self.correlation_operator()
+        return self.__adjoint
+
+    def correlation_operator(self, grid=None, spacing=None):
+        """Return the adjoint on a given grid or with a given spacing.
+
+        Parameters
+        ----------
+        grid : `odl.DiscretizedSpace`, optional
+            A ``uniform_discr`` of the atoms' dimension, usually over the
+            box; the function is sampled at its cell centres.
+        spacing : positive float, optional
+            Without ``grid``: a grid over the box with cells about this
+            wide (in angstrom). Default ``sigma / 2``, fine enough that the
+            correlation of an atom's own data (a Gaussian of width about
+            ``sigma * sqrt(2)``) is resolved.
+
+        Returns
+        -------
+        backprojection : `GaussianBackProjection`
+
+        Examples
+        --------
+        >>> import odl
+        >>> from odl.applications import tomo
+        >>> space = SparseMeasureSpace([-4, -4], [4, 4])
+        >>> geometry = tomo.Parallel2dGeometry(
+        ...     odl.uniform_partition(0, np.pi, 3),
+        ...     odl.uniform_partition(-6, 6, 48))
+        >>> op = GaussianRayTransform(space, geometry, sigma=0.5)
+        >>> op.correlation_operator(spacing=1.0).range
+        uniform_discr([-4., -4.], [ 4.,  4.], (8, 8))
+        """
+        if grid is None:
+            if spacing is None:
+                spacing = 0.5 * self.sigma
+            if (not isinstance(spacing, numbers.Real) or not np.isfinite(spacing)
+                    or spacing <= 0):
+                raise ValueError(
+                    f'`spacing` (the grid cell width, in angstrom) must be a '
+                    f'positive number, got {spacing!r}')
+            space = self.domain
+            shape = np.maximum(
+                np.round((space.max_pt - space.min_pt) / spacing), 1).astype(int)
+            grid = odl.uniform_discr(space.min_pt, space.max_pt, shape,
+                                     dtype=self.range.dtype_identifier,
+                                     impl=self.impl, device=self.device)
+        elif spacing is not None:
+            raise TypeError('give `grid` or `spacing`, not both')
+        return GaussianBackProjection(self, grid)
+
+    def norm(self, estimate=False, **kwargs):
+        """Raise: the operator norm on measures is not available.
+
+        ODL estimates norms with the power method on ``A^* A``, which needs
+        the adjoint to map back into the domain; here it maps into
+        functions. Estimate the norm of the derivative on ``n`` atoms
+        instead: ``op.parametrized(n).derivative(p).norm(estimate=True)``.
         """
         raise NotImplementedError(
-            'the adjoint of the atom ray transform maps data to a continuous '
-            'function, not to a measure; use `op.correlation(residual, points)` '
-            'or `op.jacobian(measure).adjoint`')
+            'the norm of GaussianRayTransform on measures is not available: '
+            'its adjoint maps into functions on the box, not back to '
+            'measures, so the power method does not apply. Estimate the norm '
+            'on n atoms instead: op.parametrized(n).derivative(p)'
+            '.norm(estimate=True)')
 
     def parametrized(self, n_atoms):
         """Return this operator on ``n`` positions and weights.
@@ -311,18 +449,14 @@ class GaussianRayTransform(odl.Operator):
             raise ValueError(
                 f'`points` must have shape (p, {self.domain.ndim}), got '
                 f'{points.shape}')
+        stencil = self.new_stencil(points)
         if self.__torch_frame is None:
-            stencil = Stencil(self.frame, points, self.sigma, self.truncate,
-                              self.mode)
             grad_x, values = stencil.adjoint_jacobian(
                 np.ones(points.shape[0]),
                 np.asarray(residual.data, float).ravel())
         else:
             # Gathered on the device in float64 (as the NumPy path), only the
             # p values and gradients come back to the host.
-            from odl_atoms.projection_torch import TorchStencil
-            stencil = TorchStencil(self.__torch_frame, points, self.sigma,
-                                   self.truncate, self.mode, dtype='float64')
             grad_x, values = (_to_numpy(a) for a in stencil.adjoint_jacobian(
                 np.ones(points.shape[0]), residual.data))
         weight = self.inner_weight
@@ -332,6 +466,8 @@ class GaussianRayTransform(odl.Operator):
 
     def correlation_map(self, residual, grid):
         """Return `correlation` on every point of an ODL grid.
+
+        The same as ``op.correlation_operator(grid)(residual)``.
 
         Parameters
         ----------
@@ -344,12 +480,8 @@ class GaussianRayTransform(odl.Operator):
         -------
         image : ``grid`` element
         """
-        if not isinstance(grid, odl.DiscretizedSpace) or grid.ndim != self.domain.ndim:
-            raise TypeError(
-                f'`grid` must be a {self.domain.ndim}D odl.uniform_discr, got '
-                f'{grid!r}')
-        values = self.correlation(residual, grid.points())
-        return grid.element(values.reshape(grid.shape).astype(grid.dtype))
+        backprojection = GaussianBackProjection(self, grid)
+        return backprojection(as_data(self.range, residual, 'residual'))
 
     def __repr__(self):
         args = [repr(self.domain), repr(self.geometry), f'sigma={self.sigma!r}']
@@ -520,3 +652,152 @@ class _JacobianAdjoint(odl.Operator):
 
     def __repr__(self):
         return f'{self.__jacobian!r}.adjoint'
+
+
+class GaussianBackProjection(odl.Operator):
+
+    """Adjoint of the atom ray transform: data -> correlation function on a grid.
+
+    For data ``r`` this is the function ``f(x) = <g_x, r>_Y`` on the box,
+    ``g_x = R(G * delta_x)`` the data of a unit atom at ``x`` and
+    ``<., .>_Y`` the (weighted) inner product of the projection space: the
+    exact Gaussian-filtered back-projection of ``r``, sampled at the cell
+    centres of an ``odl.uniform_discr``. ADCG adds atoms where it is largest
+    for the residual.
+
+    It is the adjoint of `GaussianRayTransform` ``A`` for the dual pairing
+    of measures and functions, ``<mu, f> = sum_i w_i f(x_i)``:
+    ``<A mu, r>_Y = <mu, A^* r>`` (exactly for atoms on the grid points;
+    elsewhere the samples are those of a smooth function, not an
+    interpolation rule). Its range is the grid function space, not the
+    space of measures, so it is not an adjoint in ODL's sense of mapping
+    back into ``A.domain`` (see `GaussianRayTransform`).
+
+    As an operator between two Hilbert spaces (the data space and the
+    grid's ``L^2`` space) it has an adjoint of its own, which puts an atom
+    of weight ``f_j * cell_volume`` at every grid point ``x_j`` and projects
+    them: ``f -> A(sum_j |cell| f_j delta_{x_j})``.
+
+    Parameters
+    ----------
+    transform : `GaussianRayTransform`
+    grid : `odl.DiscretizedSpace`
+        A ``uniform_discr`` of the atoms' dimension (usually over the box,
+        as `GaussianRayTransform.correlation_operator` builds it).
+
+    Examples
+    --------
+    >>> import odl
+    >>> from odl.applications import tomo
+    >>> space = SparseMeasureSpace([-4, -4], [4, 4])
+    >>> geometry = tomo.Parallel2dGeometry(
+    ...     odl.uniform_partition(0, np.pi, 3), odl.uniform_partition(-6, 6, 48))
+    >>> op = GaussianRayTransform(space, geometry, sigma=0.5)
+    >>> backprojection = op.adjoint
+    >>> backprojection.domain == op.range
+    True
+
+    The correlation of an atom's own data peaks at the atom:
+
+    >>> f = backprojection(op(space.element([[1.125, -0.625]])))
+    >>> f.space.points()[np.argmax(f.data)]
+    array([ 1.125, -0.625])
+    """
+
+    def __init__(self, transform, grid):
+        if not isinstance(transform, GaussianRayTransform):
+            raise TypeError(f'expected a GaussianRayTransform, got {transform!r}')
+        ndim = transform.domain.ndim
+        if not isinstance(grid, odl.DiscretizedSpace) or grid.ndim != ndim:
+            raise TypeError(
+                f'`grid` must be a {ndim}D odl.uniform_discr, got {grid!r}')
+        self.__transform = transform
+        self.__separable = None
+        super().__init__(domain=transform.range, range=grid, linear=True)
+
+    @property
+    def transform(self):
+        """The `GaussianRayTransform` on measures."""
+        return self.__transform
+
+    def _chunks(self):
+        """Grid points in pieces of at most `_GRID_CHUNK`."""
+        points = self.range.points()
+        for start in range(0, points.shape[0], _GRID_CHUNK):
+            yield points[start:start + _GRID_CHUNK]
+
+    def _separable_grid(self):
+        """The `SeparableGrid` of a 3D single-axis tilt series, or None."""
+        if self.__separable is None:
+            op = self.transform
+            grid = None
+            if op.impl == 'numpy' and self.range.ndim == 3:
+                grid = SeparableGrid.build(
+                    op.frame, self.range.partition.coord_vectors, op.sigma,
+                    op.truncate, op.mode)
+            self.__separable = grid if grid is not None else False
+        return self.__separable or None
+
+    def _call(self, residual):
+        op = self.transform
+        if op.impl == 'numpy':
+            data = np.asarray(residual.data, float).ravel()
+            separable = self._separable_grid()
+            if separable is not None:
+                values = separable.correlate(data)
+            else:
+                values = np.concatenate([op.new_stencil(points).correlate(data)
+                                         for points in self._chunks()])
+        else:
+            # The weight gradient of the adjoint Jacobian of unit atoms is the
+            # correlation; gathered on the device, sent back per piece.
+            values = np.concatenate([
+                _to_numpy(op.new_stencil(points).adjoint_jacobian(
+                    np.ones(points.shape[0]), residual.data)[1])
+                for points in self._chunks()])
+        values = op.inner_weight * values
+        return self.range.element(values.reshape(self.range.shape))
+
+    @property
+    def adjoint(self):
+        """``f -> A(sum_j |cell| f_j delta_{x_j})`` (grid ``L^2`` -> data)."""
+        return _GridProjection(self)
+
+    def __repr__(self):
+        return f'{self.transform!r}.correlation_operator({self.range!r})'
+
+
+class _GridProjection(odl.Operator):
+
+    """Adjoint of `GaussianBackProjection`: grid function -> data.
+
+    Atoms of weight ``|cell| * f_j`` at the grid points, projected.
+    """
+
+    def __init__(self, backprojection):
+        self.__backprojection = backprojection
+        super().__init__(domain=backprojection.range,
+                         range=backprojection.domain, linear=True)
+
+    def _call(self, func):
+        op = self.__backprojection.transform
+        weights = float(self.domain.weighting.const) * np.asarray(
+            _to_numpy(func.data), float).ravel()
+        out = None
+        start = 0
+        for points in self.__backprojection._chunks():
+            stop = start + points.shape[0]
+            part = op.new_stencil(points, dtype=self.range.dtype_identifier) \
+                .project(weights[start:stop])
+            out = part if out is None else out + part
+            start = stop
+        if op.impl == 'numpy':
+            out = out.astype(self.range.dtype, copy=False)
+        return self.range.element(out.reshape(self.range.shape))
+
+    @property
+    def adjoint(self):
+        return self.__backprojection
+
+    def __repr__(self):
+        return f'{self.__backprojection!r}.adjoint'

@@ -56,6 +56,30 @@ class SparseMeasureSpace(odl.LinearSpace):
         inner product on finitely supported measures. Without it, the space has
         no inner product and equality is exact equality of measures.
 
+    Notes
+    -----
+    **What the space claims, in the terms of** ``odl.diagnostics.SpaceTest``.
+    An element is a finite list of atoms, read as a measure on the box
+    times the set of species labels: atoms at exactly the same position
+    with the same label are one atom (their weights add), atoms of weight
+    0 are dropped, and nothing else is merged (two atoms 1e-12 apart are
+    two atoms, as two distinct Dirac deltas are).
+
+    - With ``kernel_width``: the vector-space axioms, the inner product,
+      norm and distance, equality, containment and the element methods
+      (``assign``, ``copy``, ``set_zero``): all of ``SpaceTest.run_tests()``
+      passes. Pointwise multiplication of two elements is not claimed (a
+      product of two Dirac deltas is not a measure): `multiply` raises, and
+      ``SpaceTest`` reports "no vector multiplication".
+    - Without ``kernel_width``: no inner product, norm or distance, so
+      ``SpaceTest`` compares elements with ``==``, which is exact equality
+      of measures. The axioms hold exactly in the positions and labels and
+      up to floating-point rounding in the weights; two of ``SpaceTest``'s
+      checks, ``a * (b * x) == (a * b) * x`` and
+      ``(a + b) * x == a * x + b * x`` with ``a, b = 0.01, 0.5, ...``, see
+      weights that differ in the last bit and report failures. Use
+      ``kernel_width`` where a tolerant comparison is needed.
+
     Examples
     --------
     >>> space = SparseMeasureSpace([0, 0], [10, 10])
@@ -183,6 +207,15 @@ class SparseMeasureSpace(odl.LinearSpace):
             [[ 1.,  1.]], weights=[ 2.], species=['Au']
         )
         """
+        if isinstance(inp, odl.DiscretizedSpaceElement):
+            # What ODL hands over when an operator's adjoint lands in
+            # functions (e.g. the gradient of a functional composed with
+            # GaussianRayTransform): say so instead of a shape error.
+            raise TypeError(
+                f'{inp.space!r} holds functions, not atomic configurations: '
+                f'the dual of measures is functions, so a gradient or '
+                f'adjoint on measures lands there. For gradients over atoms, '
+                f'use the operator on n atoms, op.parametrized(n)')
         if isinstance(inp, SparseMeasure):
             if inp.space == self and weights is None and species is None:
                 return inp.copy() if copy else inp
@@ -219,6 +252,16 @@ class SparseMeasureSpace(odl.LinearSpace):
             pos = self.min_pt + extent * rng.uniform(0.1, 0.9, (n, self.ndim))
             yield (f'{n} random atoms',
                    self.element(pos, weights=rng.uniform(0.5, 2, n)))
+
+    def multiply(self, x1, x2, out=None):
+        """Raise: the pointwise product of two measures is not defined.
+
+        ODL's `SpaceTest` calls this to find out whether the space has a
+        vector multiplication; it has none.
+        """
+        raise LinearSpaceNotImplementedError(
+            'the pointwise product of two measures is not defined; scale a '
+            'measure by a real number instead (2.0 * mu)')
 
     def __contains__(self, other):
         """Return ``other in self``: a `SparseMeasure` of an equal space."""

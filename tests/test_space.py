@@ -164,3 +164,60 @@ def test_ase_errors():
     space = SparseMeasureSpace([-1, -1, -1], [1, 1, 1])
     with pytest.raises(ValueError, match='outside the box'):
         from_ase(atoms, space=space)
+
+
+# --- ODL's SpaceTest in full, and what the space does not claim
+
+
+def test_odl_space_test_run_tests_passes_with_kernel():
+    """Every check of SpaceTest.run_tests() with the kernel inner product.
+
+    Pointwise multiplication is not claimed: SpaceTest must find none.
+    """
+    space = SparseMeasureSpace([-5, -5], [5, 5], kernel_width=0.7)
+    printed = run_quietly(odl.diagnostics.SpaceTest(
+        space, verbose=True, tol=1e-8).run_tests)
+    assert 'FAILED' not in printed, printed
+    assert 'Space has no vector multiplication' in printed
+    assert 'Verifying positive definiteness of the inner product' in printed
+    with pytest.raises(NotImplementedError, match='product of two measures'):
+        space.multiply(space.zero(), space.zero())
+
+
+def test_space_test_without_kernel_fails_only_at_rounding():
+    """Without a distance, SpaceTest compares with exact ``==``.
+
+    Exactly the two checks that compare two float computations of the same
+    weights fail (as the space's docstring says), and the elements they
+    compare agree in positions and labels and to rounding in the weights.
+    """
+    space = SparseMeasureSpace([-5, -5], [5, 5])
+    printed = run_quietly(odl.diagnostics.SpaceTest(
+        space, verbose=True, tol=1e-8).run_tests)
+    failed = [block.splitlines()[0] for block in printed.split('Verifying ')
+              if 'FAILED' in block]
+    assert failed == [
+        'commutativity of scalar multiplication',
+        'distributivity of scalar multiplication under scalar addition'], \
+        printed
+    scalars = (-1.0, 0.5, 0.01, 1.0)
+    for _, x in space.examples:
+        for a in scalars:
+            for b in scalars:
+                for u, v in ((a * (b * x), (a * b) * x),
+                             ((a + b) * x, a * x + b * x)):
+                    assert u.n_atoms == v.n_atoms
+                    order_u = np.lexsort(u.positions.T)
+                    order_v = np.lexsort(v.positions.T)
+                    np.testing.assert_array_equal(u.positions[order_u],
+                                                  v.positions[order_v])
+                    np.testing.assert_allclose(u.weights[order_u],
+                                               v.weights[order_v],
+                                               rtol=1e-15, atol=1e-17)
+
+
+def test_grid_function_is_not_a_measure():
+    space = SparseMeasureSpace([-5, -5], [5, 5])
+    grid = odl.uniform_discr([-5, -5], [5, 5], (2, 2))
+    with pytest.raises(TypeError, match='parametrized'):
+        space.element(grid.one())
