@@ -132,6 +132,13 @@ class AtomObjective:
 
     def residual(self, positions, weights):
         """Return ``R(x, w) - y`` as a flat array."""
+        from odl_atoms import kernels
+
+        if kernels.backend() == 'numba':
+            op = self.operator
+            return kernels.Projector.of(
+                op.frame, op.sigma, op.truncate, op.mode).project(
+                    positions, weights) - self.y
         stencil = self.operator.stencil(positions)
         return stencil.project(np.asarray(weights, float)) - self.y
 
@@ -162,13 +169,23 @@ class AtomObjective:
 
     def value_and_gradient(self, positions, weights):
         """Return ``F``, ``dF/dx`` ``(n, d)`` and ``dF/dw`` ``(n,)``."""
+        from odl_atoms import kernels
+
         positions = np.asarray(positions, float)
         weights = np.asarray(weights, float)
-        stencil = self.operator.stencil(positions)
-        r = stencil.project(weights) - self.y
         c = self.inner_weight
-        grad_x, grad_w = stencil.adjoint_jacobian(weights, r)
-        value = 0.5 * c * float(r @ r)
+        op = self.operator
+        if kernels.backend() == 'numba':
+            # One compiled call: windows, projection, residual, adjoint.
+            half, grad_x, grad_w, _ = kernels.Projector.of(
+                op.frame, op.sigma, op.truncate, op.mode).data_term(
+                    positions, weights, self.y)
+            value = c * half
+        else:
+            stencil = op.stencil(positions)
+            r = stencil.project(weights) - self.y
+            grad_x, grad_w = stencil.adjoint_jacobian(weights, r)
+            value = 0.5 * c * float(r @ r)
         grad_x *= c
         grad_w *= c
         if self.energy_weight and positions.shape[0] > 1:
@@ -206,6 +223,7 @@ class AtomObjective:
             ``active_positions`` of shape ``(k, d)``; the value is ``F`` of
             the whole configuration.
         """
+        from odl_atoms import kernels
         from odl_atoms.projection import Stencil
 
         positions = np.array(positions, dtype=float)
@@ -220,6 +238,10 @@ class AtomObjective:
             background = background + Stencil(
                 op.frame, positions[fixed], op.sigma, op.truncate,
                 op.mode).project(weights[fixed])
+        projector = (kernels.Projector.of(op.frame, op.sigma, op.truncate,
+                                          op.mode)
+                     if kernels.backend() == 'numba' else None)
+        target = -background
         w_active = weights[index]
         c = self.inner_weight
         energy_index = index
@@ -244,10 +266,14 @@ class AtomObjective:
 
         def fun(active_positions):
             p = np.asarray(active_positions, dtype=float).reshape(-1, positions.shape[1])
-            stencil = Stencil(op.frame, p, op.sigma, op.truncate, op.mode)
-            r = stencil.project(w_active) + background
-            grad, _ = stencil.adjoint_jacobian(w_active, r)
-            value = 0.5 * c * float(r @ r)
+            if projector is not None:
+                half, grad, _, _ = projector.data_term(p, w_active, target)
+                value = c * half
+            else:
+                stencil = Stencil(op.frame, p, op.sigma, op.truncate, op.mode)
+                r = stencil.project(w_active) + background
+                grad, _ = stencil.adjoint_jacobian(w_active, r)
+                value = 0.5 * c * float(r @ r)
             grad *= c
             if self.energy_weight and positions.shape[0] > 1:
                 energy_positions[energy_index] = p

@@ -1,0 +1,868 @@
+"""Compiled kernels of the atom projector and the Lennard-Jones energy.
+
+The NumPy code in `odl_atoms.projection` and `odl_atoms.functionals` builds
+arrays of every atom's detector windows and then gathers and scatters through
+them; for the sizes the solvers meet (tens to thousands of atoms, evaluated
+thousands of times) the cost is in the many temporaries and the Python calls,
+not in the arithmetic. This module does the same arithmetic in loops compiled
+with numba (``@njit(cache=True)``, no ``fastmath``, so results do not depend
+on the compiler's reassociation):
+
+- `Projector`: for one detector frame, atom width, window and mode, the 1D
+  window profiles of every atom and angle, the forward projection, the
+  Jacobian and its adjoint, the correlation and the squared norms, and
+  `Projector.data_term`, which fuses profiles, projection, residual and the
+  adjoint into one compiled call (value and gradient of
+  ``0.5 ||R(x, w) - y||^2`` with respect to positions and weights);
+- `lennard_jones`: the pair energy and its gradient of
+  `odl_atoms.functionals.LennardJones` (smooth or shifted cut-off, inner
+  core), by dense pair sums for few atoms and a cell list for many.
+
+The arithmetic follows the NumPy reference operation by operation (the same
+window rule, the same tail formula for cell masses); results agree with it to
+rounding (about 1e-14 relative), not bit for bit, since sums run in another
+order.
+
+Which path runs is `backend` (``'numba'`` when numba imports, else
+``'numpy'``); the environment variable ``ODL_ATOMS_KERNELS=numpy`` or the
+context manager `use_backend` select the NumPy reference, e.g. to compare the
+two (the tests and ``benchmarks/speed.py`` do).
+"""
+
+import contextlib
+import math
+import os
+
+import numpy as np
+
+try:  # numba is a hard dependency; the fallback keeps a broken install usable
+    import numba
+except ImportError:  # pragma: no cover - exercised only without numba
+    numba = None
+
+__all__ = ('AVAILABLE', 'backend', 'use_backend', 'Projector',
+           'lennard_jones', 'DENSE_PAIRS_MAX_ATOMS')
+
+#: True if numba imports (the compiled kernels can run).
+AVAILABLE = numba is not None
+
+_BACKENDS = ('numba', 'numpy')
+
+
+def _initial_backend():
+    wanted = os.environ.get('ODL_ATOMS_KERNELS', '').strip().lower()
+    if wanted == 'numpy' or not AVAILABLE:
+        return 'numpy'
+    return 'numba'
+
+
+_backend = _initial_backend()
+
+
+def backend():
+    """Return the active backend: ``'numba'`` (compiled) or ``'numpy'``."""
+    return _backend
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Run a block with the given backend (``'numba'`` or ``'numpy'``).
+
+    Objects built inside the block (e.g. a `~odl_atoms.projection.Stencil`)
+    keep the backend they were built with.
+
+    Examples
+    --------
+    >>> with use_backend('numpy'):
+    ...     backend()
+    'numpy'
+    """
+    global _backend
+    if name not in _BACKENDS:
+        raise ValueError(f'`name` must be one of {_BACKENDS}, got {name!r}')
+    if name == 'numba' and not AVAILABLE:
+        raise ValueError("the 'numba' backend needs numba: pip install numba")
+    previous = _backend
+    _backend = name
+    try:
+        yield
+    finally:
+        _backend = previous
+
+
+def _njit(func):
+    """Compile ``func`` with numba (cached on disk), or leave it as Python."""
+    if numba is None:  # pragma: no cover
+        return func
+    # error_model='numpy': division follows IEEE (inf/nan) as in NumPy, with
+    # no Python-style ZeroDivisionError checks in the inner loops.
+    return numba.njit(cache=True, nogil=True, fastmath=False,
+                      error_model='numpy')(func)
+
+
+# ---------------------------------------------------------------------------
+# One atom's 1D window (the arithmetic of projection._profile_1d)
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT1_2 = math.sqrt(0.5)
+
+
+@_njit
+def _lower_tail(z):
+    """``scipy.special.ndtr(-|z|)``: the normal mass beyond ``|z|``.
+
+    The same two branches as SciPy's ``ndtr`` (``erf`` near 0, ``erfc`` in
+    the tail), so that far cells keep their relative accuracy.
+    """
+    x = abs(z) * _SQRT1_2
+    if x < _SQRT1_2:
+        return 0.5 - 0.5 * math.erf(x)
+    return 0.5 * math.erfc(x)
+
+
+@_njit
+def _first_cell(x, edges, uniform):
+    """``searchsorted(edges, x, side='right') - 1`` (may be -1 or n_cells)."""
+    n_edges = edges.size
+    if uniform and x == x:
+        # Guess from the spacing, then correct against the actual edges: the
+        # same answer as the binary search whatever the rounding of edges.
+        h = (edges[n_edges - 1] - edges[0]) / (n_edges - 1)
+        g = (x - edges[0]) / h
+        if g < -1.0:
+            k = -1
+        elif g > n_edges:
+            k = n_edges - 1
+        else:
+            k = int(math.floor(g))
+            if k < -1:
+                k = -1
+            if k > n_edges - 1:
+                k = n_edges - 1
+        while k + 1 < n_edges and edges[k + 1] <= x:
+            k += 1
+        while k >= 0 and edges[k] > x:
+            k -= 1
+        return k
+    lo, hi = 0, n_edges
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if edges[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+@_njit
+def _window(c, edges, mids, widths, uniform, sigma, truncate, integrate,
+            value, deriv, with_deriv):
+    """Fill one atom's window profile at detector coordinate ``c``.
+
+    ``value[t]`` and ``deriv[t]`` (``d value / d c``) of cell ``first + t``,
+    ``t < w = value.size``; returns ``first``. Same window rule and formulas
+    as `odl_atoms.projection._profile_1d`.
+    """
+    n_cells = mids.size
+    w = value.size
+    first = _first_cell(c - truncate * sigma, edges, uniform)
+    top = n_cells - w
+    if top < 0:
+        top = 0
+    if first > top:
+        first = top
+    if first < 0:
+        first = 0
+    dscale = _INV_SQRT_2PI / sigma
+    if integrate:
+        # Normal tail and density at each of the w + 1 edges, once each.
+        z_lo = (edges[first] - c) / sigma
+        t_lo = _lower_tail(z_lo)
+        d_lo = math.exp(-0.5 * z_lo * z_lo) if with_deriv else 0.0
+        for t in range(w):
+            raw = first + t
+            top_edge = raw + 1
+            if top_edge > n_cells:
+                top_edge = n_cells
+            z_hi = (edges[top_edge] - c) / sigma
+            t_hi = _lower_tail(z_hi)
+            d_hi = math.exp(-0.5 * z_hi * z_hi) if with_deriv else 0.0
+            if raw < n_cells:
+                h = widths[raw]
+                if z_hi <= 0:
+                    mass = t_hi - t_lo
+                elif z_lo >= 0:
+                    mass = t_lo - t_hi
+                else:
+                    mass = 1.0 - t_lo - t_hi
+                value[t] = mass / h
+                deriv[t] = (d_lo - d_hi) * dscale / h
+            else:
+                value[t] = 0.0
+                deriv[t] = 0.0
+            z_lo, t_lo, d_lo = z_hi, t_hi, d_hi
+    else:
+        for t in range(w):
+            raw = first + t
+            if raw < n_cells:
+                z = (mids[raw] - c) / sigma
+                v = math.exp(-0.5 * (z * z)) * dscale
+                value[t] = v
+                deriv[t] = v * (z / sigma)
+            else:
+                value[t] = 0.0
+                deriv[t] = 0.0
+    return first
+
+
+@_njit
+def _centre(positions, i, axes, offsets, a, k):
+    """Detector coordinate ``k`` of atom ``i`` at angle ``a``."""
+    c = 0.0
+    for j in range(positions.shape[1]):
+        c += axes[a, k, j] * positions[i, j]
+    return c + offsets[a, k]
+
+
+@_njit
+def _fill_profiles(positions, axes, offsets, k, edges, mids, widths, uniform,
+                   sigma, truncate, integrate, first, value, deriv,
+                   with_deriv):
+    for i in range(positions.shape[0]):
+        for a in range(axes.shape[0]):
+            c = _centre(positions, i, axes, offsets, a, k)
+            first[i, a] = _window(c, edges, mids, widths, uniform, sigma,
+                                  truncate, integrate, value[i, a],
+                                  deriv[i, a], with_deriv)
+
+
+@_njit
+def profiles(positions, axes, offsets, k, edges, mids, widths, uniform, sigma,
+             truncate, integrate, w):
+    """First cells ``(n, m)``, values and derivatives ``(n, m, w)`` on axis k."""
+    n, m = positions.shape[0], axes.shape[0]
+    first = np.empty((n, m), np.int64)
+    value = np.empty((n, m, w))
+    deriv = np.empty((n, m, w))
+    _fill_profiles(positions, axes, offsets, k, edges, mids, widths, uniform,
+                   sigma, truncate, integrate, first, value, deriv, True)
+    return first, value, deriv
+
+
+# ---------------------------------------------------------------------------
+# Gathers and scatters through the profiles. ``fu, pu, du`` are the first
+# cells, values and derivatives along u, ``fv, pv, dv`` along v (3D); the data
+# are flat, C order (angle, u[, v]).
+
+@_njit
+def _project_2d(fu, pu, weights, nu, out):
+    n, m, w = pu.shape
+    for i in range(n):
+        wi = weights[i]
+        for a in range(m):
+            base = a * nu + fu[i, a]
+            for t in range(w):
+                out[base + t] += pu[i, a, t] * wi
+
+
+@_njit
+def _project_3d(fu, pu, fv, pv, weights, nu, nv, out):
+    n, m, wu = pu.shape
+    wv = pv.shape[2]
+    for i in range(n):
+        wi = weights[i]
+        for a in range(m):
+            base = a * nu * nv + fv[i, a]
+            for t in range(wu):
+                row = base + (fu[i, a] + t) * nv
+                c = pu[i, a, t] * wi
+                for s in range(wv):
+                    out[row + s] += c * pv[i, a, s]
+
+
+@_njit
+def project_2d(fu, pu, weights, nu, size):
+    out = np.zeros(size)
+    _project_2d(fu, pu, weights, nu, out)
+    return out
+
+
+@_njit
+def project_3d(fu, pu, fv, pv, weights, nu, nv, size):
+    out = np.zeros(size)
+    _project_3d(fu, pu, fv, pv, weights, nu, nv, out)
+    return out
+
+
+@_njit
+def adjoint_2d(fu, pu, du, weights, data, axes, nu, with_positions):
+    """``(grad_x, grad_w)`` of ``<P(x, w), data>`` (no space weighting)."""
+    n, m, w = pu.shape
+    d = axes.shape[2]
+    grad_x = np.zeros((n, d))
+    grad_w = np.zeros(n)
+    for i in range(n):
+        total = 0.0
+        for a in range(m):
+            base = a * nu + fu[i, a]
+            sv = 0.0
+            sd = 0.0
+            if with_positions:
+                for t in range(w):
+                    r = data[base + t]
+                    sv += pu[i, a, t] * r
+                    sd += du[i, a, t] * r
+                gc = sd * weights[i]
+                for j in range(d):
+                    grad_x[i, j] += gc * axes[a, 0, j]
+            else:
+                for t in range(w):
+                    sv += pu[i, a, t] * data[base + t]
+            total += sv
+        grad_w[i] = total
+    return grad_x, grad_w
+
+
+@_njit
+def adjoint_3d(fu, pu, du, fv, pv, dv, weights, data, axes, nu, nv,
+               with_positions):
+    """``(grad_x, grad_w)`` of ``<P(x, w), data>`` (no space weighting)."""
+    n, m, wu = pu.shape
+    wv = pv.shape[2]
+    d = axes.shape[2]
+    grad_x = np.zeros((n, d))
+    grad_w = np.zeros(n)
+    for i in range(n):
+        total = 0.0
+        for a in range(m):
+            base = a * nu * nv + fv[i, a]
+            s_val = 0.0
+            s_u = 0.0
+            s_v = 0.0
+            for t in range(wu):
+                row = base + (fu[i, a] + t) * nv
+                rv = 0.0
+                rdv = 0.0
+                if with_positions:
+                    for s in range(wv):
+                        r = data[row + s]
+                        rv += pv[i, a, s] * r
+                        rdv += dv[i, a, s] * r
+                    s_u += du[i, a, t] * rv
+                    s_v += pu[i, a, t] * rdv
+                else:
+                    for s in range(wv):
+                        rv += pv[i, a, s] * data[row + s]
+                s_val += pu[i, a, t] * rv
+            total += s_val
+            if with_positions:
+                gu = s_u * weights[i]
+                gv = s_v * weights[i]
+                for j in range(d):
+                    grad_x[i, j] += gu * axes[a, 0, j] + gv * axes[a, 1, j]
+        grad_w[i] = total
+    return grad_x, grad_w
+
+
+@_njit
+def jacobian_2d(fu, pu, du, weights, d_positions, d_weights, axes, nu, size):
+    """``sum_i dw_i P_i + w_i <grad P_i, dx_i>`` as flat data."""
+    n, m, w = pu.shape
+    d = axes.shape[2]
+    out = np.zeros(size)
+    for i in range(n):
+        for a in range(m):
+            dc = 0.0
+            for j in range(d):
+                dc += axes[a, 0, j] * d_positions[i, j]
+            cu = weights[i] * dc
+            base = a * nu + fu[i, a]
+            for t in range(w):
+                out[base + t] += pu[i, a, t] * d_weights[i] + cu * du[i, a, t]
+    return out
+
+
+@_njit
+def jacobian_3d(fu, pu, du, fv, pv, dv, weights, d_positions, d_weights, axes,
+                nu, nv, size):
+    """``sum_i dw_i P_i + w_i <grad P_i, dx_i>`` as flat data."""
+    n, m, wu = pu.shape
+    wv = pv.shape[2]
+    d = axes.shape[2]
+    out = np.zeros(size)
+    for i in range(n):
+        for a in range(m):
+            dcu = 0.0
+            dcv = 0.0
+            for j in range(d):
+                dcu += axes[a, 0, j] * d_positions[i, j]
+                dcv += axes[a, 1, j] * d_positions[i, j]
+            cu = weights[i] * dcu
+            cv = weights[i] * dcv
+            base = a * nu * nv + fv[i, a]
+            for t in range(wu):
+                row = base + (fu[i, a] + t) * nv
+                for s in range(wv):
+                    out[row + s] += (pu[i, a, t] * pv[i, a, s] * d_weights[i]
+                                     + cu * du[i, a, t] * pv[i, a, s]
+                                     + cv * pu[i, a, t] * dv[i, a, s])
+    return out
+
+
+@_njit
+def self_inner_2d(pu):
+    n, m, w = pu.shape
+    out = np.zeros(n)
+    for i in range(n):
+        total = 0.0
+        for a in range(m):
+            for t in range(w):
+                total += pu[i, a, t] * pu[i, a, t]
+        out[i] = total
+    return out
+
+
+@_njit
+def self_inner_3d(pu, pv):
+    n, m, wu = pu.shape
+    wv = pv.shape[2]
+    out = np.zeros(n)
+    for i in range(n):
+        total = 0.0
+        for a in range(m):
+            su = 0.0
+            sv = 0.0
+            for t in range(wu):
+                su += pu[i, a, t] * pu[i, a, t]
+            for s in range(wv):
+                sv += pv[i, a, s] * pv[i, a, s]
+            total += su * sv
+        out[i] = total
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Fused data term: profiles, projection, residual, adjoint in one call.
+
+@_njit
+def data_term_2d(positions, weights, target, axes, offsets, edges, mids,
+                 widths, uniform, sigma, truncate, integrate, w, with_weights):
+    """``0.5 ||r||^2``, its gradients ``(n, d)``, ``(n,)`` and ``r = P - target``."""
+    n, m = positions.shape[0], axes.shape[0]
+    nu = mids.size
+    fu = np.empty((n, m), np.int64)
+    pu = np.empty((n, m, w))
+    du = np.empty((n, m, w))
+    _fill_profiles(positions, axes, offsets, 0, edges, mids, widths, uniform,
+                   sigma, truncate, integrate, fu, pu, du, True)
+    r = np.empty(target.size)
+    for q in range(target.size):
+        r[q] = -target[q]
+    _project_2d(fu, pu, weights, nu, r)
+    half = 0.0
+    for q in range(r.size):
+        half += r[q] * r[q]
+    half *= 0.5
+    grad_x, grad_w = adjoint_2d(fu, pu, du, weights, r, axes, nu, True)
+    return half, grad_x, grad_w, r
+
+
+@_njit
+def data_term_3d(positions, weights, target, axes, offsets, edges_u, mids_u,
+                 widths_u, uniform_u, edges_v, mids_v, widths_v, uniform_v,
+                 sigma, truncate, integrate, wu, wv, with_weights):
+    """``0.5 ||r||^2``, its gradients ``(n, d)``, ``(n,)`` and ``r = P - target``."""
+    n, m = positions.shape[0], axes.shape[0]
+    nu, nv = mids_u.size, mids_v.size
+    fu = np.empty((n, m), np.int64)
+    pu = np.empty((n, m, wu))
+    du = np.empty((n, m, wu))
+    fv = np.empty((n, m), np.int64)
+    pv = np.empty((n, m, wv))
+    dv = np.empty((n, m, wv))
+    _fill_profiles(positions, axes, offsets, 0, edges_u, mids_u, widths_u,
+                   uniform_u, sigma, truncate, integrate, fu, pu, du, True)
+    _fill_profiles(positions, axes, offsets, 1, edges_v, mids_v, widths_v,
+                   uniform_v, sigma, truncate, integrate, fv, pv, dv, True)
+    r = np.empty(target.size)
+    for q in range(target.size):
+        r[q] = -target[q]
+    _project_3d(fu, pu, fv, pv, weights, nu, nv, r)
+    half = 0.0
+    for q in range(r.size):
+        half += r[q] * r[q]
+    half *= 0.5
+    grad_x, grad_w = adjoint_3d(fu, pu, du, fv, pv, dv, weights, r, axes, nu,
+                                nv, True)
+    return half, grad_x, grad_w, r
+
+
+# ---------------------------------------------------------------------------
+# The projector of one detector frame
+
+
+def _is_uniform(edges):
+    steps = np.diff(edges)
+    return bool(np.allclose(steps, steps[0], rtol=1e-9, atol=0))
+
+
+class _Axis:
+
+    """One detector axis as the kernels read it."""
+
+    def __init__(self, edges, mids, sigma, truncate):
+        self.edges = np.ascontiguousarray(edges, dtype=float)
+        self.mids = np.ascontiguousarray(mids, dtype=float)
+        self.widths = np.diff(self.edges)
+        self.uniform = _is_uniform(self.edges)
+        n_cells = self.mids.size
+        # The window rule of projection._profile_1d.
+        self.w = int(min(n_cells, np.ceil(2 * truncate * sigma
+                                          / self.widths.min()) + 2))
+
+    def args(self):
+        return self.edges, self.mids, self.widths, self.uniform
+
+
+class Projector:
+
+    """Compiled projection of Gaussian atoms for one detector frame.
+
+    Parameters
+    ----------
+    frame : `odl_atoms.geometry.DetectorFrame`
+    sigma : float
+        Gaussian standard deviation of an atom.
+    truncate : float
+        Window half-width in units of ``sigma``.
+    mode : {'integrate', 'sample'}
+
+    Notes
+    -----
+    Build it with `Projector.of`, which keeps the projectors of the last few
+    frames (packing a frame's arrays costs more than a small evaluation).
+
+    Examples
+    --------
+    >>> import odl
+    >>> from odl.applications import tomo
+    >>> from odl_atoms.geometry import DetectorFrame
+    >>> geometry = tomo.Parallel2dGeometry(
+    ...     odl.uniform_partition(0, np.pi, 3), odl.uniform_partition(-8, 8, 64))
+    >>> proj = Projector.of(DetectorFrame.from_geometry(geometry), sigma=0.4)
+    >>> data = proj.project(np.array([[0.0, 0.0]]), np.array([2.0]))
+    >>> round(float(data.sum()) * 16 / 64 / 3, 6)  # mass per angle
+    2.0
+    """
+
+    _recent = []
+    _keep = 8
+
+    def __init__(self, frame, sigma, truncate=6.0, mode='integrate'):
+        if mode not in ('integrate', 'sample'):
+            raise ValueError(
+                f"`mode` must be 'integrate' or 'sample', got {mode!r}")
+        self.frame = frame
+        self.sigma = float(sigma)
+        self.truncate = float(truncate)
+        self.mode = mode
+        self.integrate = mode == 'integrate'
+        self.axes = np.ascontiguousarray(frame.axes, dtype=float)
+        self.offsets = np.ascontiguousarray(frame.offsets, dtype=float)
+        self.shape = tuple(int(s) for s in frame.shape)
+        self.size = int(np.prod(self.shape))
+        self.k = len(self.shape) - 1
+        self.detector = [_Axis(frame.edges[i], frame.centres[i], self.sigma,
+                               self.truncate) for i in range(self.k)]
+
+    @classmethod
+    def of(cls, frame, sigma, truncate=6.0, mode='integrate'):
+        """Return the (recently used) projector of these parameters."""
+        sigma, truncate = float(sigma), float(truncate)
+        for proj in cls._recent:
+            if (proj.frame is frame and proj.sigma == sigma
+                    and proj.truncate == truncate and proj.mode == mode):
+                return proj
+        proj = cls(frame, sigma, truncate, mode)
+        cls._recent.insert(0, proj)
+        del cls._recent[cls._keep:]
+        return proj
+
+    @property
+    def windows(self):
+        """Window length (cells) along each detector axis."""
+        return tuple(ax.w for ax in self.detector)
+
+    def _positions(self, positions):
+        positions = np.ascontiguousarray(positions, dtype=float)
+        d = self.axes.shape[2]
+        if positions.ndim != 2 or positions.shape[1] != d:
+            raise ValueError(f'positions must have shape (n, {d}), got '
+                             f'{positions.shape}')
+        return positions
+
+    @staticmethod
+    def _per_atom(values, n, name):
+        values = np.ascontiguousarray(values, dtype=float)
+        if values.shape != (n,):
+            raise ValueError(f'`{name}` must have shape ({n},), got '
+                             f'{values.shape}')
+        return values
+
+    def profiles(self, positions):
+        """Per detector axis: first cells ``(n, m)``, values, derivatives."""
+        positions = self._positions(positions)
+        return [profiles(positions, self.axes, self.offsets, k,
+                         *ax.args(), self.sigma, self.truncate,
+                         self.integrate, ax.w)
+                for k, ax in enumerate(self.detector)]
+
+    # --- Linear maps on given profiles
+
+    def project_profiles(self, prof, weights):
+        """Return ``sum_i w_i P_i`` (flat) from `profiles`."""
+        weights = np.ascontiguousarray(weights, dtype=float)
+        if self.k == 1:
+            (fu, pu, _), = prof
+            return project_2d(fu, pu, weights, self.shape[1], self.size)
+        (fu, pu, _), (fv, pv, _) = prof
+        return project_3d(fu, pu, fv, pv, weights, self.shape[1],
+                          self.shape[2], self.size)
+
+    def adjoint_profiles(self, prof, weights, data, with_positions=True):
+        """``(grad_x, grad_w)`` of ``<P(x, w), data>`` from `profiles`."""
+        weights = np.ascontiguousarray(weights, dtype=float)
+        data = np.ascontiguousarray(data, dtype=float).ravel()
+        if self.k == 1:
+            (fu, pu, du), = prof
+            return adjoint_2d(fu, pu, du, weights, data, self.axes,
+                              self.shape[1], with_positions)
+        (fu, pu, du), (fv, pv, dv) = prof
+        return adjoint_3d(fu, pu, du, fv, pv, dv, weights, data, self.axes,
+                          self.shape[1], self.shape[2], with_positions)
+
+    def jacobian_profiles(self, prof, weights, d_positions, d_weights):
+        """Directional derivative along ``(d_positions, d_weights)``, flat."""
+        weights = np.ascontiguousarray(weights, dtype=float)
+        d_positions = np.ascontiguousarray(d_positions, dtype=float)
+        d_weights = np.ascontiguousarray(d_weights, dtype=float)
+        if self.k == 1:
+            (fu, pu, du), = prof
+            return jacobian_2d(fu, pu, du, weights, d_positions, d_weights,
+                               self.axes, self.shape[1], self.size)
+        (fu, pu, du), (fv, pv, dv) = prof
+        return jacobian_3d(fu, pu, du, fv, pv, dv, weights, d_positions,
+                           d_weights, self.axes, self.shape[1], self.shape[2],
+                           self.size)
+
+    def self_inner_profiles(self, prof):
+        """``||P_i||^2`` (unweighted) of every unit atom."""
+        if self.k == 1:
+            return self_inner_2d(prof[0][1])
+        return self_inner_3d(prof[0][1], prof[1][1])
+
+    # --- Whole evaluations from positions
+
+    def project(self, positions, weights):
+        """Return ``sum_i w_i P_i`` as a flat array of the data size."""
+        positions = self._positions(positions)
+        weights = self._per_atom(weights, positions.shape[0], 'weights')
+        return self.project_profiles(self.profiles(positions), weights)
+
+    def data_term(self, positions, weights, target):
+        """Return ``0.5 ||P(x, w) - target||^2`` and its gradients.
+
+        Returns
+        -------
+        half_sq : float
+            ``0.5 ||r||^2`` with ``r = P(x, w) - target``, unweighted.
+        grad_x : (n, d) array
+        grad_w : (n,) array
+        residual : flat array ``r``
+        """
+        positions = self._positions(positions)
+        weights = self._per_atom(weights, positions.shape[0], 'weights')
+        target = np.ascontiguousarray(target, dtype=float).ravel()
+        if target.size != self.size:
+            raise ValueError(f'`target` must have {self.size} values, got '
+                             f'{target.size}')
+        if self.k == 1:
+            ax, = self.detector
+            return data_term_2d(positions, weights, target, self.axes,
+                                self.offsets, *ax.args(), self.sigma,
+                                self.truncate, self.integrate, ax.w, True)
+        au, av = self.detector
+        return data_term_3d(positions, weights, target, self.axes,
+                            self.offsets, *au.args(), *av.args(), self.sigma,
+                            self.truncate, self.integrate, au.w, av.w, True)
+
+
+# ---------------------------------------------------------------------------
+# Lennard-Jones
+
+#: Up to this many atoms the pair sums run over all pairs; above it over a
+#: cell list (measured crossover: see benchmarks/speed.py).
+DENSE_PAIRS_MAX_ATOMS = 200
+
+
+@_njit
+def _lj_pair(r2, par):
+    """Pair energy ``phi`` and ``phi'(r) / r`` (as LennardJones._pair_terms).
+
+    ``par``: epsilon, sigma^2, cutoff^2, smooth (0/1), onset^2, shift,
+    core radius^2, core A, core B.
+    """
+    if r2 >= par[2]:
+        return 0.0, 0.0
+    if r2 < par[6]:
+        return par[7] - par[8] * r2, -2.0 * par[8]
+    eps = par[0]
+    q = par[1] / r2
+    c6 = q * q * q
+    c12 = c6 * c6
+    energy = 4 * eps * (c12 - c6)
+    deriv = -24 * eps * (2 * c12 - c6) / r2
+    if par[3] != 0.0:
+        rc2 = par[2]
+        ro2 = par[4]
+        if r2 > ro2:
+            denom = (rc2 - ro2) * (rc2 - ro2) * (rc2 - ro2)
+            fc = (rc2 - r2) * (rc2 - r2) * (rc2 + 2 * r2 - 3 * ro2) / denom
+            dfc = 6 * (rc2 - r2) * (ro2 - r2) / denom
+            deriv = fc * deriv + 2 * dfc * energy
+            energy = fc * energy
+    else:
+        energy = energy - par[5]
+    return energy, deriv
+
+
+@_njit
+def _lj_add_pair(pos, i, j, par, grad, with_gradient):
+    d = pos.shape[1]
+    r2 = 0.0
+    for k in range(d):
+        diff = pos[i, k] - pos[j, k]
+        r2 += diff * diff
+    if r2 >= par[2]:
+        return 0.0
+    energy, deriv = _lj_pair(r2, par)
+    if with_gradient:
+        for k in range(d):
+            g = deriv * (pos[i, k] - pos[j, k])
+            grad[i, k] += g
+            grad[j, k] -= g
+    return energy
+
+
+@_njit
+def lj_dense(pos, par, with_gradient):
+    """Energy and gradient by a sum over all pairs."""
+    n = pos.shape[0]
+    grad = np.zeros(pos.shape)
+    energy = 0.0
+    for i in range(n):
+        for j in range(i + 1, n):
+            energy += _lj_add_pair(pos, i, j, par, grad, with_gradient)
+    return energy, grad
+
+
+@_njit
+def lj_cells(pos, par, with_gradient):
+    """Energy and gradient by a cell list (cells at least a cut-off wide)."""
+    n, d = pos.shape
+    grad = np.zeros(pos.shape)
+    if n < 2:
+        return 0.0, grad
+    lo = np.empty(d)
+    hi = np.empty(d)
+    for k in range(d):
+        lo[k] = pos[0, k]
+        hi[k] = pos[0, k]
+    for i in range(n):
+        for k in range(d):
+            lo[k] = min(lo[k], pos[i, k])
+            hi[k] = max(hi[k], pos[i, k])
+    # Cells of side >= cut-off, so neighbours are in the 3^d block around an
+    # atom; widened (doubling) until there are at most ~8 cells per atom, so
+    # that far-flung atoms cannot make the grid huge.
+    cell = math.sqrt(par[2])
+    cap = max(8.0 * n, 64.0)
+    while True:
+        total = 1.0
+        for k in range(d):
+            total *= math.floor((hi[k] - lo[k]) / cell) + 1.0
+        if total <= cap:
+            break
+        cell *= 2.0
+    dims = np.empty(d, np.int64)
+    for k in range(d):
+        dims[k] = int(math.floor((hi[k] - lo[k]) / cell)) + 1
+    n_cells = 1
+    for k in range(d):
+        n_cells *= dims[k]
+    coord = np.empty((n, d), np.int64)
+    key = np.empty(n, np.int64)
+    for i in range(n):
+        lin = 0
+        for k in range(d):
+            ck = int(math.floor((pos[i, k] - lo[k]) / cell))
+            if ck >= dims[k]:
+                ck = dims[k] - 1
+            coord[i, k] = ck
+            lin = lin * dims[k] + ck
+        key[i] = lin
+    # Counting sort of the atoms by cell.
+    start = np.zeros(n_cells + 1, np.int64)
+    for i in range(n):
+        start[key[i] + 1] += 1
+    for c in range(n_cells):
+        start[c + 1] += start[c]
+    fill = start[:-1].copy()
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        order[fill[key[i]]] = i
+        fill[key[i]] += 1
+    energy = 0.0
+    n_blocks = 3 ** d
+    for i in range(n):
+        for b in range(n_blocks):
+            rest = b
+            lin = 0
+            inside = True
+            for k in range(d):
+                off = rest % 3 - 1
+                rest //= 3
+                ck = coord[i, k] + off
+                if ck < 0 or ck >= dims[k]:
+                    inside = False
+                    break
+                lin = lin * dims[k] + ck
+            if not inside:
+                continue
+            for q in range(start[lin], start[lin + 1]):
+                j = order[q]
+                if j > i:
+                    energy += _lj_add_pair(pos, i, j, par, grad,
+                                           with_gradient)
+    return energy, grad
+
+
+def lennard_jones(positions, parameters, gradient=True):
+    """Return the Lennard-Jones energy and its gradient ``(n, d)``.
+
+    Parameters
+    ----------
+    positions : (n, d) array
+    parameters : array of 9 floats
+        As `odl_atoms.functionals.LennardJones` packs them (epsilon, sigma^2,
+        cutoff^2, smooth, onset^2, shift, core radius^2, core A, core B).
+    gradient : bool, optional
+        If False, the gradient returned is zeros.
+
+    Dense pair sums up to `DENSE_PAIRS_MAX_ATOMS` atoms, a cell list above.
+    """
+    pos = np.ascontiguousarray(positions, dtype=float)
+    par = np.ascontiguousarray(parameters, dtype=float)
+    if pos.shape[0] <= DENSE_PAIRS_MAX_ATOMS:
+        return lj_dense(pos, par, gradient)
+    return lj_cells(pos, par, gradient)
