@@ -4,44 +4,126 @@ Atomic configurations are sparse measures (`SparseMeasureSpace`); the exact
 projection of Gaussian atoms is an ODL operator (`GaussianRayTransform`) into
 the projection space of ODL's ASTRA-backed ``RayTransform``; a Lennard-Jones
 energy (`LennardJones`) is the physical prior; reconstruction methods share
-one interface (`Solver`: `ADCG`, `SimulatedAnnealing`, `SIRT`).
+one interface (`Solver`: `ADCG`, `SimulatedAnnealing`, `SIRT`), and
+`reconstruct` runs one of them on a measurement.
+
+The package imports its modules when a name from them is first used
+(PEP 562): ``import odl_atoms`` alone loads neither ODL nor SciPy, PyTorch
+or matplotlib, so that the command line answers ``--help`` at once. Every
+public name of the modules below is available here (``odl_atoms.ADCG``,
+``from odl_atoms import *``), and so is every submodule
+(``odl_atoms.solvers``).
 """
+
+import importlib
 
 __version__ = '0.1.0.dev0'
 
-from odl_atoms import (atoms, functionals, io, metrics, noise, objective,
-                       operators, parameter_choice, phantoms, picking, plot,
-                       precision, relax, simulation, solvers, space, sweep,
-                       weights)
-from odl_atoms.atoms import *  # noqa: F401,F403
-from odl_atoms.functionals import *  # noqa: F401,F403
-from odl_atoms.io import *  # noqa: F401,F403
-from odl_atoms.metrics import *  # noqa: F401,F403
-from odl_atoms.noise import *  # noqa: F401,F403
-from odl_atoms.objective import *  # noqa: F401,F403
-from odl_atoms.operators import *  # noqa: F401,F403
-from odl_atoms.parameter_choice import *  # noqa: F401,F403
-from odl_atoms.phantoms import *  # noqa: F401,F403
-from odl_atoms.picking import *  # noqa: F401,F403
-from odl_atoms.plot import *  # noqa: F401,F403
-from odl_atoms.precision import *  # noqa: F401,F403
-from odl_atoms.relax import *  # noqa: F401,F403
-from odl_atoms.simulation import *  # noqa: F401,F403
-from odl_atoms.solvers import *  # noqa: F401,F403
-from odl_atoms.space import *  # noqa: F401,F403
-# Imports no Dask (only run_sweep needs it, and imports it then).
-from odl_atoms.sweep import *  # noqa: F401,F403
-from odl_atoms.weights import *  # noqa: F401,F403
+#: The modules whose public names (their ``__all__``) the package exports,
+#: in the order of ``odl_atoms.__all__``, and those names. A name missing
+#: here is still found (by importing every module), only more slowly;
+#: tests/test_architecture.py checks that this table matches the modules.
+_EXPORTS = {
+    'space': ('SparseMeasureSpace', 'SparseMeasure'),
+    'atoms': ('to_ase', 'from_ase'),
+    'operators': ('GaussianRayTransform', 'GaussianAtomsTransform',
+                  'GaussianRayTransformJacobian', 'GaussianBackProjection'),
+    'functionals': ('LennardJones',),
+    'objective': ('AtomObjective', 'objective_functional', 'atom_energy'),
+    'solvers': ('Solver', 'Reconstruction', 'ADCG', 'DEFAULT_ALPHA',
+                'DISCREPANCY_TAU', 'DISCREPANCY_FLOOR', 'auto_discrepancy',
+                'Relocate', 'Regrow', 'ShiftColumn', 'RegrowColumn', 'Perturb',
+                'Stiffen', 'RefitLattice', 'DEFAULT_MOVES',
+                'MULTI_START_MOVES', 'auto_moves', 'SIRT', 'DEFAULT_N_ITER',
+                'DEFAULT_TAU', 'SIRT_IMPLS', 'SimulatedAnnealing',
+                'AnnealingState', 'GreedyStart', 'LatticeStart',
+                'SplitLatticeStart', 'lattice_starts', 'DEFAULT_STARTS',
+                'Certificate', 'certify'),
+    'phantoms': ('Phantom', 'square_lattice', 'hexagonal_lattice',
+                 'lattice_with_vacancy', 'lattice_with_interstitial',
+                 'lattice_with_substitution', 'lattice_with_edge_dislocation',
+                 'lattice_with_grain_boundary', 'lattice_with_displacements',
+                 'defect_phantom', 'nanoparticle', 'fcc_slab',
+                 'PHANTOM_NAMES_2D', 'LATTICES_2D', 'NANOPARTICLE_SHAPES',
+                 'DEFAULT_SPACING'),
+    'relax': ('relax_defect',),
+    'metrics': ('AtomMatch', 'match_atoms', 'nearest_neighbour_distance',
+                'DEFAULT_RELATIVE_TOLERANCE'),
+    'io': ('atomic_path', 'read_atoms', 'write_atoms', 'ProjectionData',
+           'read_projections', 'write_projections', 'PROJECTION_SUFFIXES'),
+    'noise': ('noise_std', 'gaussian_noise', 'poisson_noise', 'add_noise'),
+    'simulation': ('tilt_geometry', 'simulate'),
+    'parameter_choice': ('alpha_sweep', 'AlphaSweep'),
+    'plot': ('plot_atoms', 'plot_projections', 'plot_alpha_sweep',
+             'plot_atoms_3d', 'plot_projection_images', 'plot_comparison'),
+    'picking': ('AtomPicker', 'pick_atoms', 'atom_peak_height',
+                'render_atoms'),
+    'precision': ('position_crb', 'PositionCRB'),
+    'weights': ('allowed_weights',),
+    'sweep': ('SweepTask', 'SweepResult', 'sweep_tasks', 'run_sweep_task',
+              'run_sweep'),
+    'reconstruction': ('reconstruct', 'estimate_equilibrium_distance',
+                       'solver_class', 'available_solvers', 'takes_option'),
+    'errors': ('ValidationError',),
+}
 
-# The learned post-processing: importable without torch (torch is only needed
-# when a model runs); only its three user-facing names go to the top level.
-from odl_atoms import learned  # noqa: E402
-from odl_atoms.learned import LearnedPicker, LearnedSIRT, learned_sirt  # noqa: E402,F401
+#: Names exported from a module without its whole ``__all__``: the learned
+#: post-processing's user-facing names (it imports without PyTorch).
+_PARTIAL_EXPORTS = {'learned': ('LearnedPicker', 'LearnedSIRT',
+                                'learned_sirt')}
 
-__all__ = (space.__all__ + atoms.__all__ + operators.__all__
-           + functionals.__all__ + objective.__all__ + solvers.__all__
-           + phantoms.__all__ + relax.__all__ + metrics.__all__ + io.__all__
-           + noise.__all__ + simulation.__all__ + parameter_choice.__all__
-           + plot.__all__
-           + picking.__all__ + precision.__all__ + weights.__all__ + sweep.__all__
-           + ('LearnedPicker', 'LearnedSIRT', 'learned_sirt'))
+_MODULE_OF = {name: module
+              for table in (_EXPORTS, _PARTIAL_EXPORTS)
+              for module, names in table.items() for name in names}
+
+
+def _public_names():
+    """``__all__``: every exported module's ``__all__`` (imports them)."""
+    names = []
+    for module in _EXPORTS:
+        names += importlib.import_module(f'{__name__}.{module}').__all__
+    for module, partial in _PARTIAL_EXPORTS.items():
+        names += partial
+    return tuple(names)
+
+
+def __getattr__(name):
+    # Called only for names not yet in the package's namespace: load the
+    # module that defines ``name`` (or the submodule ``name``) and keep it.
+    if name == '__all__':
+        value = _public_names()
+    elif name in _MODULE_OF:
+        module = importlib.import_module(f'{__name__}.{_MODULE_OF[name]}')
+        try:
+            value = getattr(module, name)
+        except AttributeError:  # moved: fall through to the slow search
+            value = _search(name)
+    elif name.startswith('__'):
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    else:
+        try:
+            return importlib.import_module(f'{__name__}.{name}')
+        except ModuleNotFoundError as exc:
+            if exc.name != f'{__name__}.{name}':
+                raise
+        value = _search(name)
+    globals()[name] = value
+    return value
+
+
+def _search(name):
+    """``name`` from whichever exported module has it in ``__all__``."""
+    for module_name in _EXPORTS:
+        module = importlib.import_module(f'{__name__}.{module_name}')
+        if name in module.__all__:
+            return getattr(module, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    import pkgutil
+
+    submodules = [m.name for m in pkgutil.iter_modules(__path__)
+                  if not m.name.startswith('_') and m.name != 'conftest']
+    return sorted(set(globals()) | set(_MODULE_OF) | set(submodules)
+                  | {'__all__'})

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from odl_atoms.functionals import LennardJones
+from odl_atoms.problem import default_lennard_jones
 
 __all__ = ('relax_defect',)
 
@@ -57,8 +58,8 @@ def relax_defect(phantom, radius=DEFAULT_RELAX_RADIUS, potential=None,
     potential : `LennardJones`, optional
         The potential to relax under. Default: the solvers' default potential
         with equilibrium distance ``phantom.lattice_spacing``
-        (`odl_atoms.solvers.common.default_lennard_jones`), i.e. the prior
-        that ``ADCG(op, potential=phantom.lattice_spacing)`` uses.
+        (`odl_atoms.problem.default_lennard_jones`), i.e. the prior of
+        ``Problem(op, data, potential=phantom.lattice_spacing)``.
     gtol : positive float, optional
         Largest force component (well depths per angstrom) left on a moved
         atom.
@@ -94,7 +95,7 @@ def relax_defect(phantom, radius=DEFAULT_RELAX_RADIUS, potential=None,
     ``a / sqrt(2)`` from four atoms; under the default potential each of
     those pairs costs 48 well depths:
 
-    >>> from odl_atoms.solvers.common import default_lennard_jones
+    >>> from odl_atoms.problem import default_lennard_jones
     >>> lj = default_lennard_jones(2, r_min=2.0)
     >>> lj.pair_energy(np.array([2.0 / np.sqrt(2), 2.0]))
     array([ 48.,  -1.])
@@ -113,8 +114,6 @@ def relax_defect(phantom, radius=DEFAULT_RELAX_RADIUS, potential=None,
     >>> relaxed.description.split('; ')[-1]
     'relaxed: 5 atoms within 1.2 lattice spacings of the defect'
     """
-    from odl_atoms.solvers.common import default_lennard_jones
-
     radius = float(radius)
     if not (np.isfinite(radius) and radius > 0):
         raise ValueError(f'`radius` must be a positive number of lattice '

@@ -1,7 +1,7 @@
 """Learned atom picking on SIRT images, and SIRT + learned picking.
 
 `LearnedPicker` has `odl_atoms.AtomPicker`'s interface, ``pick(image,
-space)`` (and calling it), so ``SIRT(op, picker=LearnedPicker())`` is SIRT
+space)`` (and calling it), so ``SIRT(picker=LearnedPicker())`` is SIRT
 followed by learned picking; `LearnedSIRT` is that pipeline as a `Solver`
 (the command line's ``--solver sirt+learned``), with the SIRT settings the
 network was trained with.
@@ -10,12 +10,14 @@ network was trained with.
 import numbers
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from odl_atoms.learned.data import decode_maps, from_index
 from odl_atoms.learned.model import LearnedModel, load_model
-from odl_atoms.solvers.sirt import SIRT
+from odl_atoms.solvers.base import Solver
+from odl_atoms.solvers.sirt import DEFAULT_N_ITER, SIRT
 
 __all__ = ('LearnedPicker', 'LearnedSIRT', 'learned_sirt',
            'DEFAULT_THRESHOLD')
@@ -79,8 +81,8 @@ class LearnedPicker:
     >>> measured = oa.simulate(phantom.measure, np.radians([0, 45, 90]),
     ...                        0.43, n_detector=96, noise=0.01, seed=0)
     >>> picker = LearnedPicker(device='cpu')
-    >>> result = oa.SIRT(measured.operator(), picker=picker).solve(
-    ...     measured.element())
+    >>> problem = oa.Problem(measured.operator(), measured.element())
+    >>> result = oa.SIRT(picker=picker).solve(problem)
     >>> oa.match_atoms(phantom.measure, result.measure).f1 > 0.95
     True
     """
@@ -239,18 +241,34 @@ class LearnedPicker:
         return f'{type(self).__name__}({", ".join(args)})'
 
 
-class LearnedSIRT(SIRT):
+@dataclass(frozen=True)
+class _Options:
+
+    """LearnedSIRT's options (see `LearnedSIRT`)."""
+
+    model: object = None
+    device: object = None
+    threshold: float = None
+    pixel_size: float = None
+    impl: str = None
+    seed: object = None
+
+    def __post_init__(self):
+        # The SIRT settings are checked as SIRT checks them.
+        SIRT.Options(pixel_size=self.pixel_size, impl=self.impl)
+
+
+class LearnedSIRT(Solver):
 
     """SIRT followed by learned atom picking (DeepLoco-style), a `Solver`.
 
     The SIRT settings (number of iterations, no discrepancy stop) are those
     the network was trained with, so that it sees images like its training
-    images; everything else is `SIRT`'s.
+    images; everything else is `SIRT`'s. The problem must be 2D; its allowed
+    weights (if given) are the picker's.
 
     Parameters
     ----------
-    operator : `GaussianRayTransform`
-        2D problem.
     model : None, str, path-like or `LearnedModel`, optional
         The network (`LearnedPicker`'s ``weights``): default the shipped
         model for the built-in example.
@@ -258,8 +276,6 @@ class LearnedSIRT(SIRT):
         Default: CUDA when available, else CPU.
     threshold : float, optional
         Decision threshold (`LearnedPicker`); default the model's.
-    weights : float, sequence or mapping, optional
-        Allowed atom weights (species), as for `SIRT` and `ADCG`.
     pixel_size, impl : optional
         As for `SIRT`. The default pixel (one detector cell) is what `train`
         uses.
@@ -269,7 +285,7 @@ class LearnedSIRT(SIRT):
     Warns
     -----
     UserWarning
-        When the operator's angles, ``sigma`` or pixel size differ from the
+        When the problem's angles, ``sigma`` or pixel size differ from the
         model's training problem: the network then sees images unlike its
         training data.
 
@@ -279,32 +295,56 @@ class LearnedSIRT(SIRT):
     >>> phantom = oa.defect_phantom('vacancy')
     >>> measured = oa.simulate(phantom.measure, np.radians([0, 45, 90]),
     ...                        0.43, n_detector=96, noise=0.01, seed=0)
-    >>> result = LearnedSIRT(measured.operator(), device='cpu').solve(
-    ...     measured.element())
+    >>> problem = oa.Problem(measured.operator(), measured.element())
+    >>> result = LearnedSIRT(device='cpu').solve(problem)
     >>> result.n_atoms
     48
     """
 
-    def __init__(self, operator, model=None, device=None,
-                 threshold=None, weights=None, pixel_size=None,
-                 impl=None, seed=None):
-        picker = LearnedPicker(model, device=device, threshold=threshold,
-                               atom_weights=weights)
-        from odl_atoms.solvers.sirt import DEFAULT_N_ITER
-        n_iter = int(picker.model.config.get('sirt_iter', DEFAULT_N_ITER))
-        super().__init__(operator, n_iter=n_iter, pixel_size=pixel_size,
-                         impl=impl, picker=picker, seed=seed)
-        if operator.domain.ndim != 2:
+    Options = _Options
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        # The network is loaded once, here (a bad model file fails now).
+        self._picker = LearnedPicker(self.options.model,
+                                     device=self.options.device,
+                                     threshold=self.options.threshold)
+
+    @property
+    def resolved_threshold(self):
+        """The decision threshold: given, or the model's."""
+        return self._picker.resolved_threshold
+
+    def sirt(self):
+        """The SIRT the network was trained with (iterations, pixels)."""
+        n_iter = int(self._picker.model.config.get('sirt_iter',
+                                                   DEFAULT_N_ITER))
+        return SIRT(n_iter=n_iter, pixel_size=self.options.pixel_size,
+                    impl=self.options.impl)
+
+    def _solve(self, problem, initial, callback, rng):
+        if problem.ndim != 2:
             raise ValueError('LearnedSIRT works on 2D problems; use SIRT with '
                              'AtomPicker in 3D')
-        self.model = model
-        self.device = device
-        self.threshold = picker.threshold
-        self.weights = weights
-        self._check_problem(picker.model)
+        sirt = self.sirt()
+        self._check_problem(problem, self._picker.model,
+                            sirt.resolved_pixel_size(problem))
+        weights = None
+        if problem.weights is not None:
+            weights = dict(zip(problem.labels.tolist(),
+                               problem.allowed.tolist()))
+        picker = LearnedPicker(self._picker.model,
+                               threshold=self.options.threshold,
+                               atom_weights=weights)
+        sirt = sirt.with_options(picker=picker)
+        # No discrepancy stop: the network was trained on images after a
+        # fixed number of iterations.
+        return sirt._solve(problem.with_noise_std(None), initial, callback,
+                           rng)
 
-    def _check_problem(self, model):
-        op = self.operator
+    @staticmethod
+    def _check_problem(problem, model, pixel):
+        op = problem.operator
         angles = np.asarray(op.geometry.angles, dtype=float)
         trained = model.angles
 
@@ -318,33 +358,31 @@ class LearnedSIRT(SIRT):
                 f'the data have angles {ours.tolist()} degrees but the '
                 f'network was trained for {theirs.tolist()}; '
                 f'its output may be poor. Train a model for these angles: '
-                f'odl_atoms.learned.train(angles=...)', stacklevel=3)
+                f'odl_atoms.learned.train(angles=...)', stacklevel=4)
         if abs(op.sigma / model.sigma - 1) > _MISMATCH:
             warnings.warn(
                 f'the operator has sigma = {op.sigma:.4g} A but the network '
                 f'was trained for {model.sigma:.4g} A; its output may be '
                 f'poor. Train a model for this sigma '
-                f'(odl_atoms.learned.train)', stacklevel=3)
-        pixel = self.resolved_pixel_size
+                f'(odl_atoms.learned.train)', stacklevel=4)
         if abs(pixel / model.pixel_size - 1) > _MISMATCH:
             warnings.warn(
                 f'SIRT pixels of {pixel:.4g} A, but the network was trained '
                 f'on {model.pixel_size:.4g} A pixels; pass '
                 f'pixel_size={model.pixel_size:.4g} or train a model for this '
-                f'detector', stacklevel=3)
+                f'detector', stacklevel=4)
 
     def __repr__(self):
-        args = [repr(self.operator)]
+        args = []
         for name, default in (('model', None), ('device', None),
-                              ('threshold', None),
-                              ('weights', None), ('pixel_size', None),
+                              ('threshold', None), ('pixel_size', None),
                               ('impl', None), ('seed', None)):
-            value = getattr(self, name)
+            value = getattr(self.options, name)
             if isinstance(value, LearnedModel):
                 value = _Raw('<LearnedModel>')
             if value != default:
                 args.append(f'{name}={value!r}')
-        return f'{type(self).__name__}(\n    ' + ',\n    '.join(args) + '\n)'
+        return f'{type(self).__name__}(' + ', '.join(args) + ')'
 
 
 class _Raw(str):
@@ -352,16 +390,16 @@ class _Raw(str):
         return str(self)
 
 
-def learned_sirt(operator, data, model=None, device=None, callback=None,
-                 **kwargs):
+def learned_sirt(problem, model=None, device=None, callback=None,
+                 **options):
     """Reconstruct with SIRT + learned picking in one call.
 
-    ``LearnedSIRT(operator, model, device, **kwargs).solve(data,
+    ``LearnedSIRT(model=model, device=device, **options).solve(problem,
     callback=callback)``.
 
     Returns
     -------
     result : `Reconstruction`
     """
-    return LearnedSIRT(operator, model=model, device=device,
-                       **kwargs).solve(data, callback=callback)
+    return LearnedSIRT(model=model, device=device, **options).solve(
+        problem, callback=callback)

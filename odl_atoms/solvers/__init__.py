@@ -1,7 +1,12 @@
-"""Reconstruction methods sharing one interface (`Solver`, `Reconstruction`)."""
+"""Reconstruction methods sharing one interface (`Solver`, `Reconstruction`).
 
-from odl_atoms.solvers import (adcg, annealing, base, certificate, common,
-                               moves, sirt, starts)
+Each solver takes its method's options; what to solve is a
+`~odl_atoms.problem.Problem`. `ADCG` (with its starts, escape moves and
+certificate), `SimulatedAnnealing` and `SIRT` + atom picking.
+"""
+
+from odl_atoms.solvers import (adcg, annealing, base, certificate, moves,
+                               sirt, starts)
 from odl_atoms.solvers.adcg import *  # noqa: F401,F403
 from odl_atoms.solvers.annealing import *  # noqa: F401,F403
 from odl_atoms.solvers.base import *  # noqa: F401,F403

@@ -102,23 +102,16 @@ there are no slides or shifts, and there is no continuous polish.
 """
 
 import itertools
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
 
-from odl_atoms.defaults import DEFAULT_ALPHA
-from odl_atoms.objective import AtomObjective
+from odl_atoms.problem import estimate_r_min
 from odl_atoms.projection import Stencil
 from odl_atoms.solvers.base import Reconstruction, Solver
-# Shared with ADCG so that both solvers read `alpha`, `potential` and
-# `weights` in exactly the same way.
-from odl_atoms.solvers.common import (check_alpha, default_potential,
-                                      estimate_r_min, expected_atoms,
-                                      parse_potential, scoring_discr,
-                                      scoring_grid)
-from odl_atoms.weights import allowed_weights
+from odl_atoms.solvers.grid import scoring_discr, scoring_grid
+from odl_atoms.solvers.options import count, optional, positive, set_option
 
 __all__ = ('SimulatedAnnealing', 'AnnealingState')
 
@@ -239,7 +232,8 @@ class AnnealingState:
     --------
     >>> import odl
     >>> from odl.applications import tomo
-    >>> from odl_atoms import SparseMeasureSpace, GaussianRayTransform
+    >>> from odl_atoms import (AtomObjective, GaussianRayTransform,
+    ...                        SparseMeasureSpace)
     >>> space = SparseMeasureSpace([-4, -4], [4, 4])
     >>> geometry = tomo.Parallel2dGeometry(
     ...     odl.uniform_partition(0, np.pi, 3), odl.uniform_partition(-6, 6, 48))
@@ -594,26 +588,104 @@ class _GainMap:
         return np.clip(self.points[g] + jitter, self.lo, self.hi), self.best[g]
 
 
+def move_probabilities(given):
+    """The relative move frequencies: the defaults updated by ``given``."""
+    probs = dict(DEFAULT_MOVE_PROBABILITIES)
+    if given is not None:
+        unknown = set(given) - set(MOVES)
+        if unknown:
+            raise ValueError(f'unknown move(s) {sorted(unknown)}; the '
+                             f'moves are {MOVES}')
+        probs.update({k: float(v) for k, v in given.items()})
+    if any(not (np.isfinite(p) and p >= 0) for p in probs.values()):
+        raise ValueError(f'move probabilities must be >= 0, got {probs}')
+    return probs
+
+
+
+def _schedule(name, value):
+    if not (callable(value) or value in SCHEDULES):
+        raise ValueError(f'`{name}` must be one of {SCHEDULES} or a '
+                         f'callable, got {value!r}')
+    return value
+
+
+@dataclass(frozen=True)
+class _Options:
+
+    """Simulated annealing's options (see `SimulatedAnnealing`)."""
+
+    n_sweeps: int = 300
+    sweep_size: int = None
+    schedule: object = 'geometric'
+    t_start: float = None
+    t_end: float = 1e-5
+    step: float = None
+    grid_spacing: float = None
+    move_probabilities: dict = None
+    quench_sweeps: int = 10
+    polish: bool = True
+    energy_start: float = 0.5
+    proposal_spacing: float = None
+    uniform_fraction: float = 0.1
+    refresh_interval: int = 10
+    n_trial: int = 200
+    seed: object = None
+
+    def __post_init__(self):
+        set_option(self, 'n_sweeps', count('n_sweeps', self.n_sweeps))
+        set_option(self, 'sweep_size',
+                   optional(count, 'sweep_size', self.sweep_size))
+        set_option(self, 'quench_sweeps',
+                   count('quench_sweeps', self.quench_sweeps, 0))
+        set_option(self, 'n_trial', count('n_trial', self.n_trial))
+        set_option(self, 'refresh_interval',
+                   count('refresh_interval', self.refresh_interval))
+        _schedule('schedule', self.schedule)
+        set_option(self, 't_start', optional(positive, 't_start',
+                                             self.t_start))
+        set_option(self, 't_end', positive('t_end', self.t_end))
+        if self.t_start is not None and self.t_start < self.t_end:
+            raise ValueError(f'`t_start` ({self.t_start}) must not be below '
+                             f'`t_end` ({self.t_end})')
+        set_option(self, 'step', optional(positive, 'step', self.step))
+        set_option(self, 'grid_spacing',
+                   optional(positive, 'grid_spacing', self.grid_spacing))
+        set_option(self, 'proposal_spacing', optional(
+            positive, 'proposal_spacing', self.proposal_spacing))
+        probs = move_probabilities(self.move_probabilities)
+        if probs['add'] <= 0 and probs['jump'] <= 0:
+            raise ValueError('at least one of the moves `add` and `jump` '
+                             'must have a positive probability')
+        set_option(self, 'polish', bool(self.polish))
+        energy_start = float(self.energy_start)
+        if not 0 <= energy_start <= 1:
+            raise ValueError(f'`energy_start` must be in [0, 1], got '
+                             f'{energy_start}')
+        set_option(self, 'energy_start', energy_start)
+        uniform_fraction = float(self.uniform_fraction)
+        if not 0 < uniform_fraction <= 1:
+            raise ValueError(f'`uniform_fraction` must be in (0, 1], got '
+                             f'{uniform_fraction}')
+        set_option(self, 'uniform_fraction', uniform_fraction)
+
+
+
 class SimulatedAnnealing(Solver):
 
     """Simulated annealing of atoms with a potential energy.
 
+    Minimises the objective of a `~odl_atoms.problem.Problem` (the same as
+    `ADCG`'s). With the problem's ``potential='auto'`` the energy is
+    switched on after a fraction ``energy_start`` of the annealing sweeps,
+    with ``r_min`` estimated from the configuration at that point (the
+    objective history jumps there). The problem's noise level bounds the
+    final temperature from below by ``0.5 * c * noise_std**2`` (objective
+    changes below it are noise), and its ``max_atoms`` is a guard on the
+    number of atoms (additions beyond it are rejected).
+
     Parameters
     ----------
-    operator : `GaussianRayTransform`
-    alpha : float, optional
-        Dimensionless energy weight, as in `ADCG`: ``lambda = alpha * E_atom
-        / epsilon`` with ``E_atom`` the data energy of one atom of the
-        smallest allowed weight. ``0`` anneals on the data alone.
-    potential : `LennardJones`, float, 'auto' or None, optional
-        As in `ADCG`: a potential; an equilibrium distance ``r_min``
-        (angstrom) of the default smooth Lennard-Jones potential; ``'auto'``
-        (default): the energy is switched on after a fraction
-        ``energy_start`` of the annealing sweeps, with ``r_min`` estimated
-        from the configuration at that point (`estimate_r_min`; the
-        objective history jumps there); ``None``: no energy.
-    weights : float, sequence or mapping, optional
-        Allowed atom weights (species), as in `ADCG`.
     n_sweeps : int, optional
         Number of annealing sweeps (temperatures), default 300.
     sweep_size : int, optional
@@ -636,17 +708,9 @@ class SimulatedAnnealing(Solver):
     grid_spacing : float, optional
         If given, atoms live on the sites of a grid of this spacing
         (angstrom), at most one per site (see the module documentation).
-    noise_std : float, optional
-        Standard deviation of the data noise, if known. Annealing needs no
-        stopping rule; the noise level only bounds the final temperature
-        from below by ``0.5 * c * noise_std**2`` (objective changes below it
-        are noise), so no sweeps are spent resolving noise.
     move_probabilities : mapping, optional
         Relative frequencies of the moves `MOVES`; missing moves keep their
         default (`DEFAULT_MOVE_PROBABILITIES`), 0 disables one.
-    max_atoms : int, optional
-        Guard on the number of atoms (additions beyond it are rejected).
-        Default as in `ADCG`: twice the atoms the data hold, plus 10.
     quench_sweeps : int, optional
         Sweeps at zero temperature after the annealing (default 10).
     polish : bool, optional
@@ -696,14 +760,14 @@ class SimulatedAnnealing(Solver):
     --------
     >>> import odl
     >>> from odl.applications import tomo
-    >>> from odl_atoms import SparseMeasureSpace, GaussianRayTransform
+    >>> from odl_atoms import Problem, SparseMeasureSpace, GaussianRayTransform
     >>> space = SparseMeasureSpace([-4, -4], [4, 4])
     >>> geometry = tomo.Parallel2dGeometry(
     ...     odl.uniform_partition(0, np.pi, 3), odl.uniform_partition(-6, 6, 48))
     >>> op = GaussianRayTransform(space, geometry, sigma=0.3)
     >>> truth = space.element([[-1.0, 0.5], [1.2, -0.7], [0.3, 1.9]])
-    >>> solver = SimulatedAnnealing(op, alpha=0, n_sweeps=60, seed=1)
-    >>> result = solver.solve(op(truth))
+    >>> solver = SimulatedAnnealing(n_sweeps=60, seed=1)
+    >>> result = solver.solve(Problem(op, op(truth), alpha=0))
     >>> result.n_atoms
     3
     >>> np.abs(np.sort(result.measure.positions, 0)
@@ -713,129 +777,209 @@ class SimulatedAnnealing(Solver):
     ['add', 'displace', 'jump', 'remove', 'shift', 'slide']
     """
 
-    def lennard_jones(self, r_min):
-        """The default potential for an ``r_min``, the same as ADCG's
-        (`odl_atoms.solvers.common.default_potential`), so that both solvers
-        minimise the same objective."""
-        return default_potential(self.operator, r_min)
-
-    def __init__(self, operator, alpha=DEFAULT_ALPHA, potential='auto',
-                 weights=1.0, n_sweeps=300, sweep_size=None,
-                 schedule='geometric', t_start=None, t_end=1e-5, step=None,
-                 grid_spacing=None, noise_std=None, move_probabilities=None,
-                 max_atoms=None, quench_sweeps=10, polish=True,
-                 energy_start=0.5, proposal_spacing=None,
-                 uniform_fraction=0.1, refresh_interval=10, n_trial=200,
-                 seed=None):
-        super().__init__(operator, seed=seed)
-        self.alpha = check_alpha(alpha)
-        self.potential = parse_potential(operator, potential)
-        self.labels, self.allowed = allowed_weights(weights)
-        self.weights = weights
-
-        self.n_sweeps = self._count(n_sweeps, 'n_sweeps', minimum=1)
-        self.sweep_size = (None if sweep_size is None else
-                           self._count(sweep_size, 'sweep_size', minimum=1))
-        self.quench_sweeps = self._count(quench_sweeps, 'quench_sweeps',
-                                         minimum=0)
-        self.n_trial = self._count(n_trial, 'n_trial', minimum=1)
-        self.refresh_interval = self._count(refresh_interval,
-                                            'refresh_interval', minimum=1)
-        self.max_atoms = (None if max_atoms is None else
-                          self._count(max_atoms, 'max_atoms', minimum=1))
-        if not (callable(schedule) or schedule in SCHEDULES):
-            raise ValueError(f'`schedule` must be one of {SCHEDULES} or a '
-                             f'callable, got {schedule!r}')
-        self.schedule = schedule
-        self.t_start = None if t_start is None else self._positive(
-            t_start, 't_start', ' (in units of one atom\'s data energy)')
-        self.t_end = self._positive(t_end, 't_end',
-                                    ' (in units of one atom\'s data energy)')
-        if self.t_start is not None and self.t_start < self.t_end:
-            raise ValueError(f'`t_start` ({self.t_start}) must not be below '
-                             f'`t_end` ({self.t_end})')
-        self.step = None if step is None else self._positive(step, 'step')
-        self.grid_spacing = (None if grid_spacing is None else
-                             self._positive(grid_spacing, 'grid_spacing'))
-        self.noise_std = (None if noise_std is None else
-                          float(noise_std))
-        if self.noise_std is not None and not (
-                np.isfinite(self.noise_std) and self.noise_std >= 0):
-            raise ValueError(f'`noise_std` must be >= 0, got {noise_std!r}')
-        self.move_probabilities = move_probabilities
-        probs = dict(DEFAULT_MOVE_PROBABILITIES)
-        if move_probabilities is not None:
-            unknown = set(move_probabilities) - set(MOVES)
-            if unknown:
-                raise ValueError(f'unknown move(s) {sorted(unknown)}; the '
-                                 f'moves are {MOVES}')
-            probs.update({k: float(v) for k, v in move_probabilities.items()})
-        if any(not (np.isfinite(p) and p >= 0) for p in probs.values()):
-            raise ValueError(f'move probabilities must be >= 0, got {probs}')
-        if self.allowed.size == 1:
-            probs['swap'] = 0.0
-        if grid_spacing is not None:
-            # Rays do not run along the grid.
-            probs['slide'] = probs['shift'] = 0.0
-        if probs['add'] <= 0 and probs['jump'] <= 0:
-            raise ValueError('at least one of the moves `add` and `jump` '
-                             'must have a positive probability')
-        self._moves = [m for m in MOVES if probs[m] > 0]
-        p = np.array([probs[m] for m in self._moves])
-        self._move_cdf = np.cumsum(p / p.sum())
-        self.polish = bool(polish)
-        energy_start = float(energy_start)
-        if not 0 <= energy_start <= 1:
-            raise ValueError(f'`energy_start` must be in [0, 1], got '
-                             f'{energy_start}')
-        self.energy_start = energy_start
-        self.proposal_spacing = (float(operator.sigma)
-                                 if proposal_spacing is None else
-                                 self._positive(proposal_spacing,
-                                                'proposal_spacing'))
-        uniform_fraction = float(uniform_fraction)
-        if not 0 < uniform_fraction <= 1:
-            raise ValueError(f'`uniform_fraction` must be in (0, 1], got '
-                             f'{uniform_fraction}')
-        self.uniform_fraction = uniform_fraction
-        self._gain_map = None
-        # Unit ray directions of the projections: orthogonal to the detector
-        # axes (the last right-singular vector of each (k, d) axes block).
-        self._rays = np.array([np.linalg.svd(ax)[2][-1]
-                               for ax in operator.frame.axes])
-
-    @staticmethod
-    def _count(value, name, minimum):
-        if not isinstance(value, numbers.Integral) or value < minimum:
-            raise ValueError(f'`{name}` must be an integer >= {minimum}, got '
-                             f'{value!r}')
-        return int(value)
-
-    @staticmethod
-    def _positive(value, name, hint=''):
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise TypeError(f'`{name}` must be a number, got {value!r}') \
-                from None
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f'`{name}` must be a positive number{hint}, got '
-                             f'{value!r}')
-        return value
-
-    # --- Helpers
+    Options = _Options
 
     def temperatures(self, t_start, t_end):
         """Return the annealing temperatures (units of ``E_atom``)."""
-        n = self.n_sweeps
+        n = self.options.n_sweeps
+        schedule = self.options.schedule
         k = np.arange(n)
         frac = k / max(n - 1, 1)
-        if callable(self.schedule):
-            return np.array([float(self.schedule(i, n, t_start, t_end))
+        if callable(schedule):
+            return np.array([float(schedule(i, n, t_start, t_end))
                              for i in k])
-        if self.schedule == 'geometric':
+        if schedule == 'geometric':
             return t_start * (t_end / t_start) ** frac
         return t_start + (t_end - t_start) * frac
+
+    def grid_sites(self, problem):
+        """Return all grid sites ``(p, d)`` of ``problem``'s box (grid mode)."""
+        return _Walk(self, problem).grid_sites()
+
+    # --- Driver
+
+    def _solve(self, problem, initial, callback, rng):
+        options = self.options
+        walk = _Walk(self, problem)
+        op = problem.operator
+        space = op.domain
+        d = space.ndim
+        auto = problem.alpha > 0 and isinstance(problem.potential, str)
+        if problem.alpha == 0 or auto:
+            problem = problem.with_potential(None)
+        objective = problem.objective()
+        e_atom = objective.atom_energy
+        info = {'estimated_r_min': None}
+
+        if initial is None:
+            positions = np.zeros((0, d))
+            weights = np.zeros(0)
+            labels = np.zeros(0, dtype=str)
+        else:
+            positions, weights, labels = problem.arrays(initial)
+            positions = np.clip(positions, space.min_pt, space.max_pt)
+            if options.grid_spacing is not None:
+                positions = walk.snap(positions)
+        state = AnnealingState(objective, positions, weights, labels)
+
+        expected = problem.expected_atoms()
+        walk.max_atoms = problem.default_max_atoms()
+        sweep_size = options.sweep_size or max(40, int(np.ceil(2 * expected)))
+        step = options.step or 0.5 * op.sigma
+        steps = ({'displace': step, 'shift': 2 * op.sigma}
+                 if options.grid_spacing is None else
+                 {'displace': options.grid_spacing})
+        max_step = 0.5 * float(np.min(space.max_pt - space.min_pt))
+        min_step = 1e-4 * op.sigma
+
+        t_start = options.t_start
+        if t_start is None:
+            t_start = walk.estimate_t_start(state, rng, steps)
+        t_end = options.t_end
+        if problem.noise_std:
+            t_end = max(t_end, 0.5 * objective.inner_weight
+                        * problem.noise_std ** 2 / e_atom)
+        t_start = max(t_start, t_end)
+        temps = self.temperatures(t_start, t_end)
+        if np.any(~np.isfinite(temps)) or np.any(temps < 0):
+            raise ValueError('the temperature schedule must give finite '
+                             'temperatures >= 0')
+        switch = (int(round(options.energy_start * (options.n_sweeps - 1)))
+                  if auto else -1)
+        all_temps = np.concatenate([temps, np.zeros(options.quench_sweeps)])
+
+        proposed = dict.fromkeys(walk.moves, 0)
+        accepted = dict.fromkeys(walk.moves, 0)
+        history, drifts = [], [0.0]
+        best = None
+        for sweep, temp in enumerate(all_temps):
+            t_abs = temp * e_atom
+            sweep_proposed = dict.fromkeys(walk.moves, 0)
+            sweep_accepted = dict.fromkeys(walk.moves, 0)
+            for _ in range(sweep_size):
+                kind = walk.draw_kind(rng)
+                walk.clock += 1
+                sweep_proposed[kind] += 1
+                move = walk.propose(kind, state, rng, steps)
+                if move is None:
+                    continue
+                dF = move.delta
+                if dF < 0 or (t_abs > 0
+                              and rng.random() < np.exp(-dF / t_abs)):
+                    state.accept(move)
+                    sweep_accepted[kind] += 1
+            drifts.append(state.recompute())
+            for kind in walk.moves:
+                proposed[kind] += sweep_proposed[kind]
+                accepted[kind] += sweep_accepted[kind]
+            if options.grid_spacing is None:
+                for kind in _TARGET_ACCEPTANCE:
+                    if sweep_proposed.get(kind, 0) >= 5:
+                        rate = sweep_accepted[kind] / sweep_proposed[kind]
+                        steps[kind] = float(np.clip(
+                            steps[kind] * np.exp(
+                                rate - _TARGET_ACCEPTANCE[kind]),
+                            min_step, max_step))
+            if sweep == switch:
+                r_min = estimate_r_min(state.positions, op.sigma)
+                if r_min is not None:
+                    info['estimated_r_min'] = r_min
+                problem = problem.with_potential(r_min)
+                objective = problem.objective()
+                state.set_objective(objective)
+                best = None  # values before the switch are another objective
+            history.append(state.value)
+            if best is None or state.value < best[0]:
+                best = (state.value, state.positions, state.weights,
+                        state.labels)
+            if callback is not None:
+                callback(problem.measure(state.positions, state.weights,
+                                         state.labels))
+
+        _, positions, weights, labels = best
+        if options.polish and options.grid_spacing is None and len(weights):
+            positions, info['polish_max_shift'] = _polish(
+                objective, positions, weights)
+        misfit, energy = objective.parts(positions, weights)
+        info.update(
+            acceptance={k: (accepted[k] / proposed[k] if proposed[k] else 0.0)
+                        for k in walk.moves},
+            proposed=proposed, accepted=accepted,
+            n_moves=int(sum(proposed.values())),
+            initial_temperature=float(t_start),
+            final_temperature=float(temps[-1]),
+            temperature_unit=e_atom,
+            final_steps=steps, sweep_size=sweep_size,
+            max_drift=float(max(drifts)),
+            atom_energy=e_atom, energy_weight=objective.energy_weight,
+            potential=objective.potential if objective.energy_weight else None)
+        has_energy = objective.energy_weight > 0
+        return Reconstruction(
+            measure=problem.measure(positions, weights, labels),
+            objective=history, n_iterations=len(history),
+            data_misfit=misfit, energy=energy if has_energy else None,
+            info=info)
+
+
+def _polish(objective, positions, weights):
+    """L-BFGS-B on ``F`` over the positions, inside the box."""
+    space = objective.operator.domain
+    n, d = positions.shape
+
+    def fun(flat):
+        value, grad_x, _ = objective.value_and_gradient(
+            flat.reshape(n, d), weights)
+        return value, grad_x.ravel()
+
+    start = objective(positions, weights)
+    bounds = list(zip(np.tile(space.min_pt, n), np.tile(space.max_pt, n)))
+    res = minimize(fun, positions.ravel(), jac=True, method='L-BFGS-B',
+                   bounds=bounds, options={'maxiter': 200})
+    if not res.fun < start:
+        return positions, 0.0
+    new = res.x.reshape(n, d)
+    return new, float(np.max(np.linalg.norm(new - positions, axis=1)))
+
+
+
+class _Walk:
+
+    """The random walk of one annealing run: the moves on one problem.
+
+    Holds what the proposals need of the problem (the operator, the allowed
+    weights, the projection rays) and the proposal helpers computed from the
+    residual (the gain map of additions, the removal weights), refreshed
+    lazily as the configuration changes.
+    """
+
+    def __init__(self, solver, problem):
+        options = solver.options
+        self.options = options
+        self.operator = op = problem.operator
+        self.allowed, self.labels = problem.allowed, problem.labels
+        self.grid_spacing = options.grid_spacing
+        self.uniform_fraction = options.uniform_fraction
+        self.refresh_interval = options.refresh_interval
+        probs = move_probabilities(options.move_probabilities)
+        if self.allowed.size == 1:
+            probs['swap'] = 0.0
+        if self.grid_spacing is not None:
+            # Rays do not run along the grid.
+            probs['slide'] = probs['shift'] = 0.0
+        self.moves = [m for m in MOVES if probs[m] > 0]
+        p = np.array([probs[m] for m in self.moves])
+        self.move_cdf = np.cumsum(p / p.sum())
+        spacing = (float(op.sigma) if options.proposal_spacing is None
+                   else options.proposal_spacing)
+        self.gain_map = _GainMap(op, spacing, self.allowed,
+                                 self.uniform_fraction)
+        self.suspects = _Snapshot()
+        self.clock = 0     # moves made, for the refresh of the helpers
+        self.max_atoms = None
+        # Unit ray directions of the projections: orthogonal to the detector
+        # axes (the last right-singular vector of each (k, d) axes block).
+        self.rays = np.array([np.linalg.svd(ax)[2][-1]
+                              for ax in op.frame.axes])
 
     def grid_sites(self):
         """Return all grid sites ``(p, d)`` (grid mode only)."""
@@ -860,33 +1004,19 @@ class SimulatedAnnealing(Solver):
         hi = np.floor((space.max_pt - mid) / h + 1e-9)
         return mid + h * np.clip(k, lo, hi)
 
-    def _expected_atoms(self, objective):
-        """Atoms the data hold: total weight per projection / smallest weight."""
-        return expected_atoms(self.operator, objective.y, self.allowed.min())
-
-    def _objective(self, data, potential):
-        alpha = self.alpha if potential is not None else 0.0
-        return AtomObjective(self.operator, data, alpha, potential,
-                             reference_weight=self.allowed.min())
-
-    def _measure(self, positions, weights, labels):
-        space = self.operator.domain
-        return space.element(np.clip(positions, space.min_pt, space.max_pt),
-                             weights=weights, species=labels)
-
     # --- Moves
 
     def _stale(self, holder, state):
         """Whether a proposal helper computed from the residual is stale."""
         return holder.version is None or (
             holder.version != state.version
-            and self._clock - holder.clock >= self.refresh_interval)
+            and self.clock - holder.clock >= self.refresh_interval)
 
     def _draw_point(self, state, rng):
         """A point from the gain map (refreshed if stale) and a weight index."""
-        gm = self._gain_map
+        gm = self.gain_map
         if self._stale(gm, state):
-            gm.refresh(state, self._clock)
+            gm.refresh(state, self.clock)
         x, best = gm.sample(rng)
         if rng.random() < self.uniform_fraction:
             best = int(rng.integers(self.allowed.size))
@@ -920,7 +1050,7 @@ class SimulatedAnnealing(Solver):
         n = state.n_atoms
         space = self.operator.domain
         if kind == 'add':
-            if n >= self._max_atoms:
+            if n >= self.max_atoms:
                 return None
             x, j = self._draw_point(state, rng)
             if self._occupied(state, x):
@@ -959,12 +1089,12 @@ class SimulatedAnnealing(Solver):
         if kind == 'shift':
             # The atoms on the ray of atom i of one projection (a column),
             # translated together along that ray.
-            a = int(rng.integers(len(self._rays)))
+            a = int(rng.integers(len(self.rays)))
             u = np.einsum('kd,nd->nk', self.operator.frame.axes[a],
                           state._pos[:n])
             members = np.flatnonzero(
                 np.linalg.norm(u - u[i], axis=1) < self.operator.sigma)
-            shift = steps['shift'] * rng.standard_normal() * self._rays[a]
+            shift = steps['shift'] * rng.standard_normal() * self.rays[a]
             moved = state._pos[members] + shift
             if np.any(moved < space.min_pt) or np.any(moved > space.max_pt):
                 return None
@@ -1001,7 +1131,7 @@ class SimulatedAnnealing(Solver):
         """
         op = self.operator
         space = op.domain
-        ray = self._rays[rng.integers(len(self._rays))]
+        ray = self.rays[rng.integers(len(self.rays))]
         x = state._pos[i]
         # Range of t with x + t * ray inside the box.
         with np.errstate(divide='ignore', invalid='ignore'):
@@ -1045,20 +1175,20 @@ class SimulatedAnnealing(Solver):
         n = state.n_atoms
         if rng.random() < self.uniform_fraction:
             return int(rng.integers(n))
-        sus = self._suspects
+        sus = self.suspects
         if sus.cdf is None or sus.cdf.size != n or self._stale(sus, state):
             change = state.removal_changes()
             scale = 0.25 * state.objective.atom_energy
             weight = np.exp(-(change - change.min()) / scale)
             sus.cdf = np.cumsum(weight)
             sus.cdf /= sus.cdf[-1]
-            sus.version, sus.clock = state.version, self._clock
+            sus.version, sus.clock = state.version, self.clock
         return min(int(np.searchsorted(sus.cdf, rng.random())), n - 1)
 
-    def _draw_kind(self, rng):
-        return self._moves[min(int(np.searchsorted(self._move_cdf,
+    def draw_kind(self, rng):
+        return self.moves[min(int(np.searchsorted(self.move_cdf,
                                                    rng.random())),
-                               len(self._moves) - 1)]
+                               len(self.moves) - 1)]
 
     def estimate_t_start(self, state, rng, steps):
         """Estimate the initial temperature (units of ``E_atom``).
@@ -1073,15 +1203,15 @@ class SimulatedAnnealing(Solver):
         # crystal every ray carries atoms, so any addition helps), which says
         # nothing about the barriers. The uphill moves out of a local minimum
         # do: descend greedily first (this is the start of the walk anyway).
-        for _ in range(self.n_trial):
-            self._clock += 1
-            move = self.propose(self._draw_kind(rng), state, rng, steps)
+        for _ in range(self.options.n_trial):
+            self.clock += 1
+            move = self.propose(self.draw_kind(rng), state, rng, steps)
             if move is not None and move.delta < 0:
                 state.accept(move)
         state.recompute()
         deltas = []
-        for _ in range(self.n_trial):
-            move = self.propose(self._draw_kind(rng), state, rng, steps)
+        for _ in range(self.options.n_trial):
+            move = self.propose(self.draw_kind(rng), state, rng, steps)
             if move is not None:
                 deltas.append(move.delta)
         e_atom = state.objective.atom_energy
@@ -1096,180 +1226,3 @@ class SimulatedAnnealing(Solver):
             else:
                 lo = mid
         return float(np.exp(0.5 * (lo + hi)))
-
-    def estimate_r_min(self, positions):
-        """Equilibrium distance for ``potential='auto'``, or None
-        (`odl_atoms.solvers.common.estimate_r_min`)."""
-        return estimate_r_min(positions, self.operator.sigma)
-
-    # --- Driver
-
-    def _solve(self, data, initial, callback, rng):
-        op = self.operator
-        space = op.domain
-        d = space.ndim
-        potential = self.potential
-        auto = self.alpha > 0 and isinstance(potential, str)
-        if self.alpha == 0 or auto:
-            potential = None
-        objective = self._objective(data, potential)
-        e_atom = objective.atom_energy
-        info = {'estimated_r_min': None}
-
-        if initial is None:
-            positions = np.zeros((0, d))
-            weights = np.zeros(0)
-            labels = np.zeros(0, dtype=str)
-        else:
-            positions = np.clip(np.array(initial.positions, float),
-                                space.min_pt, space.max_pt)
-            weights = np.array(initial.weights, float)
-            labels = np.array(initial.species)
-            if self.grid_spacing is not None:
-                positions = self.snap(positions)
-        state = AnnealingState(objective, positions, weights, labels)
-
-        expected = self._expected_atoms(objective)
-        self._max_atoms = self.max_atoms or int(np.ceil(2 * expected)) + 10
-        sweep_size = self.sweep_size or max(40, int(np.ceil(2 * expected)))
-        step = self.step or 0.5 * op.sigma
-        steps = ({'displace': step, 'shift': 2 * op.sigma}
-                 if self.grid_spacing is None else
-                 {'displace': self.grid_spacing})
-        max_step = 0.5 * float(np.min(space.max_pt - space.min_pt))
-        min_step = 1e-4 * op.sigma
-        self._gain_map = _GainMap(op, self.proposal_spacing, self.allowed,
-                                  self.uniform_fraction)
-        self._suspects = _Snapshot()
-        self._clock = 0     # moves made, for the refresh of the helpers
-
-        t_start = self.t_start
-        if t_start is None:
-            t_start = self.estimate_t_start(state, rng, steps)
-        t_end = self.t_end
-        if self.noise_std:
-            t_end = max(t_end, 0.5 * objective.inner_weight
-                        * self.noise_std ** 2 / e_atom)
-        t_start = max(t_start, t_end)
-        temps = self.temperatures(t_start, t_end)
-        if np.any(~np.isfinite(temps)) or np.any(temps < 0):
-            raise ValueError('the temperature schedule must give finite '
-                             'temperatures >= 0')
-        switch = (int(round(self.energy_start * (self.n_sweeps - 1)))
-                  if auto else -1)
-        all_temps = np.concatenate([temps, np.zeros(self.quench_sweeps)])
-
-        proposed = dict.fromkeys(self._moves, 0)
-        accepted = dict.fromkeys(self._moves, 0)
-        history, drifts = [], [0.0]
-        best = None
-        for sweep, temp in enumerate(all_temps):
-            t_abs = temp * e_atom
-            sweep_proposed = dict.fromkeys(self._moves, 0)
-            sweep_accepted = dict.fromkeys(self._moves, 0)
-            for _ in range(sweep_size):
-                kind = self._draw_kind(rng)
-                self._clock += 1
-                sweep_proposed[kind] += 1
-                move = self.propose(kind, state, rng, steps)
-                if move is None:
-                    continue
-                dF = move.delta
-                if dF < 0 or (t_abs > 0
-                              and rng.random() < np.exp(-dF / t_abs)):
-                    state.accept(move)
-                    sweep_accepted[kind] += 1
-            drifts.append(state.recompute())
-            for kind in self._moves:
-                proposed[kind] += sweep_proposed[kind]
-                accepted[kind] += sweep_accepted[kind]
-            if self.grid_spacing is None:
-                for kind in _TARGET_ACCEPTANCE:
-                    if sweep_proposed.get(kind, 0) >= 5:
-                        rate = sweep_accepted[kind] / sweep_proposed[kind]
-                        steps[kind] = float(np.clip(
-                            steps[kind] * np.exp(
-                                rate - _TARGET_ACCEPTANCE[kind]),
-                            min_step, max_step))
-            if sweep == switch:
-                potential = None
-                pos = state.positions
-                r_min = self.estimate_r_min(pos)
-                if r_min is not None:
-                    info['estimated_r_min'] = r_min
-                    potential = self.lennard_jones(r_min)
-                objective = self._objective(data, potential)
-                state.set_objective(objective)
-                best = None  # values before the switch are another objective
-            history.append(state.value)
-            if best is None or state.value < best[0]:
-                best = (state.value, state.positions, state.weights,
-                        state.labels)
-            if callback is not None:
-                callback(self._measure(state.positions, state.weights,
-                                       state.labels))
-
-        _, positions, weights, labels = best
-        if self.polish and self.grid_spacing is None and len(weights):
-            positions, info['polish_max_shift'] = self._polish(
-                objective, positions, weights)
-        misfit, energy = objective.parts(positions, weights)
-        info.update(
-            acceptance={k: (accepted[k] / proposed[k] if proposed[k] else 0.0)
-                        for k in self._moves},
-            proposed=proposed, accepted=accepted,
-            n_moves=int(sum(proposed.values())),
-            initial_temperature=float(t_start),
-            final_temperature=float(temps[-1]),
-            temperature_unit=e_atom,
-            final_steps=steps, sweep_size=sweep_size,
-            max_drift=float(max(drifts)),
-            atom_energy=e_atom, energy_weight=objective.energy_weight,
-            potential=objective.potential if objective.energy_weight else None)
-        has_energy = objective.energy_weight > 0
-        return Reconstruction(
-            measure=self._measure(positions, weights, labels),
-            objective=history, n_iterations=len(history),
-            data_misfit=misfit, energy=energy if has_energy else None,
-            info=info)
-
-    def _polish(self, objective, positions, weights):
-        """L-BFGS-B on ``F`` over the positions, inside the box."""
-        space = self.operator.domain
-        n, d = positions.shape
-
-        def fun(flat):
-            value, grad_x, _ = objective.value_and_gradient(
-                flat.reshape(n, d), weights)
-            return value, grad_x.ravel()
-
-        start = objective(positions, weights)
-        bounds = list(zip(np.tile(space.min_pt, n), np.tile(space.max_pt, n)))
-        res = minimize(fun, positions.ravel(), jac=True, method='L-BFGS-B',
-                       bounds=bounds, options={'maxiter': 200})
-        if not res.fun < start:
-            return positions, 0.0
-        new = res.x.reshape(n, d)
-        return new, float(np.max(np.linalg.norm(new - positions, axis=1)))
-
-    def __repr__(self):
-        args = [repr(self.operator), f'alpha={self.alpha!r}']
-        if not (isinstance(self.potential, str) and self.potential == 'auto'):
-            args.append(f'potential={self.potential!r}')
-        if not (isinstance(self.weights, numbers.Real) and self.weights == 1.0):
-            args.append(f'weights={self.weights!r}')
-        for name, default in (
-                ('n_sweeps', 300), ('sweep_size', None),
-                ('schedule', 'geometric'), ('t_start', None),
-                ('t_end', 1e-5), ('step', None), ('grid_spacing', None),
-                ('noise_std', None), ('move_probabilities', None),
-                ('max_atoms', None), ('quench_sweeps', 10),
-                ('polish', True), ('energy_start', 0.5),
-                ('proposal_spacing', float(self.operator.sigma)),
-                ('uniform_fraction', 0.1), ('refresh_interval', 10),
-                ('n_trial', 200), ('seed', None)):
-            value = getattr(self, name)
-            if not (value is default or (
-                    not callable(value) and value == default)):
-                args.append(f'{name}={value!r}')
-        return f'{type(self).__name__}(' + ', '.join(args) + ')'

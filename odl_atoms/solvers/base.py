@@ -1,30 +1,34 @@
 """The interface every reconstruction method shares.
 
-A `Solver` is built from the forward operator (a `GaussianRayTransform`, which
-knows the geometry, the box and the atom width) and the method's own
-parameters; ``solver.solve(data)`` returns a `Reconstruction`. ADCG, simulated
-annealing and SIRT + atom picking all follow it, so swapping one for another is
-a one-line change::
+A `Solver` is built from its method's options only; what to solve is a
+`~odl_atoms.problem.Problem` (data, atom model, prior, noise), and
+``solver.solve(problem)`` returns a `Reconstruction`. ADCG, simulated
+annealing and SIRT + atom picking all follow it, so swapping one for another
+is a one-line change::
 
-    solver = ADCG(op, alpha=1e-3)          # or SimulatedAnnealing(op), SIRT(op)
-    result = solver.solve(data, callback=odl.solvers.CallbackPrintIteration())
+    problem = Problem(op, data, potential=2.885, noise_std=0.01)
+    solver = ADCG()                         # or SimulatedAnnealing(), SIRT()
+    result = solver.solve(problem, callback=odl.solvers.CallbackPrintIteration())
     result.measure                          # the atoms found
 
 ``callback`` is any ODL callback (``CallbackPrintIteration``,
-``CallbackStore``, ``CallbackProgressBar``, ... chained with ``&``); it is
-called once per iteration with the current iterate (a `SparseMeasure` for the
-atom methods, the image for pixel methods). ``initial`` is a measure, so one
-solver's result can start another.
+``CallbackStore``, ``CallbackProgressBar``, ... chained with ``&``); every
+solver calls it once per iteration with the current atoms (a `SparseMeasure`).
+Pixel methods also take ``image_callback``, called with the current image.
+``initial`` is a measure, so one solver's result can start another.
+
+A solver's options are a frozen dataclass, ``Solver.Options``, checked when
+the solver is built (`odl_atoms.solvers.options`); ``solver.options`` holds
+them and ``solver.<name>`` reads one.
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from odl_atoms.geometry import as_data
-from odl_atoms.operators import GaussianRayTransform
+from odl_atoms.problem import Problem
 from odl_atoms.space import SparseMeasure
 
 __all__ = ('Solver', 'Reconstruction')
@@ -90,67 +94,114 @@ class Solver:
 
     Parameters
     ----------
-    operator : `GaussianRayTransform`
-        Forward operator: geometry, box and atom width of the problem.
-    seed : int or numpy.random.Generator, optional
-        Seed of everything random the method does.
+    **options
+        The method's options: the fields of the subclass's ``Options``
+        (a frozen dataclass), each checked when the solver is built.
 
     Notes
     -----
-    Subclasses implement ``_solve(data, initial, callback, rng)`` returning a
-    `Reconstruction`; `solve` checks the input, seeds, times the run and fills
-    in the data misfit.
+    Subclasses define ``Options`` and implement ``_solve(problem, initial,
+    callback, rng)`` returning a `Reconstruction`; `solve` checks the input,
+    seeds, times the run and fills in the data misfit.
     """
 
-    def __init__(self, operator, seed=None):
-        if not isinstance(operator, GaussianRayTransform):
-            raise TypeError(
-                f'solvers are built from a GaussianRayTransform (it holds the '
-                f'geometry, the box and sigma), got {type(operator).__name__}')
-        self.operator = operator
-        self.seed = seed
+    #: The method's options (a frozen dataclass with a ``seed`` field).
+    Options = None
 
-    def solve(self, data, initial=None, callback=None):
-        """Reconstruct atoms from projection data.
+    def __init__(self, **options):
+        if self.Options is None:
+            raise TypeError(f'{type(self).__name__} defines no Options')
+        names = self.option_names()
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise TypeError(
+                f'{type(self).__name__} has no option(s) '
+                f'{", ".join(map(repr, unknown))}; its options are '
+                f'{", ".join(names)} (the problem\'s settings - data, '
+                f'alpha, potential, weights, noise_std, max_atoms - go '
+                f'into Problem)')
+        self.options = self.Options(**options)
+
+    @classmethod
+    def option_names(cls):
+        """Names of the method's options, in their documented order."""
+        return tuple(f.name for f in fields(cls.Options))
+
+    def with_options(self, **changes):
+        """A solver of the same method with some options changed."""
+        options = {f.name: getattr(self.options, f.name)
+                   for f in fields(self.Options)}
+        options.update(changes)
+        return type(self)(**options)
+
+    def __getattr__(self, name):
+        # ``solver.tol`` reads ``solver.options.tol``; only called for
+        # names the instance and its class lack.
+        options = self.__dict__.get('options')
+        if options is not None and name in self.option_names():
+            return getattr(options, name)
+        raise AttributeError(f'{type(self).__name__!r} object has no '
+                             f'attribute {name!r}')
+
+    def solve(self, problem, initial=None, callback=None):
+        """Reconstruct atoms.
 
         Parameters
         ----------
-        data : element of ``operator.range`` (or of a projection space of the
-            same geometry, e.g. float32 for ASTRA), or an array of its shape
+        problem : `~odl_atoms.problem.Problem`
+            The data, the atom model, the prior and the noise level.
         initial : `SparseMeasure`, optional
             Starting configuration (e.g. another solver's result).
         callback : `odl.solvers.Callback` or callable, optional
-            Called once per iteration with the current iterate.
+            Called once per iteration with the current atoms.
 
         Returns
         -------
         result : `Reconstruction`
         """
-        data = as_data(self.operator.range, data)
+        if not isinstance(problem, Problem):
+            raise TypeError(
+                f'`problem` must be a Problem (odl_atoms.Problem(operator, '
+                f'data, alpha=..., potential=..., ...)), got '
+                f'{type(problem).__name__}')
         if initial is not None:
             if not isinstance(initial, SparseMeasure):
                 raise TypeError(
                     f'`initial` must be a SparseMeasure (e.g. another '
                     f"solver's result.measure), got {type(initial).__name__}")
-            initial = self.operator.domain.element(initial)
+            initial = problem.space.element(initial)
         if callback is not None and not callable(callback):
             raise TypeError(f'`callback` must be callable, got {callback!r}')
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.options.seed)
         start = time.perf_counter()
         # The solvers work with small vectors and matrices (L-BFGS-B on a few
         # hundred variables), where BLAS threads only add synchronisation:
         # measured 3x slower on 2 busy cores. One thread for BLAS here.
         with threadpool_limits(limits=1, user_api='blas'):
-            result = self._solve(data, initial, callback, rng)
+            result = self._solve(problem, initial, callback, rng)
         result.time = time.perf_counter() - start
         if result.data_misfit is None:
-            residual = self.operator(result.measure) - data
-            result.data_misfit = 0.5 * float(residual.inner(residual))
+            positions, weights, _ = problem.arrays(result.measure)
+            result.data_misfit = problem.objective(alpha=0).data_misfit(
+                positions, weights)
         result.solver = repr(self)
         return result
 
-    def _solve(self, data, initial, callback, rng):
+    def _solve(self, problem, initial, callback, rng):
         raise NotImplementedError('abstract method')
 
     def __repr__(self):
-        return f'{type(self).__name__}({self.operator!r})'
+        args = []
+        for f in fields(self.Options):
+            value = getattr(self.options, f.name)
+            if _differs(value, f.default):
+                args.append(f'{f.name}={value!r}')
+        return f'{type(self).__name__}(' + ', '.join(args) + ')'
+
+
+def _differs(value, default):
+    """Whether an option differs from its default (for reprs)."""
+    try:
+        return bool(value != default)
+    except (TypeError, ValueError):  # arrays and the like
+        return True

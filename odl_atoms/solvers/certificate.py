@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from odl_atoms.metrics import match_atoms
-from odl_atoms.objective import AtomObjective
 from odl_atoms.solvers.configuration import Configuration
 from odl_atoms.solvers.moves import atom_residuals
 
@@ -148,24 +147,26 @@ class Certificate:
         return '\n'.join(lines)
 
 
-def certify(solver, data, measure, objective=None, refined_with=None,
-            starts=(), start=None, search_value=None, tolerance=None):
-    """Return the `Certificate` of ``measure`` as a solution of ``solver``'s problem.
+def certify(context, measure, addition_tol, noise_std=None, refined_with=None,
+            starts=(), start=None, search_value=None, tolerance=None,
+            intensity=1.0):
+    """Return the `Certificate` of ``measure`` under ``context``'s objective.
 
     Parameters
     ----------
-    solver : `ADCG`
-        Provides the objective's definition, the candidate grid and the
-        stopping tolerance.
-    data : projection data
+    context : `~odl_atoms.solvers.adcg.context.SearchContext`
+        The objective, the candidate grid (the oracle) and the removal
+        changes (`ADCG.context` builds one; `ADCG.certify` calls this).
     measure : `SparseMeasure`
         The configuration to certify (from any solver).
-    objective : `AtomObjective`, optional
-        The objective; default: ``solver``'s with its potential (an
-        ``'auto'`` potential is not re-estimated: pass the objective).
+    addition_tol : float
+        The objective decrease an addition must beat to count (absolute;
+        ADCG's stopping threshold).
+    noise_std : float, optional
+        The noise level, if known.
     refined_with : `AtomObjective`, optional
         The objective the positions were last minimised with (ADCG polishes
-        with a smaller energy weight); default ``objective``.
+        with a smaller energy weight); default ``context.objective``.
     starts : sequence of dict, optional
         Per start: ``start``, ``objective`` (absolute), ``n_atoms`` and
         ``positions``, as ADCG records them in ``info['starts']``.
@@ -178,24 +179,22 @@ def certify(solver, data, measure, objective=None, refined_with=None,
     tolerance : float, optional
         Matching tolerance of the agreement between starts (angstrom).
         Default: 0.3 equilibrium distances of the potential, or ``2 sigma``.
+    intensity : float, optional
+        The problem's intensity (`~odl_atoms.problem.Problem.intensity`):
+        ``measure``'s weights times it are in the operator's units.
     """
-    op = solver.operator
-    if objective is None:
-        potential = solver.potential if not isinstance(solver.potential,
-                                                       str) else None
-        objective = AtomObjective(op, data, solver.alpha if potential else 0.0,
-                                  potential,
-                                  reference_weight=solver.allowed.min())
+    objective = context.objective
+    op = objective.operator
     refined_with = refined_with or objective
     unit = objective.atom_energy
     x = np.asarray(measure.positions, float)
-    w = np.asarray(measure.weights, float)
+    w = np.asarray(measure.weights, float) * float(intensity)
     residual = objective.residual(x, w)
     misfit = 0.5 * objective.inner_weight * float(residual @ residual)
     value = misfit + objective.energy_weight * objective.energy(x)
     noise = None
-    if solver.noise_std:
-        noise = objective.noise_misfit(solver.noise_std) / unit
+    if noise_std:
+        noise = objective.noise_misfit(noise_std) / unit
 
     config = Configuration(x, w, np.asarray(measure.species), value)
     gradient, removal = 0.0, np.inf
@@ -208,11 +207,10 @@ def certify(solver, data, measure, objective=None, refined_with=None,
         at_hi = (x >= space.max_pt - 1e-9) & (grad < 0)
         grad = np.where(at_lo | at_hi, 0.0, grad)
         gradient = float(np.abs(grad).max()) * op.sigma / unit
-        removal = float(solver.removal_changes(objective, config).min()) / unit
-    _, gains, _ = solver.score_candidates(objective, config)
+        removal = float(context.removal_changes(config).min()) / unit
+    _, gains, _ = context.score(config)
     addition = float(np.max(gains)) / unit if gains.size else 0.0
-    addition_tol = solver.stop_threshold(
-        objective, min(solver.fine_tol, solver.tol)) / unit
+    addition_tol = float(addition_tol) / unit
 
     if tolerance is None:
         tolerance = (0.3 * objective.potential.r_min
@@ -229,7 +227,7 @@ def certify(solver, data, measure, objective=None, refined_with=None,
     if len(w):
         seen = atom_residuals(op, residual, x)
         worst_atoms = np.argsort(seen)[::-1][:5]
-    points, grid_stencil, _ = solver.candidate_grid()
+    points, grid_stencil, _ = context.oracle.candidate_grid()
     spread = grid_stencil.correlate(r2)
     worst_point = points[int(np.argmax(spread))]
     if search_value is not None:

@@ -18,12 +18,18 @@ class Configuration:
     value: float = np.inf
 
     @classmethod
-    def lightest(cls, solver, positions):
-        """Atoms of ``solver``'s lightest species at ``positions``."""
-        k = int(np.argmin(solver.allowed))
+    def lightest(cls, species, positions):
+        """Atoms of the lightest species at ``positions``.
+
+        ``species`` has the allowed weights and their labels as attributes
+        ``allowed`` and ``labels`` (a `~odl_atoms.problem.Problem`, or the
+        search context of `~odl_atoms.solvers.adcg.ADCG`).
+        """
+        k = int(np.argmin(species.allowed))
         n = len(positions)
         return cls(np.asarray(positions),
-                   np.full(n, solver.allowed[k]), np.full(n, solver.labels[k]))
+                   np.full(n, species.allowed[k]),
+                   np.full(n, species.labels[k]))
 
     @property
     def n_atoms(self):

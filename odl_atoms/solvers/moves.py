@@ -8,11 +8,16 @@ cheapest first) and the first one that lowers the objective is taken, after
 which the normal additions resume.
 
 A move is an object with a ``name`` and a method
-``trials(solver, objective, config, threshold, rng)`` that yields trial
+``trials(context, config, threshold, rng)`` that yields trial
 `Configuration` objects (already locally relaxed), or ``None`` for a trial
-that was screened out (it still counts against the budget); a move may also
-have a method ``check(solver)``, which `ADCG` calls when it is constructed
-so that a move the solver cannot serve fails at once. Moves here:
+that was screened out (it still counts against the budget). ``context`` is
+the search's `~odl_atoms.solvers.adcg.context.SearchContext`: the objective
+(``context.objective``) and ADCG's steps on configurations (add the best
+atom, relax, prune, regrow); ``threshold`` is the objective decrease that
+counts as progress. A move may also have a method ``check(starts,
+ndim=None)``, which `ADCG` calls when it is built and again (with the
+atoms' dimension) before it solves, so that a move the search cannot serve
+fails at once. Moves here:
 
 - `Relocate`: remove one atom and re-add greedily, the first re-addition
   away from where it was (a tabu radius) — fixes an atom placed in the
@@ -35,7 +40,7 @@ so that a move the solver cannot serve fails at once. Moves here:
   of an edge dislocation out of step).
 
 Write your own by following the same interface and pass it in
-``ADCG(op, moves=[...])``.
+``ADCG(moves=[...])``.
 """
 
 import numpy as np
@@ -44,6 +49,8 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from odl_atoms.solvers.configuration import Configuration
+from odl_atoms.solvers.starts import (LatticeStart, near_orientations,
+                                      orientation_index)
 
 __all__ = ('Relocate', 'Regrow', 'ShiftColumn', 'RegrowColumn', 'Perturb',
            'Stiffen', 'RefitLattice', 'DEFAULT_MOVES', 'MULTI_START_MOVES',
@@ -74,18 +81,19 @@ class Relocate:
         self.tabu_radius = tabu_radius
         self.screen = float(screen)
 
-    def trials(self, solver, objective, config, threshold, rng):
+    def trials(self, context, config, threshold, rng):
+        objective = context.objective
         if config.n_atoms == 0:
             return
         radius = (self.tabu_radius if self.tabu_radius is not None
-                  else 2 * solver.operator.sigma)
+                  else 2 * context.operator.sigma)
         screen = self.screen * objective.atom_energy
-        removal = solver.removal_changes(objective, config)
+        removal = context.removal_changes(config)
         for i in np.argsort(removal):
             trial = config.without(i)
             trial.value = config.value + removal[i]  # exact, see removal_changes
-            candidate = solver.best_candidate(
-                objective, trial, exclude=(config.positions[i], radius))
+            candidate = context.best_candidate(
+                trial, exclude=(config.positions[i], radius))
             # Screen before refining and relaxing: a relocation that is far
             # worse before relaxing rarely ends better after it. The grid
             # gain is exact for the unrefined addition.
@@ -93,14 +101,14 @@ class Relocate:
                     trial.value - candidate[2] > config.value + screen:
                 yield None
                 continue
-            trial = solver.add_atom(objective, trial, candidate=candidate)
+            trial = context.add_atom(trial, candidate=candidate)
             # Relax around the two changed places first (cheap); only
             # promising trials get a full relaxation.
-            region = _near(solver, objective, trial.positions,
+            region = context.near(trial.positions,
                            [config.positions[i], trial.positions[-1]])
-            trial = solver.local_move(objective, trial, active=region)
-            trial = solver.grow(objective, trial, threshold)
-            yield solver.finish_trial(objective, trial, config)
+            trial = context.local_move(trial, active=region)
+            trial = context.grow(trial, threshold)
+            yield context.finish_trial(trial, config)
 
     def __repr__(self):
         return f'Relocate(tabu_radius={self.tabu_radius!r}, screen={self.screen!r})'
@@ -127,10 +135,11 @@ class Regrow:
         self.radius = radius
         self.n_suspects = int(n_suspects)
 
-    def trials(self, solver, objective, config, threshold, rng):
+    def trials(self, context, config, threshold, rng):
+        objective = context.objective
         if config.n_atoms < 3:
             return
-        suspects = list(np.argsort(solver.removal_changes(objective, config))
+        suspects = list(np.argsort(context.removal_changes(config))
                         [:self.n_suspects])
         if objective.potential is not None:
             site = -objective.potential.removal_energies(config.positions)
@@ -139,7 +148,7 @@ class Regrow:
         if radius is None:
             radius = (1.6 * objective.potential.r_min
                       if objective.potential is not None
-                      else 6 * solver.operator.sigma)
+                      else 6 * context.operator.sigma)
         tree = cKDTree(config.positions)
         seen = set()
         for i in suspects:
@@ -150,11 +159,11 @@ class Regrow:
             region = tree.query_ball_point(centre, radius)
             trial = config.without(region)
             trial.value = objective(trial.positions, trial.weights)
-            trial = solver.grow(
-                objective, trial, threshold, max_new=len(region) + 2,
+            trial = context.grow(
+                trial, threshold, max_new=len(region) + 2,
                 region=lambda p, c=centre: (np.linalg.norm(p - c, axis=1)
                                             < 2 * radius))
-            yield solver.finish_trial(objective, trial, config)
+            yield context.finish_trial(trial, config)
 
     def __repr__(self):
         return f'Regrow(radius={self.radius!r}, n_suspects={self.n_suspects!r})'
@@ -189,11 +198,12 @@ class ShiftColumn:
         self.max_shift = max_shift
         self.step = step
 
-    def trials(self, solver, objective, config, threshold, rng):
+    def trials(self, context, config, threshold, rng):
+        objective = context.objective
         n = config.n_atoms
         if n < 2:
             return
-        op = solver.operator
+        op = context.operator
         sigma = op.sigma
         max_shift = self.max_shift
         if max_shift is None:
@@ -225,10 +235,10 @@ class ShiftColumn:
                 trial = config.copy()
                 trial.positions[column] = base + best_shift * frame.rays[a]
                 trial.value = best_value
-                region = _near(solver, objective, trial.positions,
+                region = context.near(trial.positions,
                                trial.positions[column])
-                trial = solver.local_move(objective, trial, active=region)
-                yield solver.finish_trial(objective, trial, config)
+                trial = context.local_move(trial, active=region)
+                yield context.finish_trial(trial, config)
 
     def __repr__(self):
         return f'ShiftColumn(max_shift={self.max_shift!r}, step={self.step!r})'
@@ -257,10 +267,11 @@ class RegrowColumn:
     def __init__(self, max_trials=12):
         self.max_trials = int(max_trials)
 
-    def trials(self, solver, objective, config, threshold, rng):
+    def trials(self, context, config, threshold, rng):
+        objective = context.objective
         if config.n_atoms < 3:
             return
-        op = solver.operator
+        op = context.operator
         coords = op.frame.coordinates(config.positions)
         columns = [c for a in range(op.frame.n_angles)
                    for c in _columns(coords[:, a, :], op.sigma) if c.size >= 2]
@@ -268,17 +279,17 @@ class RegrowColumn:
             site = -objective.potential.removal_energies(config.positions)
             badness = [float(site[c].mean()) for c in columns]
         else:
-            removal = solver.removal_changes(objective, config)
+            removal = context.removal_changes(config)
             badness = [-float(removal[c].mean()) for c in columns]
         for k in np.argsort(badness)[::-1][:self.max_trials]:
             column = columns[k]
             trial = config.without(column)
             trial.value = objective(trial.positions, trial.weights)
             removed = config.positions[column]
-            grown = solver.grow(
-                objective, trial, threshold, max_new=column.size + 2,
-                region=lambda p, r=removed: _near(solver, objective, p, r))
-            yield solver.finish_trial(objective, grown, config)
+            grown = context.grow(
+                trial, threshold, max_new=column.size + 2,
+                region=lambda p, r=removed: context.near(p, r))
+            yield context.finish_trial(grown, config)
 
     def __repr__(self):
         return f'RegrowColumn(max_trials={self.max_trials!r})'
@@ -329,10 +340,11 @@ class Perturb:
             raise ValueError('`step` must be positive, `n_suspects` and '
                              '`n_kicks` at least 1')
 
-    def trials(self, solver, objective, config, threshold, rng):
+    def trials(self, context, config, threshold, rng):
+        objective = context.objective
         if config.n_atoms < 2:
             return
-        op = solver.operator
+        op = context.operator
         unit = (objective.potential.r_min if objective.potential is not None
                 else 8 * op.sigma)
         radius = self.radius if self.radius is not None else (
@@ -357,10 +369,10 @@ class Perturb:
                     trial.positions[region] + kick, space.min_pt,
                     space.max_pt)
                 trial.value = objective(trial.positions, trial.weights)
-                active = _near(solver, objective, trial.positions,
+                active = context.near(trial.positions,
                                config.positions[region])
-                trial = solver.local_move(objective, trial, active=active)
-                yield solver.finish_trial(objective, trial, config)
+                trial = context.local_move(trial, active=active)
+                yield context.finish_trial(trial, config)
 
     def __repr__(self):
         return (f'Perturb(step={self.step!r}, radius={self.radius!r}, '
@@ -405,7 +417,7 @@ class Stiffen:
     ----------
     alphas : sequence of float, optional
         The stronger energy weights tried, in turn (dimensionless, as the
-        solver's ``alpha``; weights not above the solver's are skipped).
+        problem's ``alpha``; weights not above the search's are skipped).
         Default (0.1, 1.0).
     tolerance : float, optional
         In equilibrium distances of the potential: a trial with the same
@@ -430,7 +442,8 @@ class Stiffen:
         if not self.tolerance >= 0:
             raise ValueError(f'`tolerance` must be >= 0, got {tolerance!r}')
 
-    def trials(self, solver, objective, config, threshold, rng):
+    def trials(self, context, config, threshold, rng):
+        objective = context.objective
         if not objective.energy_weight or config.n_atoms < 2:
             return
         tolerance = self.tolerance * objective.potential.r_min
@@ -440,14 +453,14 @@ class Stiffen:
             stiff = objective.with_alpha(alpha)
             trial = config.copy()
             trial.value = stiff(trial.positions, trial.weights)
-            trial = solver.local_move(stiff, trial)
+            trial = context.with_objective(stiff).local_move(trial)
             # Back under the true objective, from where the stiff one
             # ended: relaxed in full first (the stiff arrangement's data
             # misfit is large until the atoms the data see move back).
             # ``trial`` is a copy, so its value can be replaced.
             trial.value = objective(trial.positions, trial.weights)
-            trial = solver.local_move(objective, trial)
-            trial = solver.finish_trial(objective, trial, config)
+            trial = context.local_move(trial)
+            trial = context.finish_trial(trial, config)
             if _same_sites(trial.positions, config.positions, tolerance):
                 # The same arrangement, relaxed a little differently: not
                 # an escape, and taking it would steer the other moves'
@@ -504,13 +517,13 @@ class RefitLattice:
     degrees three core atoms 0.3 spacings off were put right by one.
 
     Needs a 2D `~odl_atoms.solvers.starts.LatticeStart` (its lattice,
-    spacing and search settings): ``start``, or the solver's first.
+    spacing and search settings): ``start``, or the search's first.
 
     Parameters
     ----------
     start : `LatticeStart`, optional
         The lattice search. Default: the first `LatticeStart` among the
-        solver's starts.
+        search's starts.
     n_normals : int, optional
         Directions of the cutting lines, evenly spread over 180 degrees
         (default 4: 0, 45, 90, 135 degrees; 8 fixed no more cases and cost
@@ -539,8 +552,6 @@ class RefitLattice:
 
     def __init__(self, start=None, n_normals=4, cuts=(0.3, 0.5, 0.7),
                  tolerance=0.25, screen=0.5, chain=True):
-        from odl_atoms.solvers.starts import LatticeStart
-
         if start is not None and not isinstance(start, LatticeStart):
             raise TypeError(f'`start` must be a LatticeStart, got {start!r}')
         self.start = start
@@ -554,43 +565,40 @@ class RefitLattice:
             raise ValueError('`n_normals` must be >= 1, `cuts` quantiles in '
                              '(0, 1) and `tolerance` positive')
 
-    def check(self, solver):
-        """Raise ValueError if ``solver`` gives this move nothing to refit
-        (no `LatticeStart`, or 3D atoms); ADCG calls it when constructed."""
-        self.lattice_start(solver)
+    def check(self, starts, ndim=None):
+        """Raise ValueError if the search gives this move nothing to refit:
+        no `LatticeStart` among ``starts`` (ADCG checks when it is built),
+        or atoms that are not 2D (checked when it solves)."""
+        self.lattice_start(starts, ndim)
 
-    def lattice_start(self, solver):
+    def lattice_start(self, starts, ndim=None):
         """The `LatticeStart` whose search this move repeats.
 
-        Raises ValueError if there is none or the atoms are not 2D.
+        Raises ValueError if there is none or the atoms (``ndim``, if
+        given) are not 2D.
         """
-        from odl_atoms.solvers.starts import LatticeStart
-
         start = self.start
         if start is None:
-            start = next((s for s in solver.starts
+            start = next((s for s in starts
                           if isinstance(s, LatticeStart)), None)
         if start is None:
             raise ValueError(
                 'RefitLattice needs a lattice: give ADCG a LatticeStart '
                 "(starts=lattice_starts('square'), say) or pass one, "
                 "RefitLattice(LatticeStart('square'))")
-        if solver.operator.domain.ndim != 2:
+        if ndim is not None and ndim != 2:
             raise ValueError('RefitLattice cuts 2D configurations only; '
-                             'the atoms here are '
-                             f'{solver.operator.domain.ndim}D')
+                             f'the atoms here are {ndim}D')
         return start
 
-    def trials(self, solver, objective, config, threshold, rng):
-        from odl_atoms.solvers.starts import (near_orientations,
-                                              orientation_index)
-
+    def trials(self, context, config, threshold, rng):
+        objective = context.objective
         if config.n_atoms < 4:
             return
-        start = self.lattice_start(solver)
+        start = self.lattice_start(context.starts, context.operator.domain.ndim)
         fit, bases, offsets, box, spacing = start._search(
-            solver.operator, objective.data, start._spacing(objective),
-            shared=getattr(solver, 'start_scratch', None))
+            context.operator, objective.data, start._spacing(objective),
+            shared=context.scratch)
         best = fit.best_single(bases, offsets)[2]
         screen = self.screen * objective.atom_energy
         positions = config.positions
@@ -615,8 +623,8 @@ class RefitLattice:
                                    self.tolerance * spacing):
                         yield None
                         continue
-                    yield self._trial(solver, objective, config, threshold,
-                                      rest, sites, screen)
+                    yield self._trial(context, config, threshold, rest,
+                                      sites, screen)
                     refits.append((on_side, rest, sites, orientations))
         if not self.chain:
             return
@@ -635,19 +643,20 @@ class RefitLattice:
             if _same_sites(others, rest.positions, self.tolerance * spacing):
                 yield None
                 continue
-            yield self._trial(solver, objective, config, threshold,
-                              Configuration.lightest(solver, others), sites,
+            yield self._trial(context, config, threshold,
+                              context.lightest(others), sites,
                               screen, everywhere=True)
 
-    def _trial(self, solver, objective, config, threshold, rest, sites,
-               screen, everywhere=False):
+    def _trial(self, context, config, threshold, rest, sites, screen,
+               everywhere=False):
         """``rest`` plus atoms at ``sites``, relaxed, pruned and grown.
 
         None if still worse than ``config`` by more than ``screen`` after
         the first relaxation: of the new sites and their neighbours, or of
         every atom if ``everywhere``.
         """
-        new = Configuration.lightest(solver, sites)
+        objective = context.objective
+        new = context.lightest(sites)
         trial = Configuration(np.vstack([rest.positions, new.positions]),
                               np.append(rest.weights, new.weights),
                               np.append(rest.labels, new.labels))
@@ -655,13 +664,13 @@ class RefitLattice:
         # The cheap relaxation first; only a trial that comes within
         # ``screen`` atom energies of the current objective gets the rest.
         active = (None if everywhere else
-                  _near(solver, objective, trial.positions, sites))
-        trial = solver.local_move(objective, trial, active=active)
+                  context.near(trial.positions, sites))
+        trial = context.local_move(trial, active=active)
         if trial.value > config.value + screen:
             return None
-        trial = solver.prune(objective, solver.local_move(objective, trial))
-        trial = solver.grow(objective, trial, threshold)
-        return solver.finish_trial(objective, trial, config)
+        trial = context.prune(context.local_move(trial))
+        trial = context.grow(trial, threshold)
+        return context.finish_trial(trial, config)
 
     def __repr__(self):
         return (f'RefitLattice(start={self.start!r}, n_normals='
@@ -710,15 +719,6 @@ def _columns(coords, sigma):
                        shape=(n, n))
     n_comp, labels = connected_components(graph, directed=False)
     return [np.flatnonzero(labels == k) for k in range(n_comp)]
-
-
-def _near(solver, objective, positions, centres):
-    """Mask of the atoms within two neighbour distances of any centre."""
-    reach = (2.0 * objective.potential.r_min if objective.potential is not None
-             else 8 * solver.operator.sigma)
-    dist = np.linalg.norm(positions[:, None, :] - np.asarray(centres)[None],
-                          axis=-1)
-    return dist.min(axis=1) < reach
 
 
 #: The moves ADCG uses by default from a single start (chosen by the
@@ -785,8 +785,6 @@ def auto_moves(starts, ndim, n_angles=None):
     >>> auto_moves(oa.lattice_starts('fcc'), 3, 3) == MULTI_START_MOVES
     True
     """
-    from odl_atoms.solvers.starts import LatticeStart
-
     moves = DEFAULT_MOVES if len(starts) == 1 else MULTI_START_MOVES
     if ndim == 2 and any(isinstance(s, LatticeStart) for s in starts):
         moves = (RefitLattice(),) + moves + (RegrowColumn(),)

@@ -52,6 +52,7 @@ SIRT, which fits the data, conserves the total weight.
 """
 
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 import odl
@@ -60,7 +61,9 @@ from odl.applications import tomo
 from odl_atoms.defaults import DISCREPANCY_TAU
 from odl_atoms.geometry import DetectorFrame
 from odl_atoms.picking import AtomPicker, render_atoms
+from odl_atoms.parameter_choice import discrepancy_bound
 from odl_atoms.solvers.base import Reconstruction, Solver
+from odl_atoms.solvers.options import count, positive, set_option
 
 __all__ = ('SIRT', 'DEFAULT_N_ITER', 'DEFAULT_TAU', 'SIRT_IMPLS')
 
@@ -97,29 +100,63 @@ def cuda_available():
     return bool(ASTRA_CUDA_AVAILABLE)
 
 
+@dataclass(frozen=True)
+class _Options:
+
+    """SIRT's options (see `SIRT`)."""
+
+    n_iter: int = DEFAULT_N_ITER
+    pixel_size: float = None
+    impl: str = None
+    nonnegative: bool = True
+    picker: object = None
+    tau: float = DEFAULT_TAU
+    seed: object = None
+
+    def __post_init__(self):
+        set_option(self, 'n_iter', count('n_iter', self.n_iter))
+        if self.pixel_size is not None:
+            if isinstance(self.pixel_size, bool) or not isinstance(
+                    self.pixel_size, numbers.Real) or not np.isfinite(
+                        self.pixel_size) or self.pixel_size <= 0:
+                raise ValueError(f'`pixel_size` must be a positive length in '
+                                 f'angstrom, got {self.pixel_size!r}')
+            set_option(self, 'pixel_size', float(self.pixel_size))
+        if self.impl is not None and self.impl not in SIRT_IMPLS:
+            raise ValueError(f'`impl` must be None or one of {SIRT_IMPLS}, '
+                             f'got {self.impl!r}')
+        set_option(self, 'nonnegative', bool(self.nonnegative))
+        if self.picker is not None and not callable(self.picker):
+            raise TypeError(f'`picker` must be an AtomPicker or a callable '
+                            f'(image, space) -> SparseMeasure, got '
+                            f'{self.picker!r}')
+        set_option(self, 'tau', positive('tau', self.tau))
+
+
 class SIRT(Solver):
 
     """SIRT image reconstruction followed by atom picking.
 
+    The geometry, the box and the atom width come from the problem's
+    operator; its allowed weights (if given) are the default picker's; with
+    its noise level SIRT stops at the first iteration with
+    ``||R x - y|| <= tau * ||noise||`` (the discrepancy principle,
+    `~odl_atoms.parameter_choice.discrepancy_bound`; ``||noise||`` is the
+    projection-space norm of white noise of that std), or after ``n_iter``
+    iterations. SIRT ignores the problem's energy.
+
     Parameters
     ----------
-    operator : `GaussianRayTransform`
-        Gives the geometry, the box (``operator.domain``) and the atom width
-        (``operator.sigma``), as for `ADCG`.
     n_iter : int, optional
         Number of SIRT iterations (default `DEFAULT_N_ITER`, 200); fewer if
         the discrepancy principle stops earlier.
     pixel_size : positive float, optional
         Pixel (voxel) side in angstrom. Default: the detector cell size
-        (along the first detector axis, across the tilt axis). It is the
-        finest scale the data resolve, and with ODL's ray-driven ``'linear'``
-        projector pixels smaller than the ray spacing alias (pixels between
-        rays get too little weight): on the 2D vacancy phantom from 15
-        angles the picked atoms' RMSD was 0.056 A with pixels of one cell,
-        0.12 A with 0.63 cells and 0.46 A with 0.3 cells. The picker's fit
-        works with atoms of ``sigma`` down to about one pixel. Pixels are
-        square: the grid covers the box, centred on it, with the box's
-        extent rounded up to whole pixels.
+        (along the first detector axis, across the tilt axis): the finest
+        scale the data resolve; with ODL's ray-driven ``'linear'`` projector
+        pixels smaller than the ray spacing alias (measured on the
+        benchmarks page). Pixels are square: the grid covers the box,
+        centred on it, with the box's extent rounded up to whole pixels.
     impl : {None, 'astra_cpu', 'astra_cuda', 'odl', 'skimage'}, optional
         Backend (see the module documentation). ``None``: ``'astra_cuda'``
         if ASTRA reports a GPU, else ``'astra_cpu'``.
@@ -129,16 +166,8 @@ class SIRT(Solver):
         negative, and clipping removes the negative half of streaks.
     picker : `AtomPicker` or callable, optional
         Turns the image into atoms: ``picker(image, space) -> SparseMeasure``.
-        Default ``AtomPicker(operator.sigma, weights=weights)``.
-    weights : float, sequence or mapping, optional
-        Allowed atom weights (species) for the default picker, as for `ADCG`.
-        ``None`` (default): keep the estimated weights.
-    noise_std : float, optional
-        Standard deviation of the data noise, if known. SIRT then stops at
-        the first iteration with ``||R x - y|| <= tau * ||noise||`` (the
-        discrepancy principle; ``||noise||`` is the projection-space norm of
-        white noise of this std, ``noise_std * sqrt(c * N)`` for ``N`` data
-        values of cell weight ``c``), or after ``n_iter`` iterations.
+        Default ``AtomPicker(sigma, weights=problem.weights)`` (without
+        weights in the problem, the estimated weights are kept).
     tau : float, optional
         Safety factor of the discrepancy principle (default `DEFAULT_TAU`).
     seed : int or Generator, optional
@@ -148,12 +177,14 @@ class SIRT(Solver):
     Notes
     -----
     ``solve`` returns a `Reconstruction` whose ``image`` is the SIRT image
-    (an element of `image_space`), ``measure`` the picked atoms,
-    ``objective`` the squared data residual ``||R x_k - y||^2`` after every
-    iteration (projection-space norm) and ``info`` the stop reason
-    (``'n_iter'`` or ``'discrepancy'``), the backend, whether it ran slice
-    by slice, the pixel size and the discrepancy threshold. The callback
-    gets the image after every iteration.
+    (an element of the plan's ``image_space``, `plan`), ``measure`` the
+    picked atoms, ``objective`` the squared data residual ``||R x_k - y||^2``
+    after every iteration (projection-space norm) and ``info`` the stop
+    reason (``'n_iter'`` or ``'discrepancy'``), the backend, whether it ran
+    slice by slice, the pixel size and the discrepancy threshold. The
+    ``callback`` gets the atoms picked from the image after every iteration
+    (one picking per iteration, only when a callback is given), the
+    ``image_callback`` the image itself.
 
     Geometries: 2D parallel beam on every backend (on the CPU backends with
     the detector centred on the rotation centre, as ODL's ``astra_cpu``
@@ -170,14 +201,14 @@ class SIRT(Solver):
     --------
     >>> import odl
     >>> from odl.applications import tomo
-    >>> from odl_atoms import SparseMeasureSpace, GaussianRayTransform
+    >>> from odl_atoms import Problem, SparseMeasureSpace, GaussianRayTransform
     >>> space = SparseMeasureSpace([-4, -4], [4, 4])
     >>> geometry = tomo.Parallel2dGeometry(
     ...     odl.uniform_partition(0, np.pi, 20),
     ...     odl.uniform_partition(-6, 6, 60))
     >>> op = GaussianRayTransform(space, geometry, sigma=0.4)
     >>> truth = space.element([[-1.0, 0.5], [1.2, -0.7], [0.3, 1.9]])
-    >>> result = SIRT(op).solve(op(truth))
+    >>> result = SIRT().solve(Problem(op, op(truth)))
     >>> result.n_atoms
     3
     >>> np.abs(np.sort(result.measure.positions, 0)
@@ -191,130 +222,118 @@ class SIRT(Solver):
     3.0
     """
 
-    def __init__(self, operator, n_iter=DEFAULT_N_ITER, pixel_size=None,
-                 impl=None, nonnegative=True, picker=None, weights=None,
-                 noise_std=None, tau=DEFAULT_TAU, seed=None):
-        super().__init__(operator, seed=seed)
-        if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) \
-                or n_iter < 1:
-            raise ValueError(f'`n_iter` must be a positive integer, got '
-                             f'{n_iter!r}')
-        self.n_iter = int(n_iter)
-        if pixel_size is not None:
-            if isinstance(pixel_size, bool) or not isinstance(
-                    pixel_size, numbers.Real) or not np.isfinite(pixel_size) \
-                    or pixel_size <= 0:
-                raise ValueError(f'`pixel_size` must be a positive length in '
-                                 f'angstrom, got {pixel_size!r}')
-            pixel_size = float(pixel_size)
-        self.pixel_size = pixel_size
-        if impl is not None and impl not in SIRT_IMPLS:
-            raise ValueError(f'`impl` must be None or one of {SIRT_IMPLS}, '
-                             f'got {impl!r}')
-        self.impl = impl
-        self.nonnegative = bool(nonnegative)
-        if picker is not None and weights is not None:
-            raise ValueError('give `weights` to the picker '
-                             '(AtomPicker(sigma, weights=...)), not to SIRT, '
-                             'when you pass a picker')
-        if picker is not None and not callable(picker):
-            raise TypeError(f'`picker` must be an AtomPicker or a callable '
-                            f'(image, space) -> SparseMeasure, got {picker!r}')
-        self.picker = picker
-        self.weights = weights
-        self._picker = (picker if picker is not None
-                        else AtomPicker(operator.sigma, weights=weights))
-        if noise_std is not None:
-            noise_std = float(noise_std)
-            if not np.isfinite(noise_std) or noise_std < 0:
-                raise ValueError(f'`noise_std` must be a number >= 0, got '
-                                 f'{noise_std}')
-        self.noise_std = noise_std
-        tau = float(tau)
-        if not np.isfinite(tau) or tau <= 0:
-            raise ValueError(f'`tau` must be a positive number, got {tau}')
-        self.tau = tau
-        # Resolve the backend and the grid now, so that an unsupported
-        # geometry fails at construction, before any data are read.
-        self._plan = _Plan(operator, self.resolved_impl, self.resolved_pixel_size)
+    Options = _Options
 
     # --- Resolved parameters
 
     @property
     def resolved_impl(self):
         """The backend used: ``impl``, or the automatic choice."""
-        if self.impl is not None:
-            return self.impl
+        if self.options.impl is not None:
+            return self.options.impl
         return 'astra_cuda' if cuda_available() else 'astra_cpu'
 
-    @property
-    def resolved_pixel_size(self):
+    def resolved_pixel_size(self, problem):
         """Pixel side (angstrom): ``pixel_size`` or the default rule."""
-        if self.pixel_size is not None:
-            return self.pixel_size
-        return float(self.operator.geometry.det_partition.cell_sides[0])
+        if self.options.pixel_size is not None:
+            return self.options.pixel_size
+        return float(problem.operator.geometry.det_partition.cell_sides[0])
 
-    @property
-    def image_space(self):
-        """The ``uniform_discr`` (float32) of the reconstructed image."""
-        return self._plan.image_space
+    def plan(self, problem):
+        """The image grid and backend for ``problem``.
 
-    @property
-    def slice_by_slice(self):
-        """Whether a 3D problem is solved as a stack of 2D slices."""
-        return self._plan.slices is not None
+        Raises an error for a geometry the backend cannot serve, before any
+        work. The plan's ``image_space`` is the ``uniform_discr`` (float32)
+        of the image, ``slices`` is not None when a 3D problem is solved as
+        a stack of 2D slices.
+        """
+        return _Plan(problem.operator, self.resolved_impl,
+                     self.resolved_pixel_size(problem))
+
+    def picker_for(self, problem):
+        """The picker: ``picker``, or `AtomPicker` with the problem's
+        atom width and allowed weights (operator units)."""
+        if self.options.picker is not None:
+            return self.options.picker
+        weights = None
+        if problem.weights is not None:
+            weights = dict(zip(problem.labels.tolist(),
+                               problem.allowed.tolist()))
+            if len(weights) == 1 and problem.labels[0] == 'X':
+                weights = float(problem.allowed[0])
+        return AtomPicker(problem.sigma, weights=weights)
 
     # --- Solving
 
-    def _solve(self, data, initial, callback, rng):
-        plan = self._plan
-        y = np.asarray(data.data, dtype=np.float32)
+    def solve(self, problem, initial=None, callback=None,
+              image_callback=None):
+        """Reconstruct an image and pick atoms from it (see `Solver.solve`).
+
+        ``image_callback``, if given, is called with the image after every
+        iteration.
+        """
+        if image_callback is not None and not callable(image_callback):
+            raise TypeError(f'`image_callback` must be callable, got '
+                            f'{image_callback!r}')
+        self._image_callback = image_callback
+        try:
+            return super().solve(problem, initial, callback)
+        finally:
+            self._image_callback = None
+
+    def _solve(self, problem, initial, callback, rng):
+        plan = self.plan(problem)
+        picker = self.picker_for(problem)
+        operator = problem.operator
+        image_callback = getattr(self, '_image_callback', None)
+        y = np.asarray(problem.data.data, dtype=np.float32)
         start = None
         if initial is not None and initial.n_atoms:
-            start = render_atoms(initial, plan.image_space,
-                                 self.operator.sigma).data
-        engine = plan.engine(y, start, self.nonnegative)
-        weight = self.operator.inner_weight
+            positions, weights, labels = problem.arrays(initial)
+            start = render_atoms(operator.domain.element(
+                positions, weights=weights, species=labels),
+                plan.image_space, operator.sigma).data
+        engine = plan.engine(y, start, self.options.nonnegative)
+        weight = operator.inner_weight
         threshold = None
-        if self.noise_std:
-            noise_norm = self.noise_std * np.sqrt(weight * y.size)
-            threshold = self.tau * noise_norm
+        bound = (discrepancy_bound(problem, self.options.tau)
+                 if problem.noise_std else None)
+        if bound is not None:
+            threshold = np.sqrt(2 * bound)
         history = []
         stop = 'n_iter'
+
+        def picked(image):
+            found = picker(image, operator.domain)
+            return problem.measure(found.positions, found.weights,
+                                   found.species)
+
         try:
-            for _ in range(self.n_iter):
+            for _ in range(self.options.n_iter):
                 engine.step()
                 residual = weight * engine.residual_sq()
                 history.append(residual)
-                if callback is not None:
-                    callback(plan.image(engine.images))
+                if callback is not None or image_callback is not None:
+                    image = plan.image(engine.images)
+                    if image_callback is not None:
+                        image_callback(image)
+                    if callback is not None:
+                        callback(picked(image))
                 if threshold is not None and np.sqrt(residual) <= threshold:
                     stop = 'discrepancy'
                     break
             image = plan.image(engine.images)
         finally:
             engine.close()
-        measure = self._picker(image, self.operator.domain)
+        measure = picked(image)
         info = {'stop_reason': stop, 'impl': plan.impl,
                 'slice_by_slice': plan.slices is not None,
-                'pixel_size': self.resolved_pixel_size}
+                'pixel_size': self.resolved_pixel_size(problem)}
         if threshold is not None:
             info['discrepancy_threshold'] = float(threshold)
         return Reconstruction(measure=measure, objective=history,
                               n_iterations=len(history), image=image,
                               info=info)
-
-    def __repr__(self):
-        args = [repr(self.operator)]
-        for name, default in (('n_iter', DEFAULT_N_ITER), ('pixel_size', None),
-                              ('impl', None), ('nonnegative', True),
-                              ('picker', None), ('weights', None),
-                              ('noise_std', None), ('tau', DEFAULT_TAU),
-                              ('seed', None)):
-            value = getattr(self, name)
-            if value != default:
-                args.append(f'{name}={value!r}')
-        return f'{type(self).__name__}(\n    ' + ',\n    '.join(args) + '\n)'
 
 
 # --- Planning: grid, slicing, backend

@@ -11,9 +11,11 @@ truth perturbed by 0.1 lattice spacings (rms) comes back; from 0.3 it does
 not. A start is useful only if it lands that close.
 
 A start is an object with a ``name`` and a method
-``configuration(solver, objective, initial)`` returning the starting
-`~odl_atoms.solvers.adcg.Configuration` (``initial`` is the user's
-``initial`` measure as a configuration, or the empty one). `ADCG` runs its
+``configuration(context, initial)`` returning the starting
+`~odl_atoms.solvers.configuration.Configuration` (``context`` is the
+search's `~odl_atoms.solvers.adcg.context.SearchContext`: the objective and
+ADCG's steps on configurations; ``initial`` is the user's ``initial``
+measure as a configuration, or the empty one). `ADCG` runs its
 full search (additions, local moves, pruning, escapes) from every start and
 keeps the result with the lowest objective; `ADCG.certify` reports how the
 starts agreed.
@@ -33,6 +35,7 @@ from scipy.interpolate import RegularGridInterpolator
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
+from odl_atoms.geometry import as_data
 from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import Stencil
 from odl_atoms.solvers.configuration import Configuration
@@ -65,7 +68,7 @@ class GreedyStart:
 
     name = 'greedy'
 
-    def configuration(self, solver, objective, initial):
+    def configuration(self, context, initial):
         return initial
 
     def __repr__(self):
@@ -173,12 +176,12 @@ class LatticeStart:
         # Several lattice starts in one ADCG are told apart in its records.
         self.name = 'lattice' if self.patches == 1 else f'lattice/{self.patches}'
 
-    def configuration(self, solver, objective, initial):
+    def configuration(self, context, initial):
+        objective = context.objective
         spacing = self._spacing(objective)
-        positions = self.positions(solver.operator, objective.data, spacing,
-                                   shared=getattr(solver, 'start_scratch',
-                                                  None))
-        return _emptied(solver, objective, positions, type(initial))
+        positions = self.positions(context.operator, objective.data, spacing,
+                                   shared=context.scratch)
+        return _emptied(context, positions, type(initial))
 
     def _spacing(self, objective):
         """The nearest-neighbour distance: given, or the potential's r_min."""
@@ -187,7 +190,8 @@ class LatticeStart:
             if objective.potential is None:
                 raise ValueError(
                     f'{type(self).__name__} needs the lattice spacing: give '
-                    '`spacing=` or a potential to ADCG (its r_min is used)')
+                    '`spacing=` or a potential to the Problem (its r_min is '
+                    'used)')
             spacing = objective.potential.r_min
         return spacing
 
@@ -263,8 +267,6 @@ class LatticeStart:
         reconstruction made it), the candidate bases, the offsets
         (fractions of a basis vector), the box as a half-open region and
         the spacing."""
-        from odl_atoms.geometry import as_data
-
         data = as_data(operator.range, data)
         space = operator.domain
         d = space.ndim
@@ -377,25 +379,26 @@ class SplitLatticeStart(LatticeStart):
                              '`tether` >= 0')
         self.name = 'lattice/split'
 
-    def configuration(self, solver, objective, initial):
+    def configuration(self, context, initial):
+        objective = context.objective
         spacing = self._spacing(objective)
         kind = type(initial)
         # The affine maps are fitted to the data alone: the energy of sites
         # that crowd at the seam would push whole lattices apart.
         misfit = AtomObjective(objective.operator, objective.data,
-                               reference_weight=solver.allowed.min())
+                               reference_weight=context.allowed.min())
         configs = []
         for positions, groups in self.candidates(
-                solver.operator, objective.data, spacing,
-                shared=getattr(solver, 'start_scratch', None)):
-            config = _emptied(solver, objective, positions, kind,
+                context.operator, objective.data, spacing,
+                shared=context.scratch):
+            config = _emptied(context, positions, kind,
                               groups=groups)
             positions = _affine_refine(misfit, config.positions,
-                                       config.groups, solver.operator.domain)
-            configs.append(_emptied(solver, objective, positions, kind))
+                                       config.groups, context.operator.domain)
+            configs.append(_emptied(context, positions, kind))
         best = min(configs, key=lambda c: c.value)
         return _tethered(objective, best, self.tether * spacing,
-                         solver.operator.domain)
+                         context.operator.domain)
 
     def candidates(self, operator, data, spacing=None, shared=None):
         """Two-lattice arrangements, one per cut, and the single lattice.
@@ -762,7 +765,7 @@ def _box_qp(hessian, linear, n_iter=200, tol=1e-4):
     return w
 
 
-def _emptied(solver, objective, positions, kind=Configuration, groups=None):
+def _emptied(context, positions, kind=Configuration, groups=None):
     """Configuration of atoms at ``positions`` minus the unsupported ones.
 
     Empty the sites the data do not support before anything moves: relaxed
@@ -770,10 +773,11 @@ def _emptied(solver, objective, positions, kind=Configuration, groups=None):
     pruning afterwards leaves it shifted (measured: a vacancy at 0/60/120
     degrees, 10 atoms off by half a spacing).
     """
-    config = kind.lightest(solver, positions)
+    objective = context.objective
+    config = kind.lightest(context, positions)
     keep = np.arange(len(positions))
     while config.n_atoms:
-        change = solver.removal_changes(objective, config)
+        change = context.removal_changes(config)
         i = int(np.argmin(change))
         if not change[i] < 0:
             break

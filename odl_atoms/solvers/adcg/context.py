@@ -1,0 +1,151 @@
+"""What starts and escape moves work with: the objective and ADCG's steps.
+
+A start (`odl_atoms.solvers.starts`) builds a configuration and an escape
+move (`odl_atoms.solvers.moves`) proposes trial configurations; both need
+the objective and the steps of ADCG on configurations (add the best atom,
+relax, prune, regrow), not the solver. `SearchContext` gives them exactly
+that: the objective, the oracle's and the local descent's steps bound to
+it, and a scratch dictionary that the starts and moves of one search share.
+"""
+
+import numpy as np
+
+from odl_atoms.solvers.configuration import Configuration
+from odl_atoms.solvers.adcg.descent import removal_changes
+
+__all__ = ('SearchContext',)
+
+
+class SearchContext:
+
+    """The objective and ADCG's steps on configurations, for starts and moves.
+
+    Parameters
+    ----------
+    objective : `AtomObjective`
+    oracle : `~odl_atoms.solvers.adcg.oracle.Oracle`
+    descent : `~odl_atoms.solvers.adcg.descent.LocalDescent`
+    starts : sequence of starts, optional
+        The search's starts (a move that repeats a start's lattice search
+        finds it here).
+    scratch : dict, optional
+        Data the starts and moves of one search share (a lattice fit made
+        by one start serves the next).
+    """
+
+    def __init__(self, objective, oracle, descent, starts=(), scratch=None):
+        self.objective = objective
+        self.oracle = oracle
+        self.descent = descent
+        self.starts = tuple(starts)
+        self.scratch = {} if scratch is None else scratch
+
+    def with_objective(self, objective):
+        """The same steps under another objective (a stiffer energy, say)."""
+        return SearchContext(objective, self.oracle, self.descent,
+                             self.starts, self.scratch)
+
+    # --- The problem's facts
+
+    @property
+    def operator(self):
+        """The `GaussianRayTransform` of the objective."""
+        return self.objective.operator
+
+    @property
+    def sigma(self):
+        """Atom width (angstrom)."""
+        return self.objective.operator.sigma
+
+    @property
+    def allowed(self):
+        """Allowed atom weights (operator units)."""
+        return self.oracle.allowed
+
+    @property
+    def labels(self):
+        """Labels of the allowed weights."""
+        return self.oracle.labels
+
+    def lightest(self, positions):
+        """A `Configuration` of the lightest species at ``positions``."""
+        return Configuration.lightest(self, positions)
+
+    # --- Steps
+
+    def removal_changes(self, config):
+        """Exact objective change of removing each atom."""
+        return removal_changes(self.objective, config)
+
+    def score(self, config):
+        """The oracle's scores of the candidate grid (`Oracle.score`)."""
+        return self.oracle.score(self.objective, config)
+
+    def best_candidate(self, config, exclude=None):
+        """The best grid candidate (`Oracle.best_candidate`)."""
+        return self.oracle.best_candidate(self.objective, config, exclude)
+
+    def add_atom(self, config, exclude=None, candidate=None, min_gain=0.0):
+        """``config`` plus the best candidate (`Oracle.add_atom`), or None."""
+        return self.oracle.add_atom(self.objective, config, exclude,
+                                    candidate, min_gain)
+
+    def local_move(self, config, active=None):
+        """Relax all atoms, or the ``active`` ones (`LocalDescent.move`)."""
+        return self.descent.move(self.objective, config, active)
+
+    def choose_weights(self, config):
+        """Best allowed weight per atom (`LocalDescent.choose_weights`)."""
+        return self.descent.choose_weights(self.objective, config)
+
+    def prune(self, config):
+        """Remove and merge atoms while that helps (`LocalDescent.prune`)."""
+        return self.descent.prune(self.objective, config)
+
+    def grow(self, config, threshold, max_new=None, region=None):
+        """Add atoms (with local moves) while each lowers F by > ``threshold``.
+
+        ``region(positions) -> bool mask`` relaxes only the atoms it selects
+        (and the new one) after each addition (cheap regional growth).
+        """
+        count = 0
+        while max_new is None or count < max_new:
+            more = self.add_atom(config)
+            if more is None:
+                break
+            active = None
+            if region is not None:
+                active = region(more.positions)
+                active[-1] = True
+            more = self.local_move(more, active=active)
+            if config.value - more.value <= threshold:
+                break
+            config = more
+            count += 1
+        return config
+
+    def finish_trial(self, trial, current):
+        """Relax, reweigh and prune a promising escape trial in full.
+
+        A trial still worse than ``current`` by a quarter of an atom energy
+        after its regional relaxation is returned as it is (it will be
+        rejected); the others get a full local move, weight choice and
+        pruning.
+        """
+        if trial.value > current.value + 0.25 * self.objective.atom_energy:
+            return trial
+        trial = self.local_move(trial)
+        return self.prune(self.choose_weights(trial))
+
+    def near(self, positions, centres):
+        """Mask of the atoms within two neighbour distances of any centre.
+
+        The neighbour distance is the potential's ``r_min``, or ``4 sigma``
+        without a potential.
+        """
+        potential = self.objective.potential
+        reach = (2.0 * potential.r_min if potential is not None
+                 else 8 * self.sigma)
+        dist = np.linalg.norm(positions[:, None, :]
+                              - np.asarray(centres)[None], axis=-1)
+        return dist.min(axis=1) < reach
