@@ -1,0 +1,336 @@
+"""Local descent with ODL's own smooth solver.
+
+Two small functions around ``odl.solvers.bfgs_method`` (limited-memory BFGS)
+with ``odl.solvers.BacktrackingLineSearch``:
+
+- `bfgs_descent` minimises an ODL `~odl.functionals.Functional` with a
+  gradient in place, e.g. `odl_atoms.objective_functional` on positions and
+  weights. A fixed step (``bfgs_method``'s default) diverges on these
+  objectives; the line search makes every step decrease the function. When
+  the line search finds no decrease it raises (a ``ValueError``, or an
+  ``AssertionError`` from its own check when the decrease underflows): at a
+  minimum up to rounding that means "converged", and it is caught here.
+- `odl_local_descent` minimises a smooth function of flat positions inside
+  a box, given as ``value_and_gradient(x) -> (value, gradient)`` (the
+  ``jac=True`` convention of `scipy.optimize.minimize`), and returns a
+  `scipy.optimize.OptimizeResult` as SciPy's L-BFGS-B does, so that either
+  can make ADCG's local move.
+
+``bfgs_method`` has no bounds. `odl_local_descent` hands it the extension
+
+    F(z) = f(P z) + (mu / 2) ||z - P z||^2,
+
+``P`` the projection onto the box: ``F`` is ``f`` inside the box (the
+iterates see the objective unchanged while no bound is active), and outside
+it is ``f`` at the nearest box point plus a penalty that grows with the
+distance, so every minimiser of ``F`` lies in the box and minimises ``f``
+there. The answer returned is ``P z``, inside the box.
+"""
+
+import numbers
+
+import numpy as np
+import odl
+from scipy.optimize import OptimizeResult
+
+__all__ = ('bfgs_descent', 'odl_local_descent')
+
+
+def _check_count(value, name):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) \
+            or value < 1:
+        raise ValueError(f'`{name}` must be an integer >= 1, got {value!r}')
+    return int(value)
+
+
+def _check_tol(tol):
+    if not isinstance(tol, numbers.Real) or not np.isfinite(tol) or tol < 0:
+        raise ValueError(f'`tol` must be a number >= 0, got {tol!r}')
+    return float(tol)
+
+
+def bfgs_descent(functional, x, maxiter=200, tol=1e-10, num_store=10,
+                 hessinv_estimate=None, callback=None):
+    """Minimise ``functional`` from ``x`` (in place) by BFGS with a line search.
+
+    ``odl.solvers.bfgs_method`` with ``odl.solvers.BacktrackingLineSearch``,
+    limited memory (``num_store`` corrections). It stops when ``bfgs_method``
+    does (``tol`` on the curvature step and the gradient norm, or
+    ``maxiter`` iterations) or when the line search finds no decrease.
+
+    Parameters
+    ----------
+    functional : `odl.functionals.Functional`
+        With a ``gradient``.
+    x : ``functional.domain`` element
+        The start, overwritten with the result.
+    maxiter : int, optional
+        Iteration limit of ``bfgs_method``.
+    tol : float, optional
+        ``bfgs_method``'s tolerance on the gradient norm.
+    num_store : int, optional
+        Corrections kept by the limited-memory update; ``None`` for full
+        BFGS.
+    hessinv_estimate : `odl.Operator`, optional
+        Initial inverse Hessian (``bfgs_method``'s; the identity by default).
+    callback : callable, optional
+        Called with the iterate after each step (ODL's callbacks work).
+
+    Returns
+    -------
+    reason : str
+        ``'gradient'`` (``bfgs_method`` met ``tol``), ``'no decrease'`` (the
+        line search found none: a minimum up to rounding, or the last
+        iterate is the best one found) or ``'maxiter'``.
+
+    Examples
+    --------
+    The Rosenbrock function, whose minimum is at (1, 1), from (-1.2, 1):
+
+    >>> func = odl.functionals.RosenbrockFunctional(odl.rn(2))
+    >>> x = func.domain.element([-1.2, 1.0])
+    >>> reason = bfgs_descent(func, x)
+    >>> np.round(x.data, 6)
+    array([ 1.,  1.])
+    """
+    if not isinstance(functional, odl.functionals.Functional):
+        raise TypeError(
+            f'`functional` must be an ODL Functional, got '
+            f'{type(functional).__name__}')
+    if x not in functional.domain:
+        raise TypeError(
+            f'`x` must be an element of the functional\'s domain '
+            f'{functional.domain!r}; make one with functional.domain.element')
+    maxiter = _check_count(maxiter, 'maxiter')
+    tol = _check_tol(tol)
+    if num_store is not None:
+        num_store = _check_count(num_store, 'num_store')
+    line_search = odl.solvers.BacktrackingLineSearch(functional)
+    try:
+        odl.solvers.bfgs_method(functional, x, line_search=line_search,
+                                maxiter=maxiter, tol=tol, num_store=num_store,
+                                hessinv_estimate=hessinv_estimate,
+                                callback=callback)
+    except (ValueError, AssertionError) as exc:
+        # The line search raises when no step decreases the function (see
+        # the module documentation); x holds the last accepted iterate.
+        if 'NaN' in str(exc) or 'invalid value' in str(exc):
+            raise ValueError(
+                f'the function is not finite at a trial point of the line '
+                f'search ({exc}); make it finite everywhere it can be '
+                f'evaluated') from exc
+        return 'no decrease'
+    if functional.gradient(x).norm() <= tol:
+        return 'gradient'
+    return 'maxiter'
+
+
+class _Converged(Exception):
+    """Raised by `odl_local_descent`'s callback to stop ``bfgs_method``."""
+
+
+def _projected_gradient(x, grad, lower, upper):
+    """``grad`` with the entries that push out of an active bound set to 0.
+
+    L-BFGS-B's measure of stationarity on a box.
+    """
+    return np.where(((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0)),
+                    0.0, grad)
+
+
+class _BoxExtension(odl.functionals.Functional):
+
+    """``F(z) = f(P z) + mu/2 ||z - P z||^2`` on ``rn(n)``, with its gradient.
+
+    The last value and gradient are kept: the line search evaluates ``F``
+    where ``bfgs_method`` then asks for the gradient.
+    """
+
+    def __init__(self, value_and_gradient, lower, upper, penalty, stop=None):
+        self.value_and_gradient = value_and_gradient
+        self.lower, self.upper = lower, upper
+        self.penalty = penalty
+        self.stop = stop
+        self.nfev = 0
+        self._last = (None, None, None)
+        self.at_box_point = (None, None, None)
+        super().__init__(space=odl.rn(lower.size), linear=False)
+
+    def evaluate(self, z):
+        """Return ``F(z)`` and its gradient (arrays) for an array ``z``."""
+        z = np.asarray(z, dtype=float)
+        last_z, value, grad = self._last
+        if last_z is not None and np.array_equal(last_z, z):
+            return value, grad
+        x = np.clip(z, self.lower, self.upper)
+        value, grad = self.value_and_gradient(x)
+        self.nfev += 1
+        value = float(value)
+        grad = np.asarray(grad, dtype=float).reshape(z.shape)
+        self.at_box_point = (x, value, grad)  # f itself at P z
+        outside = z - x
+        # On a bound, F is flat to first order outwards and grows inwards if
+        # f pushes out: of its one-sided slopes, 0 is the one of least size
+        # (the projected gradient), so that a coordinate held by a bound
+        # neither drives the quasi-Newton step nor keeps it from converging.
+        step = _projected_gradient(x, grad, self.lower, self.upper)
+        if np.any(outside):
+            # f(P z) does not change with the outside coordinates; the
+            # penalty pulls them back to the box.
+            value += 0.5 * self.penalty * float(outside @ outside)
+            step = np.where(outside != 0, self.penalty * outside, step)
+        grad = step
+        self._last = (z.copy(), value, grad)
+        return value, grad
+
+    def _call(self, z):
+        return self.evaluate(z.data)[0]
+
+    @property
+    def gradient(self):
+        func = self
+
+        class BoxExtensionGradient(odl.Operator):
+            def __init__(self):
+                super().__init__(func.domain, func.domain, linear=False)
+
+            def _call(self, z):
+                grad = func.evaluate(z.data)[1]
+                if func.stop is not None:
+                    # bfgs_method takes the gradient of every new iterate
+                    # (also on the steps where it resets its memory and
+                    # skips the callback): the place for the stop test.
+                    func.stop(*func.at_box_point)
+                return self.range.element(grad)
+
+        return BoxExtensionGradient()
+
+
+def odl_local_descent(value_and_gradient, x0, lower, upper, maxiter=100,
+                      tol=1e-5, num_store=10, penalty=None):
+    """Minimise a smooth function of flat positions in a box with ODL's BFGS.
+
+    `bfgs_descent` (``odl.solvers.bfgs_method`` with a backtracking line
+    search) on ``odl.rn(n)``, the box handled by the extension of the module
+    documentation. A drop-in for SciPy's bound-constrained L-BFGS-B in a
+    local move: same function convention, same result type, and ``tol``
+    means what L-BFGS-B's ``gtol`` means.
+
+    Parameters
+    ----------
+    value_and_gradient : callable
+        ``value_and_gradient(x) -> (value, gradient)`` for a flat float
+        array ``x`` of size ``n``; the gradient has ``n`` entries.
+    x0 : array-like
+        Start, ``n`` values; points outside the box are moved to the nearest
+        box point (as L-BFGS-B does). Not modified.
+    lower, upper : float or array-like
+        Bounds, scalars or ``n`` values each (e.g. ``np.tile(min_pt, k)``
+        for ``k`` atoms in a box).
+    maxiter : int, optional
+        Iteration limit of ``bfgs_method``.
+    tol : float, optional
+        Stop when the largest entry of the projected gradient (the gradient
+        with the entries that push against an active bound set to 0) is at
+        most ``tol``; the default is L-BFGS-B's.
+    num_store : int, optional
+        Corrections kept by the limited-memory BFGS update.
+    penalty : positive float, optional
+        Curvature ``mu`` of the extension outside the box. Any positive
+        value gives the same minimisers; the default, the largest entry of
+        the start's gradient divided by 0.1 (1 if that is 0), pulls a
+        coordinate 0.1 length units outside back as hard as the start's
+        strongest force.
+
+    Returns
+    -------
+    result : `scipy.optimize.OptimizeResult`
+        ``x`` (inside the box), ``fun`` and ``jac`` (of the function at
+        ``x``), ``nit`` (BFGS iterations), ``nfev`` (function evaluations),
+        ``success`` (False only if ``maxiter`` stopped it) and ``message``.
+
+    Examples
+    --------
+    A quadratic whose minimum (2, -3) lies outside the box [-1, 1]^2: the
+    answer is the nearest box point.
+
+    >>> def f(x):
+    ...     d = x - [2.0, -3.0]
+    ...     return float(d @ d), 2 * d
+    >>> res = odl_local_descent(f, [0.0, 0.0], -1.0, 1.0)
+    >>> np.round(res.x, 8)
+    array([ 1., -1.])
+    >>> res.success
+    True
+    """
+    x0 = np.array(x0, dtype=float).ravel()
+    if x0.size == 0:
+        raise ValueError('`x0` is empty: give at least one coordinate')
+    if not np.all(np.isfinite(x0)):
+        raise ValueError('`x0` must be finite, got NaN or inf')
+    try:
+        lower = np.broadcast_to(np.asarray(lower, dtype=float), x0.shape).copy()
+        upper = np.broadcast_to(np.asarray(upper, dtype=float), x0.shape).copy()
+    except ValueError as exc:
+        raise ValueError(
+            f'`lower` and `upper` must be scalars or have {x0.size} values '
+            f'(one per entry of x0)') from exc
+    if np.any(np.isnan(lower)) or np.any(np.isnan(upper)) or np.any(
+            lower > upper):
+        raise ValueError('`lower` must be <= `upper` everywhere (and not NaN)')
+    maxiter = _check_count(maxiter, 'maxiter')
+    tol = _check_tol(tol)
+    x0 = np.clip(x0, lower, upper)
+
+    value0, grad0 = value_and_gradient(x0.copy())
+    grad0 = np.asarray(grad0, dtype=float).ravel()
+    if grad0.shape != x0.shape:
+        raise ValueError(
+            f'`value_and_gradient` returned a gradient of shape {grad0.shape} '
+            f'for x of shape {x0.shape}')
+    if not (np.isfinite(value0) and np.all(np.isfinite(grad0))):
+        raise ValueError(
+            f'the function or its gradient is not finite at the start '
+            f'(value {value0}); start elsewhere')
+    if penalty is None:
+        scale = float(np.max(np.abs(grad0)))
+        penalty = scale / 0.1 if scale > 0 else 1.0
+    elif not (isinstance(penalty, numbers.Real) and penalty > 0
+              and np.isfinite(penalty)):
+        raise ValueError(f'`penalty` must be a positive number, got {penalty!r}')
+
+    iterates = [x0]  # distinct points where the stop test ran
+
+    def stop(x, value, grad):
+        if not np.array_equal(x, iterates[-1]):
+            iterates.append(x)
+        if np.max(np.abs(_projected_gradient(x, grad, lower, upper))) <= tol:
+            raise _Converged
+
+    func = _BoxExtension(value_and_gradient, lower, upper, float(penalty),
+                         stop=stop)
+    func._last = (x0.copy(), float(value0), grad0)
+    func.at_box_point = (x0.copy(), float(value0), grad0)
+    z = func.domain.element(x0.copy())
+    try:
+        stop(*func.at_box_point)
+        # bfgs_method's own tol only resets its memory after a degenerate
+        # step; the stop is the projected gradient, tested in `stop`.
+        reason = bfgs_descent(func, z, maxiter=maxiter, tol=1e-6 * tol,
+                              num_store=num_store)
+    except _Converged:
+        reason = 'gradient'
+
+    x = np.clip(z.data, lower, upper)
+    func.evaluate(x)
+    _, value, grad = func.at_box_point  # f itself, not the extension
+    messages = {
+        'gradient': 'converged: projected gradient below tol',
+        'no decrease': 'converged: the line search finds no further decrease',
+        'maxiter': 'stopped: maxiter iterations',
+    }
+    return OptimizeResult(x=x, fun=value, jac=grad,
+                          nit=len(iterates) - 1,
+                          nfev=func.nfev + 1, success=reason != 'maxiter',
+                          status=int(reason == 'maxiter'),
+                          message=messages[reason])
