@@ -353,7 +353,7 @@ def test_fields_are_read_only_and_copied():
 
 @pytest.mark.parametrize('suffix', ['.npz', '.h5'])
 @pytest.mark.parametrize('key, value, match', [
-    ('sigma', None, r"missing the required key\(s\) 'sigma'"),
+    ('detector_min', None, r"missing the required key\(s\) 'detector_min'"),
     ('box_max', None, r"missing the required key\(s\) 'box_max'"),
     ('angles', np.zeros(5), r"'angles' must have shape \(3,\)"),
     ('data', np.full((3, 10), np.nan), r"'data' contains 30 NaN"),
@@ -604,3 +604,309 @@ def test_module_names_are_exported():
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         repr(ProjectionData(**minimal_fields()))
+
+
+# --- Optional sigma and the keys of prepared data
+
+
+@pytest.mark.parametrize('suffix', ['.npz', '.h5'])
+def test_file_without_sigma_reads_and_operator_needs_sigma(tmp_path, suffix):
+    fields = minimal_fields()
+    del fields['sigma']
+    path = tmp_path / f'nosigma{suffix}'
+    write_raw(path, {k: np.asarray(v) for k, v in fields.items()})
+    pd = read_projections(path)
+    assert pd.sigma is None
+    assert pd.projection_space().shape == (3, 10)
+    with pytest.raises(ValueError, match='sigma.*estimate it.*give it'):
+        pd.operator()
+    op = dataclasses.replace(pd, sigma=0.5).operator()
+    assert op.sigma == 0.5
+    # Written back, the file has no 'sigma' key.
+    write_projections(tmp_path / f'again{suffix}', pd)
+    assert 'sigma' not in file_contents(tmp_path / f'again{suffix}')
+    assert read_projections(tmp_path / f'again{suffix}') == pd
+
+
+@pytest.mark.parametrize('suffix', ['.npz', '.h5'])
+def test_prepared_keys_round_trip(tmp_path, suffix):
+    extra = dict(intensity_unit='counts (Å⁻²)', background=[0.5, 0.25, 0.0],
+                 pixel_size=[0.3, 0.35], pixels_averaged=96,
+                 source='{"files": ["tilts.tif"]}')
+    pd = ProjectionData(**minimal_fields(), **extra)
+    path = tmp_path / f'prepared{suffix}'
+    write_projections(path, pd)
+    raw = file_contents(path)
+    assert set(extra) <= set(raw)
+    back = read_projections(path)
+    assert back == pd
+    assert back.intensity_unit == 'counts (Å⁻²)'
+    assert isinstance(back.source, str) and back.pixels_averaged == 96
+    np.testing.assert_array_equal(back.background, [0.5, 0.25, 0.0])
+    np.testing.assert_array_equal(back.pixel_size, [0.3, 0.35])
+    # A changed value makes them unequal.
+    assert dataclasses.replace(pd, intensity_unit='e') != pd
+
+
+def test_prepared_keys_validation():
+    def check(match, **changes):
+        with pytest.raises(ValueError, match=match):
+            ProjectionData(**minimal_fields(), **changes)
+
+    check(r"'background' must have shape \(3,\)", background=[1.0, 2.0])
+    check(r"'background' contains 1 NaN", background=[1.0, np.nan, 0.0])
+    check(r"'pixel_size' must be positive", pixel_size=[0.3, -0.3])
+    check(r"'pixel_size' must have shape \(2,\)", pixel_size=[0.3, 0.3, 0.3])
+    check(r"'pixels_averaged' must be a positive integer", pixels_averaged=2.5)
+    check(r"'pixels_averaged' must be a positive integer", pixels_averaged=0)
+    check(r"'intensity_unit' must be a single string", intensity_unit=3.0)
+    check(r"'source' must be a single string", source=['a', 'b'])
+
+
+# --- Complex values are refused, not cast (issue 22, item 10)
+
+
+def test_complex_values_refused_without_complex_warning(tmp_path):
+    space = SparseMeasureSpace([-5, -5], [5, 5])
+    geometry = geometry_2d()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # a ComplexWarning would fail here
+        with pytest.raises(ValueError, match="'data' holds complex numbers"):
+            ProjectionData.from_element(np.ones((4, 40)) * (1 + 1j), geometry,
+                                        space, 0.4)
+        for key, value in (('data', np.ones((3, 10)) + 0j),
+                           ('positions', [[0.5j, 0.0]]),
+                           ('sigma', 0.5 + 0j), ('noise_std', 1j)):
+            fields = dict(minimal_fields(), **{key: value})
+            with pytest.raises(ValueError, match=f"'{key}' holds complex"):
+                ProjectionData(**fields)
+        for suffix in ('.npz', '.h5'):
+            contents = {k: np.asarray(v) for k, v in minimal_fields().items()}
+            contents['data'] = contents['data'] * (1 + 2j)
+            path = tmp_path / f'complex{suffix}'
+            write_raw(path, contents)
+            with pytest.raises(ValueError, match="'data' holds complex") as info:
+                read_projections(path)
+            assert str(path) in str(info.value)
+
+
+# --- Damaged and oversized files (issue 22, items 1, 2 and 3)
+
+
+def test_corrupted_compressed_npz_is_a_one_line_error(tmp_path):
+    rng = np.random.default_rng(1)
+    contents = {k: np.asarray(v) for k, v in minimal_fields().items()}
+    contents['data'] = rng.normal(size=(3, 4000))
+    contents['detector_min'], contents['detector_max'] = [-5.0], [5.0]
+    path = tmp_path / 'tilts.npz'
+    np.savez_compressed(path, **contents)
+    raw = bytearray(path.read_bytes())
+    # Damage the compressed stream of 'data' (the largest member) in the
+    # middle: zlib's "Error -3 while decompressing" or a bad CRC-32.
+    start = raw.index(b'data.npy') + 200
+    for i in range(start, start + 64):
+        raw[i] ^= 0x5A
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError) as info:
+        read_projections(path)
+    message = str(info.value)
+    assert str(path) in message and '\n' not in message
+    assert 'damaged' in message
+    assert isinstance(info.value, oio.projections.ValidationError)
+
+
+def test_npz_sizes_checked_before_decompressing(tmp_path, monkeypatch):
+    import zipfile
+
+    # 48 MiB of zeros compress to 48 KiB: refused from the zip directory's
+    # uncompressed size, before anything is decompressed.
+    contents = {k: np.asarray(v) for k, v in minimal_fields().items()}
+    contents['data'] = np.zeros((3, 2 ** 21))
+    path = tmp_path / 'bomb.npz'
+    np.savez_compressed(path, **contents)
+    assert path.stat().st_size < 2 ** 20
+    calls = []
+    monkeypatch.setattr(np.lib.format, 'read_array',
+                        lambda *a, **k: calls.append(a) or 1 / 0)
+    with pytest.raises(ValueError, match=r"'data' in .*bomb.npz.* declares "
+                                         r"48 MiB, more than the limit of "
+                                         r"32 MiB"):
+        read_projections(path, max_bytes=2 ** 25)
+    assert calls == []
+    monkeypatch.undo()
+    assert read_projections(path, max_bytes=2 ** 26).data.shape == (3, 2 ** 21)
+
+    # A member whose .npy header declares far more than the member holds (a
+    # huge shape): refused without allocating it.
+    header = {'descr': '<f8', 'fortran_order': False,
+              'shape': (3, 10 ** 9)}
+    with zipfile.ZipFile(tmp_path / 'liar.npz', 'w') as archive:
+        for key, value in minimal_fields().items():
+            if key == 'data':
+                continue
+            with archive.open(f'{key}.npy', 'w') as member:
+                np.lib.format.write_array(member, np.asarray(value))
+        with archive.open('data.npy', 'w', force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            member.write(b'\0' * 64)
+    with pytest.raises(ValueError, match='declares 24000000000 bytes but its '
+                                         'member holds'):
+        read_projections(tmp_path / 'liar.npz')
+
+
+def test_hdf5_declaring_45_gib_refused_without_reading(tmp_path, monkeypatch):
+    path = tmp_path / 'huge.h5'
+    contents = {k: np.asarray(v) for k, v in minimal_fields().items()}
+    with h5py.File(path, 'w') as f:
+        for k, v in contents.items():
+            if k != 'data':
+                f.create_dataset(k, data=v)
+        # Declared, never written: the file stays tiny.
+        f.create_dataset('data', shape=(3, 45 * 2 ** 30 // 24), dtype='f8')
+    assert path.stat().st_size < 40_000
+    reads = []
+    real = h5py.Dataset.__getitem__
+    monkeypatch.setattr(h5py.Dataset, '__getitem__',
+                        lambda self, key: reads.append(self.name)
+                        or real(self, key))
+    with pytest.raises(ValueError, match=r"'data' in .*huge.h5.* declares "
+                                         r"45 GiB") as info:
+        read_projections(path)
+    assert 'max_bytes' in str(info.value)
+    assert reads == []
+    with pytest.raises(ValueError, match='declares 45 GiB, more than the '
+                                         'limit of 1 GiB'):
+        read_projections(path, max_bytes=2 ** 30)
+    assert reads == []
+
+
+@pytest.mark.parametrize('kind', ['external_link', 'soft_link',
+                                  'external_storage', 'virtual'])
+def test_hdf5_links_and_external_data_refused_without_reading(
+        tmp_path, monkeypatch, kind):
+    secret = np.full((3, 10), 271828.0)
+    other = tmp_path / 'other.h5'
+    with h5py.File(other, 'w') as f:
+        f.create_dataset('secret', data=secret)
+    raw = tmp_path / 'secret.raw'
+    secret.tofile(raw)
+
+    path = tmp_path / f'{kind}.h5'
+    contents = {k: np.asarray(v) for k, v in minimal_fields().items()}
+    with h5py.File(path, 'w') as f:
+        for k, v in contents.items():
+            if k != 'data':
+                f.create_dataset(k, data=v)
+        if kind == 'external_link':
+            f['data'] = h5py.ExternalLink(str(other), '/secret')
+        elif kind == 'soft_link':
+            f.create_dataset('hidden', data=secret)
+            f['data'] = h5py.SoftLink('/hidden')
+        elif kind == 'external_storage':
+            f.create_dataset('data', shape=(3, 10), dtype='<f8',
+                             external=[(str(raw), 0, secret.nbytes)])
+        else:
+            layout = h5py.VirtualLayout(shape=(3, 10), dtype='f8')
+            layout[:] = h5py.VirtualSource(str(other), 'secret', shape=(3, 10))
+            f.create_virtual_dataset('data', layout)
+    # Reached through h5py directly, the crafted file does read the secret.
+    with h5py.File(path, 'r') as f:
+        assert f['data'][0, 0] == 271828.0
+    reads = []
+    real = h5py.Dataset.__getitem__
+    monkeypatch.setattr(h5py.Dataset, '__getitem__',
+                        lambda self, key: reads.append(self.name)
+                        or real(self, key))
+    match = {'external_link': 'external link', 'soft_link': 'soft link',
+             'external_storage': 'external files',
+             'virtual': 'virtual dataset'}[kind]
+    with pytest.raises(ValueError, match=match) as info:
+        read_projections(path)
+    assert '271828' not in str(info.value) and str(path) in str(info.value)
+    assert reads == []
+
+
+# --- Stray temporaries of killed writes (issue 22, item 8)
+
+
+KILLED_WRITER = '''
+import sys, time
+from odl_atoms.io import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b'half of a file')
+    print(tmp, flush=True)
+    time.sleep(120)
+'''
+
+
+def test_sigkill_during_write_leaves_old_file_and_next_write_cleans(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / 'tilts.npz'
+    pd = ProjectionData(**minimal_fields())
+    write_projections(target, pd)
+    before = target.read_bytes()
+    proc = subprocess.Popen([sys.executable, '-c', KILLED_WRITER, str(target)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        tmp = proc.stdout.readline().strip()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    # The killed write left the old file intact and its temporary behind.
+    assert target.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == sorted(['tilts.npz',
+                                                   os.path.basename(tmp)])
+    assert os.path.basename(tmp).startswith('.tilts.')
+    assert str(proc.pid) in os.path.basename(tmp)
+    # The next write to the same place removes it.
+    changed = dataclasses.replace(pd, noise_std=0.5)
+    write_projections(target, changed)
+    assert os.listdir(tmp_path) == ['tilts.npz']
+    assert read_projections(target) == changed
+
+
+def test_stray_temporaries_which_are_removed(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from odl_atoms.io import safety
+
+    target = tmp_path / 'atoms.extxyz'
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    here, other = safety._MACHINE, 'f' * 8 if safety._MACHINE != 'f' * 8 \
+        else 'e' * 8
+    names = {
+        'dead_here': f'.atoms.0123abcd.{dead.pid}.{here}.tmp.extxyz',
+        'alive_here': f'.atoms.0123abce.{os.getpid()}.{here}.tmp.extxyz',
+        'other_machine_fresh': f'.atoms.0123abcf.{dead.pid}.{other}.tmp.extxyz',
+        'other_machine_old': f'.atoms.0123abd0.{dead.pid}.{other}.tmp.extxyz',
+        'old_style_fresh': '.atoms.0123abd1.tmp.extxyz',
+        'old_style_old': '.atoms.0123abd2.tmp.extxyz',
+        'other_target': f'.atom.0123abd3.{dead.pid}.{here}.tmp.extxyz',
+        'other_suffix': f'.atoms.0123abd4.{dead.pid}.{here}.tmp.xyz',
+    }
+    for name in names.values():
+        (tmp_path / name).write_text('partial')
+    two_days_ago = time.time() - 2 * 86400
+    for key in ('other_machine_old', 'old_style_old'):
+        os.utime(tmp_path / names[key], (two_days_ago, two_days_ago))
+    # A symbolic link with a matching name is never followed or removed.
+    victim = tmp_path / 'keep.txt'
+    victim.write_text('keep')
+    link = tmp_path / f'.atoms.0123abd5.{dead.pid}.{here}.tmp.extxyz'
+    link.symlink_to(victim)
+
+    mu = SparseMeasureSpace([0, 0, 0], [5, 5, 5]).element([[1, 2, 3]])
+    write_atoms(target, mu)
+    left = set(os.listdir(tmp_path))
+    removed = {'dead_here', 'other_machine_old', 'old_style_old'}
+    for key, name in names.items():
+        assert (name in left) == (key not in removed), key
+    assert link.is_symlink() and victim.read_text() == 'keep'
+    assert read_atoms(target) == mu
