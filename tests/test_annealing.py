@@ -111,8 +111,8 @@ def test_incremental_objective_equals_full_objective(ndim):
 
 def test_finds_small_configuration_exactly():
     truth, measured = small_problem()
-    result = SimulatedAnnealing(measured.operator(), alpha=0, n_sweeps=60,
-                                seed=3).solve(measured.element())
+    problem = oa.Problem(measured.operator(), measured.element(), alpha=0)
+    result = SimulatedAnnealing(n_sweeps=60, seed=3).solve(problem)
     match = oa.match_atoms(truth, result.measure)
     assert match.exact, match
     assert match.max_distance < 1e-4
@@ -128,9 +128,9 @@ def test_finds_species():
                                    for w in truth.weights])
     # Without energy, two light atoms on one site fit the data of a heavy
     # one exactly; the potential's repulsive core tells them apart.
-    result = SimulatedAnnealing(measured.operator(), potential=2.0,
-                                weights={'Ag': 1.0, 'Au': 2.0}, n_sweeps=60,
-                                seed=0).solve(measured.element())
+    problem = oa.Problem(measured.operator(), measured.element(),
+                         potential=2.0, weights={'Ag': 1.0, 'Au': 2.0})
+    result = SimulatedAnnealing(n_sweeps=60, seed=0).solve(problem)
     match = oa.match_atoms(truth, result.measure)
     assert match.exact and match.species_accuracy == 1.0, match
     assert 'swap' in result.info['acceptance']
@@ -158,10 +158,11 @@ def test_recovers_most_of_a_3d_cluster_from_five_tilts():
     measured = simulate(phantom.measure, np.radians(np.linspace(-70, 70, 5)),
                         0.15 * a, detector_cell=0.5, noise=0.01, seed=0)
     op = measured.operator()
+    problem = oa.Problem(op, measured.element(), potential=a,
+                         noise_std=measured.noise_std)
     result = SimulatedAnnealing(
-        op, potential=a, noise_std=measured.noise_std, n_sweeps=30,
-        proposal_spacing=1.5 * op.sigma, refresh_interval=50,
-        seed=0).solve(measured.element())
+        n_sweeps=30, proposal_spacing=1.5 * op.sigma, refresh_interval=50,
+        seed=0).solve(problem)
     match = oa.match_atoms(phantom.measure, result.measure)
     assert match.f1 >= 0.75, match
     assert abs(result.n_atoms - phantom.n_atoms) <= 2, match
@@ -169,11 +170,11 @@ def test_recovers_most_of_a_3d_cluster_from_five_tilts():
 
 def test_seeded_and_reproducible():
     truth, measured = small_problem(noise=0.01, seed=5)
-    op = measured.operator()
+    problem = oa.Problem(measured.operator(), measured.element(),
+                         potential=1.5)
 
     def run(seed):
-        return SimulatedAnnealing(op, potential=1.5, n_sweeps=25,
-                                  seed=seed).solve(measured.element())
+        return SimulatedAnnealing(n_sweeps=25, seed=seed).solve(problem)
 
     first, again, other = run(7), run(7), run(8)
     assert first.objective == again.objective
@@ -186,13 +187,13 @@ def test_grid_variant_finds_atoms_on_sites():
     h = 0.25
     truth, measured = small_problem(truth=((-1.0, 0.5), (1.25, -0.75),
                                            (0.25, 2.0)))
-    solver = SimulatedAnnealing(measured.operator(), alpha=0, grid_spacing=h,
-                                n_sweeps=60, seed=0)
-    sites = solver.grid_sites()
+    problem = oa.Problem(measured.operator(), measured.element(), alpha=0)
+    solver = SimulatedAnnealing(grid_spacing=h, n_sweeps=60, seed=0)
+    sites = solver.grid_sites(problem)
     # The ground truth sits on grid sites (an independent check of the grid).
     assert np.all(np.min(np.linalg.norm(
         truth.positions[:, None] - sites[None], axis=-1), axis=1) < 1e-12)
-    result = solver.solve(measured.element())
+    result = solver.solve(problem)
     assert result.n_atoms == 3
     found = np.sort(result.measure.positions, axis=0)
     assert np.allclose(found, np.sort(truth.positions, axis=0), atol=1e-9)
@@ -203,9 +204,10 @@ def test_callbacks_once_per_sweep_and_info():
     truth, measured = small_problem()
     store = odl.solvers.CallbackStore()
     temperatures = []
-    solver = SimulatedAnnealing(measured.operator(), alpha=0, n_sweeps=12,
-                                quench_sweeps=3, sweep_size=30, seed=1)
-    result = solver.solve(measured.element(),
+    problem = oa.Problem(measured.operator(), measured.element(), alpha=0)
+    solver = SimulatedAnnealing(n_sweeps=12, quench_sweeps=3, sweep_size=30,
+                                seed=1)
+    result = solver.solve(problem,
                           callback=store & (lambda m: temperatures.append(1)))
     assert len(store.results) == len(temperatures) == 15
     assert result.n_iterations == len(result.objective) == 15
@@ -227,56 +229,59 @@ def test_callbacks_once_per_sweep_and_info():
 
 
 def test_temperature_schedules():
-    truth, measured = small_problem()
-    op = measured.operator()
-    geo = SimulatedAnnealing(op, n_sweeps=5).temperatures(1.0, 1e-4)
+    geo = SimulatedAnnealing(n_sweeps=5).temperatures(1.0, 1e-4)
     assert np.allclose(geo, [1, 1e-1, 1e-2, 1e-3, 1e-4])
-    lin = SimulatedAnnealing(op, n_sweeps=3, schedule='linear').temperatures(
+    lin = SimulatedAnnealing(n_sweeps=3, schedule='linear').temperatures(
         1.0, 0.5)
     assert np.allclose(lin, [1, 0.75, 0.5])
     custom = SimulatedAnnealing(
-        op, n_sweeps=3, schedule=lambda k, n, t0, t1: t0 / (1 + k))
+        n_sweeps=3, schedule=lambda k, n, t0, t1: t0 / (1 + k))
     assert np.allclose(custom.temperatures(1.0, 0.1), [1, 1 / 2, 1 / 3])
 
 
 def test_repr_reproduces_constructor():
     truth, measured = small_problem()
     op = measured.operator()
-    solver = SimulatedAnnealing(op, alpha=0.01, potential=None, n_sweeps=50,
-                                grid_spacing=0.2, seed=4)
+    # alpha and potential are the problem's now, and so is their repr.
+    problem = oa.Problem(op, measured.element(), alpha=0.01, potential=None)
+    solver = SimulatedAnnealing(n_sweeps=50, grid_spacing=0.2, seed=4)
     text = repr(solver)
-    for part in ('alpha=0.01', 'potential=None', 'n_sweeps=50',
-                 'grid_spacing=0.2', 'seed=4'):
+    for part in ('n_sweeps=50', 'grid_spacing=0.2', 'seed=4'):
         assert part in text
-    assert repr(SimulatedAnnealing(op)) == (
-        f'SimulatedAnnealing({op!r}, alpha=0.001)')
+    for part in ('alpha=0.01', 'potential=None'):
+        assert part in repr(problem)
+    assert repr(SimulatedAnnealing()) == 'SimulatedAnnealing()'
+    # The repr is a constructor call that builds the same solver.
+    again = eval(text, {'SimulatedAnnealing': SimulatedAnnealing})
+    assert again.options == solver.options
 
 
 def test_bad_input_gives_clear_errors():
     truth, measured = small_problem()
     op = measured.operator()
+    data = measured.element()
     with pytest.raises(ValueError, match='alpha'):
-        SimulatedAnnealing(op, alpha=-1)
+        oa.Problem(op, data, alpha=-1)
     with pytest.raises(ValueError, match='t_end'):
-        SimulatedAnnealing(op, t_end=0)
+        SimulatedAnnealing(t_end=0)
     with pytest.raises(ValueError, match='n_sweeps'):
-        SimulatedAnnealing(op, n_sweeps=0)
+        SimulatedAnnealing(n_sweeps=0)
     with pytest.raises(ValueError, match='unknown move'):
-        SimulatedAnnealing(op, move_probabilities={'teleport': 1})
+        SimulatedAnnealing(move_probabilities={'teleport': 1})
     with pytest.raises(TypeError, match='potential'):
-        SimulatedAnnealing(op, potential='lj')
+        oa.Problem(op, data, potential='lj')
     with pytest.raises(TypeError, match='GaussianRayTransform'):
-        SimulatedAnnealing(measured.geometry)
-    solver = SimulatedAnnealing(op, alpha=0, n_sweeps=2)
+        oa.Problem(measured.geometry, data)
+    solver = SimulatedAnnealing(n_sweeps=2)
     # Data from another geometry (other detector).
     _, other = small_problem(angles=(0, 45, 90))
     with pytest.raises(ValueError, match='another geometry'):
-        solver.solve(other.element())
+        solver.solve(oa.Problem(op, other.element(), alpha=0))
     bad = measured.element().data.copy()
     bad[1, 3] = np.nan
     with pytest.raises(ValueError, match='NaN'):
-        solver.solve(bad)
+        solver.solve(oa.Problem(op, bad, alpha=0))
     with pytest.raises(ValueError, match='shape'):
-        solver.solve(np.zeros((2, 48)))
+        solver.solve(oa.Problem(op, np.zeros((2, 48)), alpha=0))
     with pytest.raises(TypeError, match='initial'):
-        solver.solve(measured.element(), initial=truth.positions)
+        solver.solve(oa.Problem(op, data, alpha=0), initial=truth.positions)

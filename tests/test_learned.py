@@ -191,8 +191,8 @@ def test_point_reflection_flips_sirt_images():
     for m in (atoms, flipped):
         measured = oa.simulate(m, np.radians([0, 35, 110]), 0.43,
                                n_detector=48)
-        images.append(oa.SIRT(measured.operator(), n_iter=50).solve(
-            measured.element()).image)
+        images.append(oa.SIRT(n_iter=50).solve(oa.Problem(
+            measured.operator(), measured.element())).image)
     a, b = (np.asarray(im.data) for im in images)
     assert np.abs(a[::-1, ::-1] - b).max() < 1e-4 * a.max()
     grid = images[0].space
@@ -332,7 +332,8 @@ def test_picker_returns_a_measure_in_the_space(torch):
     from odl_atoms.learned import LearnedPicker
     phantom, measured = demo_problem()
     op = measured.operator()
-    image = oa.SIRT(op).solve(measured.element()).image
+    problem = oa.Problem(op, measured.element())
+    image = oa.SIRT().solve(problem).image
     picker = LearnedPicker(device='cpu')
     atoms = picker.pick(image, op.domain)
     assert isinstance(atoms, oa.SparseMeasure)
@@ -340,7 +341,7 @@ def test_picker_returns_a_measure_in_the_space(torch):
     assert np.all(atoms.weights == 1.0)
     assert oa.match_atoms(phantom.measure, atoms).f1 >= 0.95
     # Same call as AtomPicker, so it plugs into SIRT.
-    result = oa.SIRT(op, picker=picker).solve(measured.element())
+    result = oa.SIRT(picker=picker).solve(problem)
     assert np.allclose(result.measure.positions, atoms.positions)
     # Species: one allowed weight labels every atom.
     named = LearnedPicker(device='cpu', atom_weights={'Au': 1.0})
@@ -356,21 +357,23 @@ def test_picker_returns_a_measure_in_the_space(torch):
 def test_learned_sirt_is_a_solver_and_warns_on_other_problems(torch):
     from odl_atoms.learned import LearnedSIRT, learned_sirt
     phantom, measured = demo_problem()
-    op = measured.operator()
-    solver = LearnedSIRT(op, device='cpu')
-    assert solver.n_iter == 200  # what the model was trained with
-    result = solver.solve(measured.element())
+    problem = oa.Problem(measured.operator(), measured.element())
+    solver = LearnedSIRT(device='cpu')
+    assert solver.sirt().n_iter == 200  # what the model was trained with
+    result = solver.solve(problem)
     assert result.n_atoms == 48
     assert result.solver == repr(solver)
-    assert repr(solver).startswith('LearnedSIRT(\n    GaussianRayTransform(')
-    same = learned_sirt(op, measured.element(), device='cpu')
+    # The operator is the problem's now: the repr holds the options only.
+    assert repr(solver) == "LearnedSIRT(device='cpu')"
+    same = learned_sirt(problem, device='cpu')
     assert np.allclose(same.measure.positions, result.measure.positions)
+    # The problem is checked against the model's when it is solved.
     _, other = demo_problem(angles=(0, 60, 120))
     with pytest.warns(UserWarning, match='trained for'):
-        LearnedSIRT(other.operator(), device='cpu')
+        solver.solve(oa.Problem(other.operator(), other.element()))
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        LearnedSIRT(op, device='cpu')
+        solver.solve(problem)
 
 
 def test_command_line_train_and_info(torch, tmp_path, capsys):

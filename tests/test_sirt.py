@@ -14,9 +14,10 @@ from odl.applications import tomo
 from odl_atoms.metrics import match_atoms
 from odl_atoms.operators import GaussianRayTransform
 from odl_atoms.phantoms import defect_phantom
+from odl_atoms.problem import Problem
 from odl_atoms.simulation import simulate, tilt_geometry
 from odl_atoms.solvers.sirt import SIRT, cuda_available
-from odl_atoms.space import SparseMeasureSpace
+from odl_atoms.space import SparseMeasure, SparseMeasureSpace
 
 astra = pytest.importorskip('astra')
 
@@ -91,30 +92,31 @@ def test_sirt_matches_astra_run_directly_and_odl_update():
     geometry = measured.geometry
     angles = geometry.angles
     width = geometry.det_partition.cell_sides[0]
-    solver = SIRT(op, n_iter=40, impl='astra_cpu')
-    grid = solver.image_space
+    solver = SIRT(n_iter=40, impl='astra_cpu')
+    grid = solver.plan(Problem(op, op.range.zero())).image_space
     # Data made by ASTRA itself from a pixel phantom on the solver's grid,
     # handed to the solver as a plain float32 array.
     phantom = gaussian_image(grid, truth.positions, truth.weights, 0.35)
     sino = astra_sinogram(phantom, grid, angles, width,
                           geometry.det_partition.shape[0])
     reference = astra_sirt_2d(sino, grid, angles, width, 40)
+    problem = Problem(op, sino)
 
-    mine = solver.solve(sino).image.data
+    mine = solver.solve(problem).image.data
     scale = np.abs(reference).max()
     assert np.abs(mine - reference).max() <= 1e-5 * scale
 
-    odl_update = SIRT(op, n_iter=40, impl='odl').solve(sino)
+    odl_update = SIRT(n_iter=40, impl='odl').solve(problem)
     # Measured: identical for ASTRA, 1.5e-7 relative for the ODL update.
     assert np.abs(odl_update.image.data - reference).max() <= 1e-5 * scale
-    assert np.allclose(odl_update.objective, solver.solve(sino).objective,
+    assert np.allclose(odl_update.objective, solver.solve(problem).objective,
                        rtol=1e-3)
     # Without the constraint the iterates differ (negative values appear),
     # and still agree with ASTRA.
-    free = SIRT(op, n_iter=10, impl='astra_cpu', nonnegative=False)
+    free = SIRT(n_iter=10, impl='astra_cpu', nonnegative=False)
     unconstrained = astra_sirt_2d(sino, grid, angles, width, 10,
                                   min_constraint=False)
-    image = free.solve(sino).image.data
+    image = free.solve(problem).image.data
     assert image.min() < 0
     assert np.abs(image - unconstrained).max() <= 1e-5 * scale
 
@@ -123,7 +125,7 @@ def test_objective_is_the_squared_residual_in_the_data_space():
     _, measured = small_problem(n_angles=10)
     op = measured.operator()
     data = measured.element()
-    result = SIRT(op, n_iter=5).solve(data)
+    result = SIRT(n_iter=5).solve(Problem(op, data))
     ray = tomo.RayTransform(result.image.space, measured.geometry,
                             impl='astra_cpu')
     residual = ray(result.image).data.astype(float) - data.data
@@ -140,8 +142,8 @@ def test_float32_data_of_the_same_geometry_is_accepted():
     vol = odl.uniform_discr([-4, -4], [4, 4], [32, 32], dtype='float32')
     space32 = tomo.RayTransform(vol, measured.geometry).range
     data32 = space32.element(data.data.astype(np.float32))
-    a = SIRT(op, n_iter=10).solve(data).image.data
-    b = SIRT(op, n_iter=10).solve(data32).image.data
+    a = SIRT(n_iter=10).solve(Problem(op, data)).image.data
+    b = SIRT(n_iter=10).solve(Problem(op, data32)).image.data
     assert np.array_equal(a, b)
 
 
@@ -157,7 +159,8 @@ def test_image_is_an_atom_density():
     truth = space.element(positions, weights=weights)
     measured = simulate(truth, np.linspace(0, np.pi, 60, endpoint=False),
                         0.4, n_detector=64)
-    result = SIRT(measured.operator(), n_iter=100).solve(measured.element())
+    result = SIRT(n_iter=100).solve(Problem(measured.operator(),
+                                            measured.element()))
     image = result.image
     total = float(image.data.sum()) * image.space.cell_volume
     assert total == pytest.approx(weights.sum(), rel=0.01)
@@ -183,8 +186,8 @@ def test_vacancy_phantom_from_many_and_few_angles():
         measured = simulate(phantom.measure,
                             np.linspace(0, np.pi, n_angles, endpoint=False),
                             0.15 * a, n_detector=96, noise=0.005, seed=5)
-        result = SIRT(measured.operator(),
-                      weights=1.0).solve(measured.element())
+        result = SIRT().solve(Problem(measured.operator(),
+                                     measured.element(), weights=1.0))
         match = match_atoms(phantom.measure, result.measure)
         f1[n_angles] = match.f1
         if n_angles == 15:
@@ -202,7 +205,8 @@ def test_noise_std_stops_by_discrepancy_principle():
     _, measured = small_problem(n_angles=20, noise=0.05, seed=2)
     op = measured.operator()
     data = measured.element()
-    result = SIRT(op, n_iter=300, noise_std=measured.noise_std).solve(data)
+    result = SIRT(n_iter=300).solve(Problem(op, data,
+                                            noise_std=measured.noise_std))
     assert result.info['stop_reason'] == 'discrepancy'
     assert result.n_iterations < 300
     # Independent noise norm: the weighted norm of white noise of this std.
@@ -214,16 +218,16 @@ def test_noise_std_stops_by_discrepancy_principle():
 
 def test_initial_measure_starts_from_its_rendering():
     truth, measured = small_problem(n_angles=12)
-    op = measured.operator()
-    cold = SIRT(op, n_iter=1).solve(measured.element())
-    warm = SIRT(op, n_iter=1).solve(measured.element(), initial=truth)
+    problem = Problem(measured.operator(), measured.element())
+    cold = SIRT(n_iter=1).solve(problem)
+    warm = SIRT(n_iter=1).solve(problem, initial=truth)
     assert warm.objective[0] < 0.1 * cold.objective[0]
 
 
 def test_skimage_backend_through_the_odl_update():
     truth, measured = small_problem(n_angles=20)
-    result = SIRT(measured.operator(), n_iter=60,
-                  impl='skimage').solve(measured.element())
+    result = SIRT(n_iter=60, impl='skimage').solve(
+        Problem(measured.operator(), measured.element()))
     assert result.info['impl'] == 'skimage'
     match = match_atoms(truth, result.measure, tolerance=0.3)
     assert match.exact, match
@@ -244,9 +248,10 @@ def three_d_problem(axis):
 def test_single_axis_3d_agrees_with_stacked_2d_sirt():
     truth, measured = three_d_problem((0, 0, 1))
     geometry = measured.geometry
-    solver = SIRT(measured.operator(), n_iter=40, impl='astra_cpu')
-    assert solver.slice_by_slice
-    result = solver.solve(measured.element())
+    problem = Problem(measured.operator(), measured.element())
+    solver = SIRT(n_iter=40, impl='astra_cpu')
+    assert solver.plan(problem).slices is not None
+    result = solver.solve(problem)
     image = result.image
 
     # With the tilt axis along z and ODL's default detector, the detector
@@ -276,9 +281,10 @@ def test_single_axis_3d_agrees_with_stacked_2d_sirt():
 @pytest.mark.parametrize('axis', [(1, 0, 0), (0, -1, 0)])
 def test_other_tilt_axes_find_the_atoms(axis):
     truth, measured = three_d_problem(axis)
-    solver = SIRT(measured.operator(), n_iter=40, impl='astra_cpu')
-    assert solver.slice_by_slice
-    result = solver.solve(measured.element())
+    problem = Problem(measured.operator(), measured.element())
+    solver = SIRT(n_iter=40, impl='astra_cpu')
+    assert solver.plan(problem).slices is not None
+    result = solver.solve(problem)
     match = match_atoms(truth, result.measure, tolerance=0.3)
     assert match.exact, match
     assert match.max_distance < 0.05
@@ -291,25 +297,39 @@ def test_other_tilt_axes_find_the_atoms(axis):
 
 
 def test_callback_once_per_iteration_with_the_image():
-    _, measured = small_problem(n_angles=10)
-    solver = SIRT(measured.operator(), n_iter=7)
+    truth, measured = small_problem(n_angles=10)
+    problem = Problem(measured.operator(), measured.element())
+    solver = SIRT(n_iter=7)
     seen = []
-    result = solver.solve(measured.element(), callback=seen.append)
+    # The image goes to image_callback; callback gets the picked atoms.
+    result = solver.solve(problem, image_callback=seen.append)
     assert len(seen) == 7 == result.n_iterations
-    assert all(x in solver.image_space for x in seen)
+    assert all(x in solver.plan(problem).image_space for x in seen)
     # Each call gets its own element (stored iterates do not change).
     assert not np.array_equal(seen[0].data, seen[-1].data)
     assert np.array_equal(seen[-1].data, result.image.data)
     store = odl.solvers.CallbackStore()
-    SIRT(measured.operator(), n_iter=3).solve(measured.element(),
-                                              callback=store)
+    SIRT(n_iter=3).solve(problem, callback=store)
     assert len(store.results) == 3
+    # The atoms picked from each iterate, as every solver calls back with;
+    # the last ones are the result's.
+    assert all(isinstance(x, SparseMeasure) for x in store.results)
+    both = odl.solvers.CallbackStore()
+    images = []
+    last = SIRT(n_iter=3).solve(problem, callback=both,
+                                image_callback=images.append)
+    assert len(both.results) == len(images) == 3
+    assert np.array_equal(both.results[-1].positions,
+                          last.measure.positions)
+    assert np.array_equal(images[-1].data, last.image.data)
+    with pytest.raises(TypeError, match='image_callback'):
+        solver.solve(problem, image_callback='images')
 
 
 def test_swapping_in_for_adcg_is_one_line():
     truth, measured = small_problem()
     op = measured.operator()
-    result = SIRT(op).solve(measured.element())
+    result = SIRT().solve(Problem(op, measured.element()))
     assert result.measure.space == op.domain
     assert result.data_misfit is not None
     assert 'SIRT' in result.solver
@@ -319,41 +339,55 @@ def test_swapping_in_for_adcg_is_one_line():
 def test_repr_reproduces_constructor():
     _, measured = small_problem(n_angles=5)
     op = measured.operator()
-    solver = SIRT(op, n_iter=50, impl='odl', noise_std=0.1)
+    # The operator and the noise level are the problem's now, and so is
+    # their repr.
+    problem = Problem(op, measured.element(), noise_std=0.1)
+    solver = SIRT(n_iter=50, impl='odl')
     text = repr(solver)
-    assert text.startswith('SIRT(\n    GaussianRayTransform(')
-    assert "n_iter=50,\n    impl='odl',\n    noise_std=0.1\n)" in text
+    assert text == "SIRT(n_iter=50, impl='odl')"
+    assert repr(problem).startswith('Problem(GaussianRayTransform(')
+    assert 'noise_std=0.1' in repr(problem)
+    assert eval(text, {'SIRT': SIRT}).options == solver.options
 
 
 def test_bad_input_is_rejected_clearly():
     _, measured = small_problem(n_angles=6)
     op = measured.operator()
-    solver = SIRT(op, n_iter=2)
+    data = measured.element()
+    solver = SIRT(n_iter=2)
     # Data of another geometry.
     other = simulate(measured.ground_truth(), np.linspace(0, np.pi, 7,
                                                         endpoint=False),
                      0.35, n_detector=48)
     with pytest.raises(ValueError, match='another geometry|shape'):
-        solver.solve(other.element())
+        solver.solve(Problem(op, other.element()))
     bad = measured.element().data.copy()
     bad[2, 5] = np.nan
     with pytest.raises(ValueError, match='NaN'):
-        solver.solve(bad)
+        solver.solve(Problem(op, bad))
     with pytest.raises(ValueError, match='n_iter'):
-        SIRT(op, n_iter=0)
+        SIRT(n_iter=0)
     with pytest.raises(ValueError, match='pixel_size'):
-        SIRT(op, pixel_size=-0.1)
+        SIRT(pixel_size=-0.1)
     with pytest.raises(ValueError, match='impl'):
-        SIRT(op, impl='astra_gpu')
+        SIRT(impl='astra_gpu')
     with pytest.raises(ValueError, match='picker'):
-        SIRT(op, picker=lambda image, space: space.zero(), weights=1.0)
+        SIRT(picker=lambda image, space: space.zero()).solve(
+            Problem(op, data, weights=1.0))
     with pytest.raises(TypeError, match='GaussianRayTransform'):
-        SIRT(tomo.RayTransform(odl.uniform_discr([-1, -1], [1, 1], [8, 8],
-                                                 dtype='float32'),
-                               measured.geometry))
+        solver.solve(Problem(
+            tomo.RayTransform(odl.uniform_discr([-1, -1], [1, 1], [8, 8],
+                                                dtype='float32'),
+                              measured.geometry), data))
     if not cuda_available():
         with pytest.raises(RuntimeError, match='GPU'):
-            SIRT(op, impl='astra_cuda')
+            SIRT(impl='astra_cuda').solve(Problem(op, data))
+
+
+def solve_empty(op, **options):
+    """Solve a problem of ``op`` (zero data): the geometry is checked
+    before any work, so an unsupported one fails here."""
+    return SIRT(n_iter=1, **options).solve(Problem(op, op.range.zero()))
 
 
 def test_unsupported_geometries_on_the_cpu():
@@ -363,22 +397,27 @@ def test_unsupported_geometries_on_the_cpu():
     tilted = tomo.Parallel3dAxisGeometry(angles, det,
                                          axis=(1, 1, 0) / np.sqrt(2))
     with pytest.raises(ValueError, match='coordinate axis'):
-        SIRT(GaussianRayTransform(space3, tilted, 0.3), impl='astra_cpu')
+        solve_empty(GaussianRayTransform(space3, tilted, 0.3),
+                    impl='astra_cpu')
     euler = tomo.Parallel3dEulerGeometry(
         odl.uniform_partition([0, 0], [np.pi, np.pi / 4], [4, 2]), det)
     with pytest.raises(ValueError, match='Parallel3dAxisGeometry'):
-        SIRT(GaussianRayTransform(space3, euler, 0.3), impl='astra_cpu')
+        solve_empty(GaussianRayTransform(space3, euler, 0.3),
+                    impl='astra_cpu')
     # A 2D detector shifted off the rotation centre: ODL's CPU backend would
     # silently ignore the shift.
     space2 = SparseMeasureSpace([-2, -2], [2, 2])
     shifted = tomo.Parallel2dGeometry(angles, odl.uniform_partition(-2, 4, 24))
     with pytest.raises(ValueError, match='centred'):
-        SIRT(GaussianRayTransform(space2, shifted, 0.3), impl='astra_cpu')
+        solve_empty(GaussianRayTransform(space2, shifted, 0.3),
+                    impl='astra_cpu')
     # scikit-image's radon transform needs a square grid centred at 0.
     off_centre = SparseMeasureSpace([0, 0], [4, 4])
     geometry = tilt_geometry(off_centre, np.linspace(0, np.pi, 6), 32)
     with pytest.raises(ValueError, match='square image centred'):
-        SIRT(GaussianRayTransform(off_centre, geometry, 0.3), impl='skimage')
+        solve_empty(GaussianRayTransform(off_centre, geometry, 0.3),
+                    impl='skimage')
     # The same geometries are fine where the backend handles them.
     if cuda_available():  # pragma: no cover - no GPU on the test machines
-        SIRT(GaussianRayTransform(space3, tilted, 0.3), impl='astra_cuda')
+        solve_empty(GaussianRayTransform(space3, tilted, 0.3),
+                    impl='astra_cuda')

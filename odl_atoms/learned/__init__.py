@@ -8,7 +8,7 @@ the target problem's angles, atom width and detector and reconstructed
 with `odl_atoms.SIRT`, i.e. on the images it will see.
 
 - `LearnedPicker`: `odl_atoms.AtomPicker`'s interface, ``pick(image,
-  space)``, so ``SIRT(op, picker=LearnedPicker())`` is SIRT + learned
+  space)``, so ``SIRT(picker=LearnedPicker())`` is SIRT + learned
   picking;
 - `LearnedSIRT` / `learned_sirt`: that pipeline as a `Solver`
   (``odl-atoms reconstruct --solver sirt+learned``).

@@ -9,7 +9,7 @@
 
 Angles are in degrees here (radians in the Python API), lengths in
 angstrom. Use the trained file with ``LearnedPicker('weights.pt')`` or
-``LearnedSIRT(op, model='weights.pt')``.
+``LearnedSIRT(model='weights.pt')``.
 """
 
 import argparse

@@ -173,6 +173,7 @@ def make_sample(config, seed):
     pixel_size : float
         Pixel side (angstrom).
     """
+    from odl_atoms.problem import Problem
     from odl_atoms.simulation import simulate
     from odl_atoms.solvers.sirt import SIRT
     from odl_atoms.space import SparseMeasureSpace
@@ -184,8 +185,8 @@ def make_sample(config, seed):
     level = float(rng.uniform(*c['noise']))
     measured = simulate(atoms, c['angles'], c['sigma'],
                         n_detector=c['n_detector'], noise=level, seed=rng)
-    sirt = SIRT(measured.operator(), n_iter=c['sirt_iter'], picker=_no_atoms)
-    image = sirt.solve(measured.element()).image
+    sirt = SIRT(n_iter=c['sirt_iter'], picker=_no_atoms)
+    image = sirt.solve(Problem(measured.operator(), measured.element())).image
     cells = image.space.cell_sides
     inputs = normalise_image(image.data, c['sigma'], cells)
     return inputs, to_index(atoms.positions, image.space), float(cells[0])
@@ -334,7 +335,7 @@ def train(angles=DEFAULT_ANGLES, sigma=None, spacing=DEFAULT_SPACING,
         Relative noise level, or a range drawn uniformly per sample.
     sirt_iter : int, optional
         SIRT iterations (default `odl_atoms.solvers.sirt.DEFAULT_N_ITER`,
-        what ``SIRT(op)`` does, so that ``SIRT(op, picker=LearnedPicker(...))``
+        what ``SIRT()`` does, so that ``SIRT(picker=LearnedPicker(...))``
         sees the training distribution).
     n_samples : int, optional
         Simulated SIRT images (a fraction ``validation`` held out).

@@ -167,7 +167,8 @@ class SIRT(Solver):
     picker : `AtomPicker` or callable, optional
         Turns the image into atoms: ``picker(image, space) -> SparseMeasure``.
         Default ``AtomPicker(sigma, weights=problem.weights)`` (without
-        weights in the problem, the estimated weights are kept).
+        weights in the problem, the estimated weights are kept). A given
+        picker has its own weights: the problem must then have none.
     tau : float, optional
         Safety factor of the discrepancy principle (default `DEFAULT_TAU`).
     seed : int or Generator, optional
@@ -275,6 +276,12 @@ class SIRT(Solver):
         if image_callback is not None and not callable(image_callback):
             raise TypeError(f'`image_callback` must be callable, got '
                             f'{image_callback!r}')
+        # A given picker would silently ignore the problem's weights.
+        if (self.options.picker is not None
+                and getattr(problem, 'weights', None) is not None):
+            raise ValueError('give the allowed weights to the picker '
+                             '(AtomPicker(sigma, weights=...)), not to the '
+                             'Problem, when you pass a picker')
         self._image_callback = image_callback
         try:
             return super().solve(problem, initial, callback)
