@@ -8,26 +8,23 @@ data.
 
 Readers, by file suffix:
 
-============================ ================ ================================
-suffix                       reader           pixel size and angles from
-============================ ================ ================================
-``.tif``, ``.tiff``          tifffile         ImageJ (unit, resolution), OME
-                                              (``PhysicalSizeX/Y``), FEI
-                                              (``PixelWidth``), Zeiss SEM,
-                                              resolution tags in cm or inch
-``.mrc``, ``.mrcs``, ``.st``, mrcfile          voxel size (angstrom); angles
-``.ali``, ``.preali``                         from FEI (``FEI1``, ``FEI2``
-                                              and the older 128-byte records)
-                                              or SerialEM (``SERI``) extended
-                                              headers
-``.hspy``, ``.hdf5``,        RosettaSciIO     the signal axes' scale and
-``.emd``, ``.dm3``,                           units; angles from a navigation
-``.dm4``, ``.ser``, ``.zspy``                 axis in angle units,
-and other RosettaSciIO                        ``Tomography.tilts``
-formats                                       (degrees), or
-                                              ``Acquisition_instrument.*.
-                                              Stage.tilt_alpha`` (degrees)
-============================ ================ ================================
+- ``.tif``, ``.tiff``: tifffile. Pixel size from ImageJ metadata (unit and
+  resolution), OME metadata (``PhysicalSizeX/Y`` and their units, micrometre
+  by default), FEI metadata (``PixelWidth``), Zeiss SEM metadata, or the
+  resolution tags in centimetre or inch (screen resolutions such as 72 dpi
+  are not taken for a pixel size).
+- ``.mrc``, ``.mrcs``, ``.st``, ``.ali``, ``.preali``: mrcfile. Pixel size
+  from the voxel size (angstrom; 0 means not set); angles from FEI extended
+  headers (``FEI1``, ``FEI2``: ``Alpha tilt``; FEI's older 128-byte
+  records) or SerialEM's (``SERI``, tilt angle flag).
+- ``.hspy``, ``.hdf5``, ``.emd``, ``.dm3``, ``.dm4``, ``.ser``, ``.zspy`` and
+  the other formats of RosettaSciIO (HyperSpy's readers): pixel size from
+  the two signal axes' scale and units; angles from a navigation axis in
+  angle units (degrees or radians, uniform or not), from
+  ``metadata.Tomography.tilts`` (degrees), or from
+  ``metadata.Acquisition_instrument.TEM.Stage.tilt_alpha`` (degrees; one
+  per file for a list of files). A file holding several image signals
+  (EMD) needs ``signal=``.
 
 Angles come from, in this order: ``angles=`` given; an IMOD tilt file next to
 a stack (``name.rawtlt`` or ``name.tlt``: one angle in degrees per line;
