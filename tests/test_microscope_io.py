@@ -196,6 +196,27 @@ def test_hspy_navigation_axis_in_degrees_and_nm(tmp_path):
     assert 'Tomography' in series.metadata['angle_source']
 
 
+def test_emd_stack(tmp_path):
+    from rsciio.emd import file_writer
+
+    images = stack(n=3)
+    file_writer(str(tmp_path / 'a.emd'), {
+        'data': images.astype('float32'),
+        'axes': [dict(name='tilt', scale=30.0, offset=-30.0, units='deg',
+                      size=3, navigate=True),
+                 dict(name='y', scale=0.05, offset=0, units='nm', size=12,
+                      navigate=False),
+                 dict(name='x', scale=0.05, offset=0, units='nm', size=16,
+                      navigate=False)],
+        'metadata': {'General': {'title': 'HAADF'}, 'Signal': {}},
+        'original_metadata': {}, 'attributes': {'_lazy': False},
+        'tmp_parameters': {}})
+    series = read_tilt_series(tmp_path / 'a.emd')
+    np.testing.assert_allclose(series.pixel_size, [0.5, 0.5])
+    np.testing.assert_allclose(np.degrees(series.angles), [-30, 0, 30])
+    np.testing.assert_allclose(series.images, images.astype('float32'))
+
+
 def test_list_of_files_with_stage_tilts(tmp_path):
     images = stack(n=3)
     paths = []

@@ -619,7 +619,12 @@ def _read_rsciio(path, signal, budget):
 
 
 def _image_axes(signal):
-    axes = signal.get('axes', [])
+    axes = list(signal.get('axes', []))
+    if all('index_in_array' in a for a in axes):
+        axes.sort(key=lambda a: int(a['index_in_array']))
+    if len(axes) == 3 and not any(a.get('navigate', False) for a in axes):
+        # Readers that do not tell (NCEM EMD): a stack of images.
+        return axes[0], axes[1:]
     sig = [a for a in axes if not a.get('navigate', False)]
     nav = [a for a in axes if a.get('navigate', False)]
     if len(sig) != 2 or len(nav) > 1:
