@@ -5,18 +5,29 @@ with ``odl.solvers.BacktrackingLineSearch``:
 
 - `bfgs_descent` minimises an ODL `~odl.functionals.Functional` with a
   gradient in place, e.g. `odl_atoms.objective_functional` on positions and
-  weights. A fixed step (``bfgs_method``'s default) diverges on these
-  objectives; the line search makes every step decrease the function. When
-  the line search finds no decrease it raises (a ``ValueError``, or an
-  ``AssertionError`` from its own check when the decrease underflows): at a
-  minimum up to rounding that means "converged", and it is caught here.
+  weights. ``bfgs_method``'s default step, a constant 1, is not scaled to
+  the functional and can diverge (it does on the vacancy of the gallery
+  example "Compose the atom operator with ODL"); the line search makes
+  every step decrease the function.
 - `odl_local_descent` minimises a smooth function of flat positions inside
   a box, given as ``value_and_gradient(x) -> (value, gradient)`` (the
   ``jac=True`` convention of `scipy.optimize.minimize`), and returns a
   `scipy.optimize.OptimizeResult` as SciPy's L-BFGS-B does, so that either
   can make ADCG's local move.
 
-``bfgs_method`` has no bounds. `odl_local_descent` hands it the extension
+How they stop. ``bfgs_method`` tests its ``tol`` against the curvature
+``<y, s>`` of each step and, when that is small but the gradient is not,
+drops its memory and goes on with a gradient step; used as the stopping
+rule that slows the end of a descent. Here its ``tol`` is tiny (it only
+guards against degenerate steps) and the stopping test runs where
+``bfgs_method`` takes the gradient of each new iterate: the gradient norm
+for `bfgs_descent`, L-BFGS-B's projected gradient for `odl_local_descent`.
+When the line search finds no decrease it raises (a ``ValueError``, or an
+``AssertionError`` from its own check when the decrease underflows): at a
+minimum up to rounding that means "converged", and it is caught.
+
+The box. ``bfgs_method`` has no bounds; `odl_local_descent` hands it the
+extension
 
     F(z) = f(P z) + (mu / 2) ||z - P z||^2,
 
@@ -24,7 +35,10 @@ with ``odl.solvers.BacktrackingLineSearch``:
 iterates see the objective unchanged while no bound is active), and outside
 it is ``f`` at the nearest box point plus a penalty that grows with the
 distance, so every minimiser of ``F`` lies in the box and minimises ``f``
-there. The answer returned is ``P z``, inside the box.
+there. On a bound, of ``F``'s one-sided slopes the one of least size is
+used (L-BFGS-B's projected gradient), so that a coordinate held by a bound
+neither drives the quasi-Newton step nor keeps the others from converging.
+The answer returned is ``P z``, inside the box.
 """
 
 import numbers
@@ -49,14 +63,79 @@ def _check_tol(tol):
     return float(tol)
 
 
-def bfgs_descent(functional, x, maxiter=200, tol=1e-10, num_store=10,
+#: ``bfgs_method``'s own tolerance, relative to ours: small enough that it
+#: only resets the memory after a degenerate step.
+_ODL_TOL_FACTOR = 1e-6
+
+
+class _Converged(Exception):
+    """Raised where the gradient is taken, to stop ``bfgs_method``."""
+
+
+class _Watched(odl.functionals.Functional):
+
+    """``functional`` whose gradient runs a stopping test first."""
+
+    def __init__(self, functional, converged):
+        self.functional = functional
+        self.converged = converged
+        self.grad = functional.gradient  # some functionals build it anew
+        super().__init__(space=functional.domain, linear=False)
+
+    def _call(self, x):
+        return self.functional(x)
+
+    @property
+    def gradient(self):
+        watched = self
+
+        class WatchedGradient(odl.Operator):
+            def __init__(self):
+                super().__init__(watched.domain, watched.domain, linear=False)
+
+            def _call(self, x):
+                grad = watched.grad(x)
+                if watched.converged(x, grad):
+                    raise _Converged
+                return grad
+
+        return WatchedGradient()
+
+
+def _run_bfgs(functional, x, converged, tol, maxiter, num_store,
+              hessinv_estimate=None, callback=None):
+    """``bfgs_method`` + line search from ``x`` (in place); return the reason."""
+    watched = _Watched(functional, converged)
+    line_search = odl.solvers.BacktrackingLineSearch(watched)
+    try:
+        odl.solvers.bfgs_method(watched, x, line_search=line_search,
+                                maxiter=maxiter, tol=_ODL_TOL_FACTOR * tol,
+                                num_store=num_store,
+                                hessinv_estimate=hessinv_estimate,
+                                callback=callback)
+    except _Converged:
+        return 'gradient'
+    except (ValueError, AssertionError) as exc:
+        # The line search raises when no step decreases the function (see
+        # the module documentation); x holds the last accepted iterate.
+        if 'NaN' in str(exc) or 'invalid value' in str(exc):
+            raise ValueError(
+                f'the function is not finite at a trial point of the line '
+                f'search ({exc}); make it finite everywhere it can be '
+                f'evaluated') from exc
+        return 'no decrease'
+    # bfgs_method returns early only at a zero gradient.
+    return 'gradient' if converged(x, watched.grad(x)) else 'maxiter'
+
+
+def bfgs_descent(functional, x, maxiter=200, tol=1e-8, num_store=10,
                  hessinv_estimate=None, callback=None):
     """Minimise ``functional`` from ``x`` (in place) by BFGS with a line search.
 
     ``odl.solvers.bfgs_method`` with ``odl.solvers.BacktrackingLineSearch``,
-    limited memory (``num_store`` corrections). It stops when ``bfgs_method``
-    does (``tol`` on the curvature step and the gradient norm, or
-    ``maxiter`` iterations) or when the line search finds no decrease.
+    limited memory (``num_store`` corrections). It stops at an iterate where
+    the gradient norm is at most ``tol``, after ``maxiter`` iterations, or
+    when the line search finds no decrease.
 
     Parameters
     ----------
@@ -67,20 +146,21 @@ def bfgs_descent(functional, x, maxiter=200, tol=1e-10, num_store=10,
     maxiter : int, optional
         Iteration limit of ``bfgs_method``.
     tol : float, optional
-        ``bfgs_method``'s tolerance on the gradient norm.
+        Stop when the norm of the gradient is at most this.
     num_store : int, optional
         Corrections kept by the limited-memory update; ``None`` for full
         BFGS.
     hessinv_estimate : `odl.Operator`, optional
         Initial inverse Hessian (``bfgs_method``'s; the identity by default).
     callback : callable, optional
-        Called with the iterate after each step (ODL's callbacks work).
+        Called with the iterate after each step with a curvature update
+        (``bfgs_method``'s callback; ODL's callbacks work).
 
     Returns
     -------
     reason : str
-        ``'gradient'`` (``bfgs_method`` met ``tol``), ``'no decrease'`` (the
-        line search found none: a minimum up to rounding, or the last
+        ``'gradient'`` (the gradient norm met ``tol``), ``'no decrease'``
+        (the line search found none: a minimum up to rounding, or the last
         iterate is the best one found) or ``'maxiter'``.
 
     Examples
@@ -89,7 +169,8 @@ def bfgs_descent(functional, x, maxiter=200, tol=1e-10, num_store=10,
 
     >>> func = odl.functionals.RosenbrockFunctional(odl.rn(2))
     >>> x = func.domain.element([-1.2, 1.0])
-    >>> reason = bfgs_descent(func, x)
+    >>> bfgs_descent(func, x)
+    'gradient'
     >>> np.round(x.data, 6)
     array([ 1.,  1.])
     """
@@ -105,28 +186,8 @@ def bfgs_descent(functional, x, maxiter=200, tol=1e-10, num_store=10,
     tol = _check_tol(tol)
     if num_store is not None:
         num_store = _check_count(num_store, 'num_store')
-    line_search = odl.solvers.BacktrackingLineSearch(functional)
-    try:
-        odl.solvers.bfgs_method(functional, x, line_search=line_search,
-                                maxiter=maxiter, tol=tol, num_store=num_store,
-                                hessinv_estimate=hessinv_estimate,
-                                callback=callback)
-    except (ValueError, AssertionError) as exc:
-        # The line search raises when no step decreases the function (see
-        # the module documentation); x holds the last accepted iterate.
-        if 'NaN' in str(exc) or 'invalid value' in str(exc):
-            raise ValueError(
-                f'the function is not finite at a trial point of the line '
-                f'search ({exc}); make it finite everywhere it can be '
-                f'evaluated') from exc
-        return 'no decrease'
-    if functional.gradient(x).norm() <= tol:
-        return 'gradient'
-    return 'maxiter'
-
-
-class _Converged(Exception):
-    """Raised by `odl_local_descent`'s callback to stop ``bfgs_method``."""
+    return _run_bfgs(functional, x, lambda _, grad: grad.norm() <= tol, tol,
+                     maxiter, num_store, hessinv_estimate, callback)
 
 
 def _projected_gradient(x, grad, lower, upper):
@@ -146,11 +207,10 @@ class _BoxExtension(odl.functionals.Functional):
     where ``bfgs_method`` then asks for the gradient.
     """
 
-    def __init__(self, value_and_gradient, lower, upper, penalty, stop=None):
+    def __init__(self, value_and_gradient, lower, upper, penalty):
         self.value_and_gradient = value_and_gradient
         self.lower, self.upper = lower, upper
         self.penalty = penalty
-        self.stop = stop
         self.nfev = 0
         self._last = (None, None, None)
         self.at_box_point = (None, None, None)
@@ -169,10 +229,7 @@ class _BoxExtension(odl.functionals.Functional):
         grad = np.asarray(grad, dtype=float).reshape(z.shape)
         self.at_box_point = (x, value, grad)  # f itself at P z
         outside = z - x
-        # On a bound, F is flat to first order outwards and grows inwards if
-        # f pushes out: of its one-sided slopes, 0 is the one of least size
-        # (the projected gradient), so that a coordinate held by a bound
-        # neither drives the quasi-Newton step nor keeps it from converging.
+        # On a bound, the one-sided slope of least size (module docs).
         step = _projected_gradient(x, grad, self.lower, self.upper)
         if np.any(outside):
             # f(P z) does not change with the outside coordinates; the
@@ -195,13 +252,7 @@ class _BoxExtension(odl.functionals.Functional):
                 super().__init__(func.domain, func.domain, linear=False)
 
             def _call(self, z):
-                grad = func.evaluate(z.data)[1]
-                if func.stop is not None:
-                    # bfgs_method takes the gradient of every new iterate
-                    # (also on the steps where it resets its memory and
-                    # skips the callback): the place for the stop test.
-                    func.stop(*func.at_box_point)
-                return self.range.element(grad)
+                return self.range.element(func.evaluate(z.data)[1])
 
         return BoxExtensionGradient()
 
@@ -299,27 +350,23 @@ def odl_local_descent(value_and_gradient, x0, lower, upper, maxiter=100,
               and np.isfinite(penalty)):
         raise ValueError(f'`penalty` must be a positive number, got {penalty!r}')
 
-    iterates = [x0]  # distinct points where the stop test ran
-
-    def stop(x, value, grad):
-        if not np.array_equal(x, iterates[-1]):
-            iterates.append(x)
-        if np.max(np.abs(_projected_gradient(x, grad, lower, upper))) <= tol:
-            raise _Converged
-
-    func = _BoxExtension(value_and_gradient, lower, upper, float(penalty),
-                         stop=stop)
+    func = _BoxExtension(value_and_gradient, lower, upper, float(penalty))
     func._last = (x0.copy(), float(value0), grad0)
     func.at_box_point = (x0.copy(), float(value0), grad0)
+    iterates = [x0]  # distinct points where the stopping test ran
+
+    def converged(z, _):
+        func.evaluate(z.data)  # cached: the gradient was just taken there
+        x, _, grad = func.at_box_point  # f itself at P z
+        if not np.array_equal(x, iterates[-1]):
+            iterates.append(x)
+        return np.max(np.abs(_projected_gradient(x, grad, lower, upper))) <= tol
+
     z = func.domain.element(x0.copy())
-    try:
-        stop(*func.at_box_point)
-        # bfgs_method's own tol only resets its memory after a degenerate
-        # step; the stop is the projected gradient, tested in `stop`.
-        reason = bfgs_descent(func, z, maxiter=maxiter, tol=1e-6 * tol,
-                              num_store=num_store)
-    except _Converged:
+    if converged(z, None):
         reason = 'gradient'
+    else:
+        reason = _run_bfgs(func, z, converged, tol, maxiter, num_store)
 
     x = np.clip(z.data, lower, upper)
     func.evaluate(x)
