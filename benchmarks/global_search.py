@@ -91,8 +91,17 @@ ABLATION = (FULL, 'no split start', 'no patch start',
             '+ Regrow', '+ ShiftColumn', '+ Perturb', 'no Stiffen')
 
 
-def make_solver(config, op, a, noise_std, alpha=None, seed=0):
-    """The ADCG of one configuration (see the module documentation)."""
+#: What the benchmark tells ADCG that a user may not know (said next to
+#: every table of this script and of those built on its `reconstruct`).
+KNOWN = ('ADCG is given the true lattice spacing (`potential=a`, '
+         'Lennard-Jones r_min = a) and the true noise level (`noise_std`, '
+         '0 for noise-free data), which a user may have to estimate.')
+
+
+def make_solver(config, n_angles, seed=0):
+    """The ADCG of one configuration (see the module documentation) at
+    ``n_angles`` tilt angles: its method options only (the problem -
+    potential, alpha, noise level - is `reconstruct`'s)."""
     import odl_atoms as oa
     from odl_atoms.solvers.moves import (Perturb, RefitLattice, Regrow,
                                          ShiftColumn, auto_moves)
@@ -104,13 +113,13 @@ def make_solver(config, op, a, noise_std, alpha=None, seed=0):
     # ablation to switch off one at a time.
     moves = 'auto'
     default = {move.name: move for move in
-               auto_moves(starts, 2, len(op.geometry.angles))}
+               auto_moves(starts, 2, n_angles)}
 
     def without(*names, **replaced):
         return [replaced.get(k, m) for k, m in default.items()
                 if k not in names]
 
-    extra = {} if alpha is None else {'alpha': alpha}
+    extra = {}
     if config == 'plain':
         # The paper's ADCG: no moves, one start, alpha fixed.
         moves, starts = [], [greedy]
@@ -147,8 +156,7 @@ def make_solver(config, op, a, noise_std, alpha=None, seed=0):
         moves = without() + [more[config]()]
     elif config != FULL:
         raise ValueError(f'unknown configuration {config!r}')
-    return oa.ADCG(op, potential=a, noise_std=noise_std, moves=moves,
-                   starts=starts, seed=seed, **extra)
+    return oa.ADCG(moves=moves, starts=starts, seed=seed, **extra)
 
 
 def run_case(case):
@@ -183,6 +191,8 @@ def reconstruct(config, defect, angles, noise, seed=0, alpha=None):
     import warnings
     warnings.filterwarnings('ignore', category=UserWarning)
     import odl_atoms as oa
+    from odl_atoms.defaults import DEFAULT_ALPHA
+    from odl_atoms.problem import Problem
 
     phantom = make_phantom(defect)
     a = phantom.lattice_spacing
@@ -193,14 +203,17 @@ def reconstruct(config, defect, angles, noise, seed=0, alpha=None):
     # None, 'unknown', for noise-free data): ADCG's discrepancy principle
     # needs it.
     noise_std = 0.0 if measured.noise_std is None else measured.noise_std
-    solver = make_solver(config, op, a, noise_std, alpha, seed)
+    problem = Problem(op, measured.element(),
+                      alpha=DEFAULT_ALPHA if alpha is None else alpha,
+                      potential=a, noise_std=noise_std)
+    solver = make_solver(config, len(op.geometry.angles), seed)
     start = time.perf_counter()
-    result = solver.solve(measured.element())
+    result = solver.solve(problem)
     elapsed = time.perf_counter() - start
     match = oa.match_atoms(phantom.measure, result.measure)
     cert = result.info['certificate']
-    truth, truth_exact = relaxed_truth(solver, measured.element(),
-                                       phantom.measure, result.info['alpha'])
+    truth, truth_exact = relaxed_truth(solver, problem, phantom.measure,
+                                       result.info['alpha'])
     return dict(config=config, defect=defect, noise=noise, seed=seed,
                 n_true=phantom.n_atoms, n_found=result.n_atoms, f1=match.f1,
                 exact=match.exact, rmsd_a=match.rmsd / a, time=elapsed,
@@ -214,31 +227,28 @@ def reconstruct(config, defect, angles, noise, seed=0, alpha=None):
                               if result.info['discrepancy_bound'] else None))
 
 
-def relaxed_truth(solver, data, truth, alpha=None):
-    """The objective (``E_atom``) of the truth relaxed under ``solver``'s.
+def relaxed_truth(solver, problem, truth, alpha=None):
+    """The objective (``E_atom``) of the truth relaxed under ``problem``'s.
 
     The true atoms, moved by ADCG's local move (L-BFGS-B on the objective
-    from their exact positions): the lowest objective in the truth's own
-    basin, to compare with an answer's (an interstitial at its exact site,
-    say, is not at the energy's minimum; its relaxed neighbours are). Also
-    returns whether the relaxed atoms still match the truth (F1 = 1).
-    ``alpha``: the energy weight the answer was found with (default the
-    solver's; the discrepancy principle may have lowered it).
+    from their exact positions, ``solver``'s local descent): the lowest
+    objective in the truth's own basin, to compare with an answer's (an
+    interstitial at its exact site, say, is not at the energy's minimum;
+    its relaxed neighbours are). Also returns whether the relaxed atoms
+    still match the truth (F1 = 1). ``alpha``: the energy weight the answer
+    was found with (default the problem's; the discrepancy principle may
+    have lowered it).
     """
     import odl_atoms as oa
-    from odl_atoms.objective import AtomObjective
     from odl_atoms.solvers.configuration import Configuration
 
-    objective = AtomObjective(solver.operator, data,
-                              solver.alpha if alpha is None else alpha,
-                              solver.potential,
-                              reference_weight=solver.allowed.min())
+    objective = problem.objective(alpha)
     n = truth.positions.shape[0]
     config = Configuration(np.array(truth.positions),
-                           np.full(n, solver.allowed[0]),
-                           np.full(n, solver.labels[0]))
+                           np.full(n, problem.allowed[0]),
+                           np.full(n, problem.labels[0]))
     config.value = objective(config.positions, config.weights)
-    relaxed = solver.local_move(objective, config)
+    relaxed = solver.context(problem, objective).local_move(config)
     exact = oa.match_atoms(truth, relaxed.positions).exact
     return relaxed.value / objective.atom_energy, exact
 
@@ -351,6 +361,7 @@ def tables(rows, ran):
         f'Lennard-Jones r_min = a and the default alpha; "exact" = F1 = 1 '
         f'(matching tolerance 0.3 a). Angle sets: {sets}. Zone axes at 1 % '
         f'noise only.',
+        '', KNOWN,
         '', '## By angle class, noise and configuration', '',
         markdown_table(['angles', 'noise', 'configuration'] + header,
                        grouped(main_rows, ('angle_class', 'noise', 'config'),

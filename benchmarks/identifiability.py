@@ -39,7 +39,7 @@ os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import (markdown_table, reconstruction_parser,  # noqa: E402
                      run_parallel, write_result)
-from global_search import reconstruct  # noqa: E402
+from global_search import KNOWN, reconstruct  # noqa: E402
 
 #: What each mode reconstructs: defect, angle sets (degrees), noise
 #: levels, noise seeds and energy weights.
@@ -106,6 +106,7 @@ def main(argv=None):
         '"truth exact" whether it still matches the truth (F1 = 1), '
         '"lower" which of a failed run\'s answer and truth has the lower '
         'objective.',
+        '', KNOWN,
         '', markdown_table(['angles', 'noise', 'noise seed', 'alpha', 'F1',
                             'answer objective', 'truth objective',
                             'answer - truth', 'truth exact', 'lower'],

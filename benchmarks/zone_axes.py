@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import (markdown_table, reconstruction_parser,  # noqa: E402
                      run_parallel, write_result, write_rows)
-from global_search import (ANGLE_SETS, BLUR, DEFECTS,  # noqa: E402
+from global_search import (ANGLE_SETS, BLUR, DEFECTS, KNOWN,  # noqa: E402
                            N_DETECTOR, reconstruct)
 
 CONFIGS = ('escapes', 'every start')
@@ -163,6 +163,7 @@ def main(argv=None):
         'objective no higher than the truth\'s (relaxed from its exact '
         'positions) - a limit of the model at that energy weight, not of '
         'the search.',
+        '', KNOWN,
         '', '## By configuration and noise', '',
         markdown_table(['configuration', 'noise'] + header, by_noise),
         '', '## By configuration and defect', '',
