@@ -30,15 +30,16 @@ _EXPORTS = {
                   'GaussianRayTransformJacobian', 'GaussianBackProjection'),
     'functionals': ('LennardJones',),
     'objective': ('AtomObjective', 'objective_functional', 'atom_energy'),
-    'solvers': ('Solver', 'Reconstruction', 'ADCG', 'DEFAULT_ALPHA',
-                'DISCREPANCY_TAU', 'DISCREPANCY_FLOOR', 'auto_discrepancy',
-                'Relocate', 'Regrow', 'ShiftColumn', 'RegrowColumn', 'Perturb',
-                'Stiffen', 'RefitLattice', 'DEFAULT_MOVES',
-                'MULTI_START_MOVES', 'auto_moves', 'SIRT', 'DEFAULT_N_ITER',
-                'DEFAULT_TAU', 'SIRT_IMPLS', 'SimulatedAnnealing',
-                'AnnealingState', 'GreedyStart', 'LatticeStart',
-                'SplitLatticeStart', 'lattice_starts', 'DEFAULT_STARTS',
-                'Certificate', 'certify'),
+    'solvers':
+        ('Solver', 'Reconstruction', 'ADCG', 'auto_discrepancy',
+         'BATCH_ESCAPES', 'POLISH_FRACTION', 'Oracle', 'LocalDescent',
+         'SearchContext', 'Relocate', 'Regrow', 'ShiftColumn',
+         'RegrowColumn', 'Perturb', 'Stiffen', 'RefitLattice',
+         'DEFAULT_MOVES', 'MULTI_START_MOVES', 'auto_moves', 'SIRT',
+         'DEFAULT_N_ITER', 'DEFAULT_TAU', 'SIRT_IMPLS', 'SimulatedAnnealing',
+         'AnnealingState', 'GreedyStart', 'LatticeStart',
+         'SplitLatticeStart', 'lattice_starts', 'DEFAULT_STARTS',
+         'Certificate', 'certify'),
     'phantoms': ('Phantom', 'square_lattice', 'hexagonal_lattice',
                  'lattice_with_vacancy', 'lattice_with_interstitial',
                  'lattice_with_substitution', 'lattice_with_edge_dislocation',
@@ -53,7 +54,9 @@ _EXPORTS = {
            'read_projections', 'write_projections', 'PROJECTION_SUFFIXES'),
     'noise': ('noise_std', 'gaussian_noise', 'poisson_noise', 'add_noise'),
     'simulation': ('tilt_geometry', 'simulate'),
-    'parameter_choice': ('alpha_sweep', 'AlphaSweep'),
+    'parameter_choice':
+        ('DiscrepancyPrinciple', 'discrepancy_bound', 'DISCREPANCY_FLOOR',
+         'alpha_sweep', 'AlphaSweep'),
     'plot': ('plot_atoms', 'plot_projections', 'plot_alpha_sweep',
              'plot_atoms_3d', 'plot_projection_images', 'plot_comparison'),
     'picking': ('AtomPicker', 'pick_atoms', 'atom_peak_height',
@@ -62,9 +65,18 @@ _EXPORTS = {
     'weights': ('allowed_weights',),
     'sweep': ('SweepTask', 'SweepResult', 'sweep_tasks', 'run_sweep_task',
               'run_sweep'),
-    'reconstruction': ('reconstruct', 'estimate_equilibrium_distance',
-                       'solver_class', 'available_solvers', 'takes_option'),
+    'reconstruction': ('reconstruct', 'reconstruct_alphas',
+                       'estimate_equilibrium_distance', 'solver_class',
+                       'available_solvers', 'takes_option'),
     'errors': ('ValidationError',),
+    'problem':
+        ('Problem', 'check_alpha', 'default_lennard_jones',
+         'parse_potential', 'estimate_r_min', 'expected_atoms',
+         'atom_operator'),
+    'defaults':
+        ('DEFAULT_ALPHA', 'DISCREPANCY_TAU', 'DEFAULT_SEED', 'DEFAULT_SIGMA',
+         'DEFAULT_N_DETECTOR', 'DEFAULT_GRID_PER_SIGMA_3D',
+         'PHANTOM_NAMES_2D', 'NANOPARTICLE_SHAPES', 'PHANTOM_NAMES'),
 }
 
 #: Names exported from a module without its whole ``__all__``: the learned
@@ -72,19 +84,25 @@ _EXPORTS = {
 _PARTIAL_EXPORTS = {'learned': ('LearnedPicker', 'LearnedSIRT',
                                 'learned_sirt')}
 
-_MODULE_OF = {name: module
-              for table in (_EXPORTS, _PARTIAL_EXPORTS)
-              for module, names in table.items() for name in names}
+# Where each name comes from: the first module that exports it (a name
+# that two modules export, such as a default, is the same value in both).
+_MODULE_OF = {}
+for _table in (_EXPORTS, _PARTIAL_EXPORTS):
+    for _module, _names in _table.items():
+        for _name in _names:
+            _MODULE_OF.setdefault(_name, _module)
+del _table, _module, _names, _name
 
 
 def _public_names():
-    """``__all__``: every exported module's ``__all__`` (imports them)."""
+    """``__all__``: every exported module's ``__all__`` (imports them),
+    each name once."""
     names = []
     for module in _EXPORTS:
         names += importlib.import_module(f'{__name__}.{module}').__all__
     for module, partial in _PARTIAL_EXPORTS.items():
         names += partial
-    return tuple(names)
+    return tuple(dict.fromkeys(names))
 
 
 def __getattr__(name):

@@ -1,7 +1,9 @@
-"""ADCG: exact recoveries, noise, the effect of the energy, the interface.
+"""ADCG (the driver): exact recoveries, noise, the energy, the interface,
+the sequential discrepancy principle.
 
 Ground truths are built independently (phantoms, hand-placed atoms) and
-compared with `match_atoms`; nothing here compares ADCG with itself.
+compared with `match_atoms`; nothing here compares ADCG with itself. The
+starts, the escape moves and the certificate have their own test modules.
 """
 
 import io
@@ -14,19 +16,13 @@ import pytest
 import odl_atoms as oa
 from odl_atoms.objective import AtomObjective, objective_functional
 from odl_atoms.simulation import simulate
-
-
-def small_problem(angles=(0, 60, 120), noise=0.0, seed=0):
-    space = oa.SparseMeasureSpace([-4, -4], [4, 4])
-    truth = space.element([[-1.5, 0.4], [1.2, -0.8], [0.3, 1.9], [-0.2, -2.1]])
-    measured = simulate(truth, np.radians(angles), 0.35, n_detector=64,
-                        noise=noise, seed=seed)
-    return truth, measured
+from problems import four_atoms as small_problem
+from problems import problem_of
 
 
 def test_exact_recovery_small_configuration():
     truth, measured = small_problem()
-    result = oa.ADCG(measured.operator(), alpha=0).solve(measured.element())
+    result = oa.ADCG().solve(problem_of(measured, alpha=0))
     match = oa.match_atoms(truth, result.measure)
     assert match.exact
     assert match.max_distance < 1e-4
@@ -38,8 +34,8 @@ def test_defect_from_three_angles_with_noise(defect):
     a = phantom.lattice_spacing
     measured = simulate(phantom.measure, np.radians([0, 45, 90]), 0.15 * a,
                         n_detector=96, noise=0.01, seed=3)
-    result = oa.ADCG(measured.operator(), potential=a,
-                     noise_std=measured.noise_std).solve(measured.element())
+    result = oa.ADCG().solve(problem_of(measured, potential=a,
+                                        noise_std=measured.noise_std))
     match = oa.match_atoms(phantom.measure, result.measure)
     assert match.exact, match
     # The defect itself is found: the vacancy site stays empty / the
@@ -61,9 +57,8 @@ def test_energy_helps_where_data_alone_fails():
     a = phantom.lattice_spacing
     measured = simulate(phantom.measure, np.radians([0, 90]), 0.15 * a,
                         n_detector=96)
-    op = measured.operator()
-    without = oa.ADCG(op, alpha=0).solve(measured.element())
-    with_energy = oa.ADCG(op, potential=a).solve(measured.element())
+    without = oa.ADCG().solve(problem_of(measured, alpha=0))
+    with_energy = oa.ADCG().solve(problem_of(measured, potential=a))
     assert oa.match_atoms(phantom.measure, without.measure).f1 < 0.9
     assert oa.match_atoms(phantom.measure, with_energy.measure).exact
 
@@ -76,8 +71,8 @@ def test_callbacks_once_per_iteration():
     callback = store & (lambda x: counter.append(x.n_atoms)) & \
         odl.solvers.CallbackPrintIteration()
     with contextlib.redirect_stdout(printed):
-        result = oa.ADCG(measured.operator(), alpha=0).solve(
-            measured.element(), callback=callback)
+        result = oa.ADCG().solve(problem_of(measured, alpha=0),
+                                 callback=callback)
     assert len(store.results) == result.n_iterations == len(counter)
     assert len(result.objective) == result.n_iterations
     assert printed.getvalue().count('iter =') == result.n_iterations
@@ -88,8 +83,7 @@ def test_callbacks_once_per_iteration():
 
 def test_initial_guess_is_kept_when_already_optimal():
     truth, measured = small_problem()
-    result = oa.ADCG(measured.operator(), alpha=0).solve(
-        measured.element(), initial=truth)
+    result = oa.ADCG().solve(problem_of(measured, alpha=0), initial=truth)
     assert oa.match_atoms(truth, result.measure).exact
     assert result.n_iterations == 0
 
@@ -97,15 +91,17 @@ def test_initial_guess_is_kept_when_already_optimal():
 def test_result_fields_and_objective_parts():
     truth, measured = small_problem(noise=0.01, seed=2)
     op = measured.operator()
-    solver = oa.ADCG(op, potential=1.5)
-    result = solver.solve(measured.element())
+    solver = oa.ADCG()
+    result = solver.solve(problem_of(measured, potential=1.5))
     assert result.time > 0 and result.n_atoms == 4
     residual = op(result.measure) - measured.element()
     assert result.data_misfit == pytest.approx(
         0.5 * residual.inner(residual), rel=1e-9)
     lj = result.info['potential']
     assert result.energy == pytest.approx(lj.energy(result.measure.positions))
-    assert 'ADCG(' in result.solver and 'alpha' in result.solver
+    # The solver's repr holds its method options; the problem's alpha is
+    # in the result's info.
+    assert 'ADCG(' in result.solver and result.info['alpha'] == 1e-3
 
 
 def test_odl_objective_matches_fast_path_and_minimises():
@@ -141,8 +137,8 @@ def test_several_species_get_their_weights():
     truth = space.element([[-1.5, 0.4], [1.2, -0.8], [0.3, 1.9]],
                           weights=[1.0, 2.0, 1.0], species=['Au', 'Pt', 'Au'])
     measured = simulate(truth, np.radians([0, 60, 120]), 0.35, n_detector=64)
-    result = oa.ADCG(measured.operator(), alpha=0,
-                     weights={'Au': 1.0, 'Pt': 2.0}).solve(measured.element())
+    result = oa.ADCG().solve(problem_of(measured, alpha=0,
+                                        weights={'Au': 1.0, 'Pt': 2.0}))
     match = oa.match_atoms(truth, result.measure)
     assert match.exact and match.species_accuracy == 1.0
 
@@ -152,9 +148,9 @@ def test_alpha_sweep_and_discrepancy_choice():
     a = phantom.lattice_spacing
     measured = simulate(phantom.measure, np.radians([0, 45, 90]), 0.15 * a,
                         n_detector=64, noise=0.02, seed=1)
-    sweep = oa.alpha_sweep(measured.operator(), measured.element(),
-                           [0, 1e-3, 1e-2, 10.0], noise_std=measured.noise_std,
-                           potential=a)
+    sweep = oa.alpha_sweep(oa.ADCG(), problem_of(
+        measured, noise_std=measured.noise_std, potential=a),
+        [0, 1e-3, 1e-2, 10.0])
     assert sweep.alphas.tolist() == [0, 1e-3, 1e-2, 10.0]
     assert np.all(np.isfinite(sweep.energies))
     # More energy weight: lower energy, larger data discrepancy (end points).
@@ -169,19 +165,27 @@ def test_alpha_sweep_and_discrepancy_choice():
 def test_bad_input():
     truth, measured = small_problem()
     op = measured.operator()
+    data = measured.element()
     with pytest.raises(ValueError, match='alpha'):
-        oa.ADCG(op, alpha=-1)
+        oa.Problem(op, data, alpha=-1)
     with pytest.raises(ValueError, match='NaN'):
-        oa.ADCG(op).solve(np.full(op.range.shape, np.nan))
+        oa.ADCG().solve(oa.Problem(op, np.full(op.range.shape, np.nan)))
     other = simulate(truth, np.radians([0, 90]), 0.35, n_detector=50)
     with pytest.raises(ValueError, match='another geometry|shape'):
-        oa.ADCG(op).solve(other.element())
+        oa.ADCG().solve(oa.Problem(op, other.element()))
     with pytest.raises(ValueError, match='weights'):
-        oa.ADCG(op, weights=[-1.0])
+        oa.Problem(op, data, weights=[-1.0])
     with pytest.raises(TypeError, match='SparseMeasure'):
-        oa.ADCG(op).solve(measured.element(), initial=np.zeros((2, 2)))
+        oa.ADCG().solve(oa.Problem(op, data), initial=np.zeros((2, 2)))
     with pytest.raises(TypeError, match='GaussianRayTransform'):
-        oa.ADCG(odl.IdentityOperator(op.range))
+        oa.Problem(odl.IdentityOperator(op.range), data)
+    # Bad method options fail when the solver is built, naming the option.
+    with pytest.raises(ValueError, match='tol'):
+        oa.ADCG(tol=-1)
+    with pytest.raises(ValueError, match='local_maxiter'):
+        oa.ADCG(local_maxiter='x')
+    with pytest.raises(TypeError, match='Problem'):
+        oa.ADCG(alpha=0)
 
 
 # --- The sequential discrepancy principle
@@ -200,28 +204,29 @@ def core_problem(noise=0.01):
 
 def test_discrepancy_bound_is_tau_squared_times_the_noise_norm():
     truth, measured, op, y = core_problem()
-    solver = oa.ADCG(op, potential=3.0, noise_std=measured.noise_std,
-                     discrepancy=1.1)
-    objective = AtomObjective(op, y, 1e-3, solver.lennard_jones(3.0))
+    solver = oa.ADCG(discrepancy=1.1)
+    problem = oa.Problem(op, y, potential=3.0, noise_std=measured.noise_std)
     # 0.5 tau^2 delta^2, delta^2 = c N s^2, from ODL's own norm of ones
     # (c N) - independent of how ADCG computes it.
     c_n = op.range.one().norm() ** 2
     expected = 0.5 * 1.1 ** 2 * c_n * measured.noise_std ** 2
-    assert solver.discrepancy_bound(objective) == pytest.approx(expected)
+    assert solver.discrepancy_bound(problem) == pytest.approx(expected)
     # Noise-free data (noise_std=0): the floor, 0.5 % of the data norm.
-    exact = oa.ADCG(op, potential=3.0, noise_std=0.0, discrepancy=1.1)
-    assert exact.discrepancy_bound(objective) == pytest.approx(
-        0.5 * 1.1 ** 2 * (5e-3 * y.norm()) ** 2)
+    exact = oa.ADCG(discrepancy=1.1)
+    assert exact.discrepancy_bound(problem.with_noise_std(0.0)) == \
+        pytest.approx(0.5 * 1.1 ** 2 * (5e-3 * y.norm()) ** 2)
     # Does not apply: unknown noise, switched off, no energy, and by
     # default ('auto') without a lattice start.
-    assert oa.ADCG(op, potential=3.0,
-                   discrepancy=1.1).discrepancy_bound(objective) is None
-    assert oa.ADCG(op, potential=3.0, noise_std=0.01,
-                   discrepancy=None).discrepancy_bound(objective) is None
-    assert solver.discrepancy_bound(objective.with_alpha(0)) is None
-    assert oa.ADCG(op, potential=3.0, noise_std=0.01).discrepancy is None
-    assert oa.ADCG(op, potential=3.0, noise_std=0.01,
-                   starts=oa.lattice_starts('square')).discrepancy == 1.1
+    assert oa.ADCG(discrepancy=1.1).discrepancy_bound(
+        problem.with_noise_std(None)) is None
+    assert oa.ADCG(discrepancy=None).discrepancy_bound(
+        problem.with_noise_std(0.01)) is None
+    assert solver.discrepancy_bound(problem.with_alpha(0)) is None
+    # (The principle depends on the problem's dimension: it is resolved
+    # for a problem, `ADCG.principle`.)
+    assert oa.ADCG().principle(problem) is None
+    assert oa.ADCG(starts=oa.lattice_starts('square')).principle(
+        problem).tau == 1.1
 
 
 @pytest.mark.parametrize('noise', [0.0, 0.01])
@@ -234,15 +239,14 @@ def test_discrepancy_principle_lowers_alpha_until_the_data_fit(noise):
     def misfit(measure):
         return 0.5 * (op(measure) - y).norm() ** 2
 
-    fixed = oa.ADCG(op, alpha=0.1, potential=3.0, noise_std=noise_std,
-                    discrepancy=None).solve(y)
+    problem = oa.Problem(op, y, alpha=0.1, potential=3.0, noise_std=noise_std)
+    fixed = oa.ADCG(discrepancy=None).solve(problem)
     # Alpha fixed: the energy overrides the data (atoms missing).
     assert misfit(fixed.measure) > 0.5 * 1.1 ** 2 * delta2
     assert oa.match_atoms(truth, fixed.measure).f1 < 1
     assert fixed.info['lowered_alpha'] == [] and fixed.info['alpha'] == 0.1
 
-    result = oa.ADCG(op, alpha=0.1, potential=3.0, noise_std=noise_std,
-                     discrepancy=1.1, max_lowerings=10).solve(y)
+    result = oa.ADCG(discrepancy=1.1, max_lowerings=10).solve(problem)
     steps = result.info['lowered_alpha']
     assert len(steps) >= 1
     # Each step lowered alpha by 0.3 because its answer did not fit ...
@@ -261,8 +265,8 @@ def test_discrepancy_principle_lowers_alpha_until_the_data_fit(noise):
 
 def test_discrepancy_principle_stops_after_max_lowerings():
     truth, measured, op, y = core_problem()
-    result = oa.ADCG(op, alpha=1.0, potential=3.0, discrepancy=1.1,
-                     noise_std=measured.noise_std).solve(y)
+    result = oa.ADCG(discrepancy=1.1).solve(oa.Problem(
+        op, y, alpha=1.0, potential=3.0, noise_std=measured.noise_std))
     assert len(result.info['lowered_alpha']) == 2
     assert result.info['alpha'] == pytest.approx(0.09)
     # Stopped by the limit, not by a fit: the answer at 0.09 still misfits.
@@ -273,17 +277,16 @@ def test_discrepancy_principle_stops_after_max_lowerings():
 def test_discrepancy_principle_bad_input_and_repr():
     truth, measured, op, y = core_problem()
     with pytest.raises(ValueError, match='tau'):
-        oa.ADCG(op, discrepancy=0.9)
+        oa.ADCG(discrepancy=0.9)
     with pytest.raises(ValueError, match="'auto'"):
-        oa.ADCG(op, discrepancy='on')
+        oa.ADCG(discrepancy='on')
     with pytest.raises(ValueError, match='alpha_step'):
-        oa.ADCG(op, alpha_step=1.0)
+        oa.ADCG(alpha_step=1.0)
     with pytest.raises(ValueError, match='max_lowerings'):
-        oa.ADCG(op, max_lowerings=-1)
-    solver = oa.ADCG(op, noise_std=0.01, discrepancy=1.5, alpha_step=0.5,
-                     max_lowerings=3)
+        oa.ADCG(max_lowerings=-1)
+    solver = oa.ADCG(discrepancy=1.5, alpha_step=0.5, max_lowerings=3)
     text = repr(solver)
     assert ('discrepancy=1.5' in text and 'alpha_step=0.5' in text
             and 'max_lowerings=3' in text)
-    assert 'discrepancy' not in repr(oa.ADCG(op))
-    assert 'discrepancy=None' in repr(oa.ADCG(op, discrepancy=None))
+    assert 'discrepancy' not in repr(oa.ADCG())
+    assert 'discrepancy=None' in repr(oa.ADCG(discrepancy=None))
