@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import platform
 
+from odl_atoms import tables
+
 
 def machine():
     """One line describing this machine (CPU model, cores)."""
@@ -28,11 +30,8 @@ def stamp():
 
 
 def markdown_table(header, rows):
-    """Return a markdown table."""
-    lines = ['| ' + ' | '.join(header) + ' |',
-             '|' + '|'.join('---' for _ in header) + '|']
-    lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
-    return '\n'.join(lines)
+    """Return a compact markdown table (`odl_atoms.tables.markdown_table`)."""
+    return tables.markdown_table(header, rows, align=None)
 
 
 def write_result(path, title, text, measured=None):

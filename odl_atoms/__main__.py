@@ -2,7 +2,7 @@
 
 import sys
 
-from odl_atoms.cli import main
+from odl_atoms.cli.main import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -46,21 +46,9 @@ def to_ase(measure):
     >>> atoms.arrays['weights']
     array([ 2.])
     """
-    import ase
-
     if not isinstance(measure, SparseMeasure):
         raise TypeError(f'expected a SparseMeasure, got {type(measure).__name__}')
-    space = measure.space
-    positions = np.zeros((measure.n_atoms, 3))
-    positions[:, :space.ndim] = measure.positions
-    extent = np.zeros(3)
-    extent[:space.ndim] = space.max_pt - space.min_pt
-    atoms = ase.Atoms(symbols=list(measure.species), positions=positions,
-                      cell=np.diag(extent), pbc=False)
-    atoms.set_array('weights', np.array(measure.weights))
-    atoms.info['box_min'] = np.array(space.min_pt)
-    atoms.info['box_max'] = np.array(space.max_pt)
-    return atoms
+    return measure.to_ase()
 
 
 def from_ase(atoms, space=None, weights=None, ndim=None, margin=DEFAULT_MARGIN):

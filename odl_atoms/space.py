@@ -472,9 +472,27 @@ class SparseMeasure(LinearSpaceElement):
         return pspace.element([self.positions.copy(), self.weights.copy()])
 
     def to_ase(self):
-        """Return the configuration as `ase.Atoms` (see `odl_atoms.to_ase`)."""
-        from odl_atoms.atoms import to_ase
-        return to_ase(self)
+        """Return the configuration as `ase.Atoms` (see `odl_atoms.to_ase`).
+
+        Positions (2D ones at ``z = 0``), chemical symbols from the species
+        labels, the per-atom array ``'weights'`` and the box in
+        ``atoms.info`` (``'box_min'``, ``'box_max'``); the cell is the box,
+        not periodic. `odl_atoms.from_ase` reads all of it back.
+        """
+        # Here rather than in odl_atoms.atoms, which builds measures from
+        # ase.Atoms and so imports this module.
+        import ase
+
+        positions = np.zeros((self.n_atoms, 3))
+        positions[:, :self.ndim] = self.positions
+        extent = np.zeros(3)
+        extent[:self.ndim] = self.space.max_pt - self.space.min_pt
+        atoms = ase.Atoms(symbols=list(self.species), positions=positions,
+                          cell=np.diag(extent), pbc=False)
+        atoms.set_array('weights', np.array(self.weights))
+        atoms.info['box_min'] = np.array(self.space.min_pt)
+        atoms.info['box_max'] = np.array(self.space.max_pt)
+        return atoms
 
     # --- LinearSpaceElement interface
 

@@ -33,7 +33,6 @@ key hashes, and ``45.0`` is readable and hashes exactly, where
 """
 
 import hashlib
-import inspect
 import itertools
 import json
 import logging
@@ -48,6 +47,9 @@ import uuid
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from odl_atoms.defaults import DEFAULT_N_DETECTOR, DEFAULT_SIGMA
+from odl_atoms.errors import ValidationError
 
 __all__ = ('SweepTask', 'SweepResult', 'sweep_tasks', 'run_sweep_task',
            'run_sweep')
@@ -137,8 +139,8 @@ class SweepTask:
 
     phantom: str = 'vacancy'
     angles_deg: tuple = (0.0, 45.0, 90.0)
-    sigma: float = 0.43
-    n_detector: int = 96
+    sigma: float = DEFAULT_SIGMA
+    n_detector: int = DEFAULT_N_DETECTOR
     noise: float = 0.0
     seed: int = 0
     solver: str = 'adcg'
@@ -245,14 +247,11 @@ def _axis(name, value):
 def _takes(solver_name, parameter):
     """Whether a solver takes ``parameter`` (True if the solver is unknown:
     the task then fails in the worker and is reported there)."""
-    from odl_atoms.cli import UsageError, solver_class
+    from odl_atoms.reconstruction import takes_option
     try:
-        cls = solver_class(solver_name)
-    except UsageError:
+        return takes_option(solver_name, parameter)
+    except ValidationError:
         return True
-    params = inspect.signature(cls).parameters
-    return parameter in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def sweep_tasks(**grid):
@@ -373,36 +372,31 @@ def run_sweep_task(task):
     """
     import numpy as np
 
-    from odl_atoms.cli import DEFAULT_GRID_PER_SIGMA_3D, solver_class
     from odl_atoms.metrics import match_atoms
+    from odl_atoms.reconstruction import (reconstruct, solver_class,
+                                          takes_option)
     from odl_atoms.simulation import simulate
 
     start = time.perf_counter()
     truth, spacing, built_in = _build_truth(task)
-    cls = solver_class(task.solver)
+    solver_class(task.solver)  # an unknown solver fails before the work
     measured = simulate(truth, np.radians(task.angles_deg), task.sigma,
                         n_detector=task.n_detector, noise=task.noise,
                         seed=task.seed)
-    # Built here, in the worker: operators do not pickle (see module doc).
-    op = measured.operator()
-    params = inspect.signature(cls).parameters
-    kwargs = {}
-    if 'noise_std' in params:
-        kwargs['noise_std'] = measured.noise_std
-    if 'seed' in params:
-        kwargs['seed'] = task.seed
-    if 'potential' in params and built_in:
-        # The phantom's own lattice spacing, as the benchmarks use it: a
-        # sweep studies the solvers, not the r_min estimate.
-        kwargs['potential'] = spacing
-    if 'grid_spacing' in params and op.domain.ndim == 3:
-        kwargs['grid_spacing'] = DEFAULT_GRID_PER_SIGMA_3D * task.sigma
-    if task.alpha is not None:
-        kwargs['alpha'] = task.alpha
-    kwargs.update(dict(task.solver_options))
+    # The solver is built here, in the worker, by `reconstruct`: operators
+    # do not pickle (see the module's documentation).
+    options = dict(task.solver_options)
+    settings = {'alpha': options.pop('alpha', task.alpha),
+                'seed': options.pop('seed', task.seed),
+                'weights': options.pop('weights', None)}
+    if takes_option(task.solver, 'potential'):
+        # A built-in phantom's own lattice spacing, as the benchmarks use
+        # it (a sweep studies the solvers, not the r_min estimate); else
+        # the solver's own estimate.
+        options.setdefault('potential', spacing if built_in else 'auto')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
-        result = cls(op, **kwargs).solve(measured.element())
+        result = reconstruct(measured, task.solver, **settings, **options)
     match = match_atoms(truth, result.measure)
     rmsd = float(match.rmsd)
     row = _param_columns(task)
@@ -501,8 +495,7 @@ class SweepResult:
         -------
         table : str
         """
-        # One table style for every output of the toolkit: the CLI's.
-        from odl_atoms.cli import markdown_table
+        from odl_atoms.tables import markdown_table
 
         with_options = any(row.get('solver_options') for row in self.rows)
         header = [h for h, _, _ in _TABLE] + (['options'] if with_options
@@ -530,7 +523,7 @@ class SweepResult:
         -------
         text : str
         """
-        from odl_atoms.cli import csv_table
+        from odl_atoms.tables import csv_table
 
         columns = []
         for row in self.rows:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import odl_atoms as oa
-from odl_atoms import cli
+from odl_atoms import cli, reconstruction
 from odl_atoms.cli import main
 
 SMALL = ['--shape', '3', '3', '--detector', '48']
@@ -370,7 +370,8 @@ def test_reconstruct_bad_input(small_data, tmp_path, capsys, case, message):
         extra = ['--init', tmp_path / 'nothing.xyz']
     elif case == 'alpha':
         extra = ['--alpha', '-1']
-    if case == 'learned' and cli.available_solvers().count('sirt+learned'):
+    if case == 'learned' and reconstruction.available_solvers().count(
+            'sirt+learned'):
         pytest.skip('the learned solver exists')
     status, _, err = run(capsys, 'reconstruct', data, '-o', out, *extra)
     assert status == 2
@@ -381,7 +382,9 @@ def test_reconstruct_bad_input(small_data, tmp_path, capsys, case, message):
 
 def test_missing_solver_is_a_clear_error(small_data, tmp_path, capsys,
                                          monkeypatch):
-    monkeypatch.delattr(oa, 'SIRT', raising=False)  # as before SIRT landed
+    # As before SIRT landed: its module is not there.
+    monkeypatch.setitem(reconstruction.SOLVERS, 'sirt',
+                        'odl_atoms.no_such_module:SIRT')
     status, _, err = run(capsys, 'reconstruct', small_data, '-o',
                          tmp_path / 'rec.extxyz', '--solver', 'sirt')
     assert status == 2
@@ -392,21 +395,26 @@ def test_learned_solver_without_pytorch(small_data, tmp_path, capsys,
                                         monkeypatch):
     """A missing optional dependency is a clear error, not a traceback."""
     class NeedsTorch(oa.Solver):
+        Options = oa.SIRT.Options
+
         def _solve(self, data, initial, callback, rng):
             import torch_that_is_not_installed  # noqa: F401
 
     class NeedsTorchForReal(oa.Solver):
+        Options = oa.SIRT.Options
+
         def _solve(self, data, initial, callback, rng):
             raise ModuleNotFoundError("No module named 'torch'", name='torch')
 
-    monkeypatch.setattr(oa, 'LearnedSIRT', NeedsTorchForReal, raising=False)
+    monkeypatch.setitem(reconstruction.SOLVERS, 'sirt+learned',
+                        NeedsTorchForReal)
     status, _, err = run(capsys, 'reconstruct', small_data, '-o',
                          tmp_path / 'rec.extxyz', '--solver', 'sirt+learned')
     assert status == 2
     assert "'torch'" in err and 'odl_atoms[learn]' in err
     assert 'Traceback' not in err
     # An import error that is not an optional dependency is a bug (status 1).
-    monkeypatch.setattr(oa, 'LearnedSIRT', NeedsTorch)
+    monkeypatch.setitem(reconstruction.SOLVERS, 'sirt+learned', NeedsTorch)
     status, _, err = run(capsys, 'reconstruct', small_data, '-o',
                          tmp_path / 'rec.extxyz', '--solver', 'sirt+learned')
     assert status == 1 and 'internal error' in err
@@ -415,7 +423,7 @@ def test_learned_solver_without_pytorch(small_data, tmp_path, capsys,
 
 @pytest.mark.parametrize('solver', ['sa', 'sirt'])
 def test_other_solvers(small_data, tmp_path, capsys, monkeypatch, solver):
-    use_solver(monkeypatch, cli.SOLVER_NAMES[solver])
+    use_solver(monkeypatch, reconstruction.solver_class(solver).__name__)
     status, out, err = run(capsys, '-q', 'reconstruct', small_data, '-o',
                            tmp_path / 'rec.extxyz', '--solver', solver,
                            '--seed', '0', '--figure', tmp_path / 'rec.png')

@@ -126,8 +126,8 @@ def test_cluster_rows_equal_in_process_and_failures_are_reported(
     phantom = oa.defect_phantom('vacancy', shape=(2, 2))
     measured = oa.simulate(phantom.measure, np.radians([0, 60, 120]), 0.43,
                            n_detector=24, noise=0.01, seed=0)
-    direct = oa.SIRT(measured.operator(), noise_std=measured.noise_std).solve(
-        measured.element())
+    direct = oa.SIRT().solve(oa.Problem(measured.operator(), measured.element(),
+                                        noise_std=measured.noise_std))
     match = oa.match_atoms(phantom.measure, direct.measure)
     row = next(r for r in ok if r['phantom'] == 'vacancy'
                and r['solver'] == 'sirt')

@@ -1,0 +1,7 @@
+"""``python -m odl_atoms.cli``: the ``odl-atoms`` command."""
+
+import sys
+
+from odl_atoms.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,453 @@
+"""Reconstruct atoms from a measurement: the toolkit's main job in one call.
+
+`reconstruct` takes a `~odl_atoms.io.ProjectionData` (read from a file by
+`~odl_atoms.io.read_projections`, or made by `~odl_atoms.simulate`), picks
+a reconstruction method by name and returns its `Reconstruction`. It fills
+in what a measurement leaves open, as the command line does: the
+Lennard-Jones equilibrium distance ``r_min`` (estimated from an energy-free
+reconstruction, `estimate_equilibrium_distance`, when not given), the noise
+level (the measurement's), and ADCG's candidate grid in 3D. The command
+line, `odl_atoms.sweep` and the benchmarks all reconstruct through it.
+
+The methods are registered by name in `SOLVERS`; their classes are imported
+when first asked for (`solver_class`), so this module, and the command
+line's help, load neither ODL nor the optional PyTorch.
+
+This module is the one place of the package that builds a solver from
+these settings (`_run_solver`).
+"""
+
+import importlib
+import warnings
+
+from odl_atoms.defaults import DEFAULT_ALPHA, DEFAULT_GRID_PER_SIGMA_3D
+from odl_atoms.errors import ValidationError
+
+__all__ = ('reconstruct', 'reconstruct_alphas',
+           'estimate_equilibrium_distance', 'solver_class',
+           'available_solvers', 'takes_option')
+
+#: The reconstruction methods by name (the command line's ``--solver``):
+#: ``'module:Class'``, imported when first used. A class may stand in for
+#: the text (a method registered at run time).
+SOLVERS = {
+    'adcg': 'odl_atoms.solvers:ADCG',
+    'sa': 'odl_atoms.solvers:SimulatedAnnealing',
+    'sirt': 'odl_atoms.solvers:SIRT',
+    # optional: runs only with PyTorch (imported when the model runs)
+    'sirt+learned': 'odl_atoms.learned:LearnedSIRT',
+}
+
+#: The problem's settings (`~odl_atoms.problem.Problem`'s keywords), as
+#: opposed to a method's options.
+PROBLEM_SETTINGS = ('alpha', 'potential', 'weights', 'noise_std',
+                    'max_atoms')
+
+#: The problem settings a registered method ignores: SIRT + picking has no
+#: energy, and the learned picker's SIRT runs the iterations it was trained
+#: with (no discrepancy stop, so no noise level).
+IGNORED_SETTINGS = {
+    'sirt': ('alpha', 'potential', 'max_atoms'),
+    'sirt+learned': ('alpha', 'potential', 'noise_std', 'max_atoms'),
+}
+
+
+# --- The registry
+
+
+def _resolve(name):
+    """The class registered as ``name``; None if this installation lacks it."""
+    target = SOLVERS[name]
+    if not isinstance(target, str):
+        return target
+    module_name, _, attribute = target.partition(':')
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:  # the module is there, a dependency not
+            raise
+        return None
+    return getattr(module, attribute, None)
+
+
+def solver_class(solver):
+    """Return the `Solver` class of a registered name.
+
+    Parameters
+    ----------
+    solver : str or type
+        A key of `SOLVERS` (``'adcg'``, ``'sa'``, ``'sirt'``,
+        ``'sirt+learned'``); a class is returned as it is.
+
+    Returns
+    -------
+    cls : type
+
+    Raises
+    ------
+    ValidationError
+        If the name is unknown, or its class is not in this installation.
+
+    Examples
+    --------
+    >>> solver_class('sirt').__name__
+    'SIRT'
+    >>> solver_class('magic')
+    Traceback (most recent call last):
+    ...
+    odl_atoms.errors.ValidationError: unknown solver 'magic'; choose one of \
+adcg, sa, sirt, sirt+learned
+    """
+    if isinstance(solver, type):
+        return solver
+    if not isinstance(solver, str) or solver not in SOLVERS:
+        raise ValidationError(f'unknown solver {solver!r}; choose one of '
+                              f'{", ".join(SOLVERS)}')
+    cls = _resolve(solver)
+    if cls is None:
+        target = SOLVERS[solver]
+        name = target.partition(':')[2] if isinstance(target, str) else target
+        raise ValidationError(
+            f'solver {solver!r} (odl_atoms.{name}) is not available in this '
+            f'version of odl_atoms; available: '
+            f'{", ".join(available_solvers())}')
+    return cls
+
+
+def available_solvers():
+    """Return the names in `SOLVERS` whose class this installation has.
+
+    Examples
+    --------
+    >>> available_solvers()[:3]
+    ['adcg', 'sa', 'sirt']
+    """
+    return [name for name in SOLVERS if _resolve(name) is not None]
+
+
+def _ignored_settings(cls):
+    """The problem settings the method ``cls`` does not use."""
+    for name, target in SOLVERS.items():
+        if target is cls or (isinstance(target, str)
+                             and target.partition(':')[2] == cls.__name__
+                             and _resolve(name) is cls):
+            return IGNORED_SETTINGS.get(name, ())
+    return ()
+
+
+def takes_option(solver, option):
+    """Return whether a method uses an option or a problem setting.
+
+    Parameters
+    ----------
+    solver : str or type
+        A name in `SOLVERS`, or a `Solver` class.
+    option : str
+        One of the method's options (``solver.option_names()``:
+        ``'grid_spacing'``, ``'starts'``, ``'n_iter'``, ``'seed'``, ...) or
+        one of the problem's settings (`PROBLEM_SETTINGS`: ``'alpha'``,
+        ``'potential'``, ...).
+
+    Returns
+    -------
+    takes : bool
+
+    Examples
+    --------
+    >>> takes_option('adcg', 'potential'), takes_option('sirt', 'potential')
+    (True, False)
+    >>> takes_option('sirt', 'n_iter'), takes_option('adcg', 'n_iter')
+    (True, False)
+    """
+    cls = solver_class(solver)
+    if option in PROBLEM_SETTINGS:
+        return option not in _ignored_settings(cls)
+    return option in cls.option_names()
+
+
+# --- Reconstruction
+
+
+def _run_solver(cls, operator, data, settings, options, initial=None,
+                callback=None):
+    """Solve ``Problem(operator, data, **settings)`` with ``cls(**options)``.
+
+    The one place of the package where a solver is built from the
+    command line's, the sweeps' and the benchmarks' settings.
+    """
+    from odl_atoms.problem import Problem
+
+    try:
+        solver = cls(**options)
+    except ImportError as exc:  # an optional dependency (torch) is missing
+        raise ValidationError(f'{cls.__name__} needs an optional '
+                              f'dependency: {exc}') from exc
+    problem = Problem(operator, data, **settings)
+    return solver.solve(problem, initial=initial, callback=callback)
+
+
+def default_grid_spacing(measured):
+    """ADCG's candidate grid spacing chosen by `reconstruct`, or None.
+
+    None (the solver's own default, sigma) in 2D; in 3D
+    `~odl_atoms.defaults.DEFAULT_GRID_PER_SIGMA_3D` sigma, as fast and as
+    good there.
+    """
+    if measured.ndim == 3:
+        return DEFAULT_GRID_PER_SIGMA_3D * measured.sigma
+    return None
+
+
+def needs_r_min_estimate(solver, alpha=None, r_min=None):
+    """Whether `reconstruct` estimates ``r_min`` for these settings.
+
+    It does when no ``r_min`` is given, the energy is on (``alpha > 0``,
+    the default) and the method has a potential.
+    """
+    alpha = DEFAULT_ALPHA if alpha is None else alpha
+    return r_min is None and alpha > 0 and takes_option(solver, 'potential')
+
+
+def estimate_equilibrium_distance(measured, weights=None, grid_spacing=None,
+                                  callback=None):
+    """Estimate the potential's equilibrium distance from the data alone.
+
+    Reconstructs without energy (ADCG, ``alpha = 0``) and takes the
+    solvers' own estimate from its atoms: the upper quartile of the
+    distances to the nearest neighbour farther than ``2 sigma``
+    (`odl_atoms.problem.estimate_r_min`), which is what ADCG does for
+    ``potential='auto'``.
+
+    Parameters
+    ----------
+    measured : `~odl_atoms.io.ProjectionData`
+    weights : float or mapping, optional
+        Allowed atom weights (see `Problem`).
+    grid_spacing : float, optional
+        ADCG's candidate grid spacing (default: ADCG's).
+    callback : callable, optional
+        Called with the atoms after every iteration of the energy-free
+        reconstruction.
+
+    Returns
+    -------
+    r_min : float
+        In angstrom.
+    first : `Reconstruction`
+        The energy-free reconstruction.
+
+    Raises
+    ------
+    ValidationError
+        If that reconstruction has too few atoms for a distance.
+
+    Examples
+    --------
+    >>> import numpy as np, odl_atoms as oa
+    >>> lattice = oa.defect_phantom('perfect', shape=(3, 3))
+    >>> measured = oa.simulate(lattice.measure, np.radians([0, 45, 90]),
+    ...                        0.43, n_detector=48)
+    >>> r_min, first = estimate_equilibrium_distance(measured)
+    >>> first.n_atoms, abs(r_min - lattice.lattice_spacing) < 0.01
+    (9, True)
+    """
+    from odl_atoms.problem import estimate_r_min
+
+    settings = {'alpha': 0, 'potential': None, 'weights': weights,
+                'noise_std': measured.noise_std}
+    options = {} if grid_spacing is None else {'grid_spacing': grid_spacing}
+    op = measured.operator()
+    first = _run_solver(solver_class('adcg'), op, measured.element(),
+                        settings, options, callback=callback)
+    r_min = estimate_r_min(first.measure.positions, op.sigma)
+    if r_min is None:
+        raise ValidationError(
+            f'the energy-free reconstruction has {first.n_atoms} atom(s), too '
+            f'few to estimate the nearest-neighbour distance; give r_min')
+    return r_min, first
+
+
+# The problem setting that a keyword of `reconstruct` sets.
+_OPTION_OF = {'r_min': 'potential'}
+
+
+def _split(cls, measured, alpha, r_min, weights, seed, options, alphas):
+    """``(settings, options, estimate)``: the keywords of `Problem` and of
+    ``cls`` from those of `reconstruct`, and whether ``r_min`` is to be
+    estimated first (for the energy weights ``alphas``)."""
+    names = cls.option_names()
+    unknown = sorted(key for key in options
+                     if key not in names and key not in PROBLEM_SETTINGS)
+    if unknown:
+        raise ValidationError(
+            f'{cls.__name__} takes no option {", ".join(map(repr, unknown))}; '
+            f'its options are {", ".join(names)}, and the problem\'s '
+            f'settings {", ".join(PROBLEM_SETTINGS)}')
+    if 'potential' in options and r_min is not None:
+        raise ValidationError('give r_min or potential, not both')
+    given = {'alpha': alpha, 'r_min': r_min, 'weights': weights, 'seed': seed}
+    used = {name: takes_option(cls, _OPTION_OF.get(name, name))
+            for name in given}
+    ignored = [name for name, value in given.items()
+               if value is not None and not used[name]]
+    if ignored:
+        warnings.warn(f'{cls.__name__} does not use {", ".join(ignored)}; '
+                      f'ignored', UserWarning, stacklevel=3)
+    options = dict(options)
+    settings = {name: options.pop(name) for name in PROBLEM_SETTINGS
+                if name in options}
+    settings.setdefault('noise_std', measured.noise_std)
+    if used['alpha']:
+        settings['alpha'] = DEFAULT_ALPHA if alpha is None else alpha
+    if weights is not None and used['weights']:
+        settings['weights'] = weights
+    if seed is not None and used['seed']:
+        options['seed'] = seed
+    grid_spacing = default_grid_spacing(measured)
+    if grid_spacing is not None and 'grid_spacing' in names:
+        options.setdefault('grid_spacing', grid_spacing)
+    estimate = False
+    if used['r_min'] and 'potential' not in settings:
+        if r_min is not None:
+            settings['potential'] = r_min
+        else:
+            estimate = any(needs_r_min_estimate(cls, a) for a in alphas)
+    return settings, options, estimate
+
+
+def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
+                weights=None, initial=None, seed=None, callback=None,
+                **options):
+    """Reconstruct the atoms of a measurement with one method.
+
+    Parameters
+    ----------
+    measured : `~odl_atoms.io.ProjectionData`
+        Data, geometry, atom width and (if known) noise level.
+    solver : str or type, optional
+        A name in `SOLVERS`: ``'adcg'`` (default), ``'sa'`` (simulated
+        annealing), ``'sirt'`` (SIRT + atom picking), ``'sirt+learned'``;
+        or a `Solver` class.
+    alpha : float, optional
+        Dimensionless energy weight (default
+        `~odl_atoms.defaults.DEFAULT_ALPHA`); 0 fits the data only.
+    r_min : float, optional
+        Equilibrium distance of the Lennard-Jones potential in angstrom (the
+        nearest-neighbour distance). Default: estimated first
+        (`estimate_equilibrium_distance`) when the method has an energy and
+        ``alpha > 0``.
+    weights : float or mapping, optional
+        Allowed atom weights: one number, or by species (``{'Au': 1.0,
+        'Pt': 1.3}``). Default: one species of weight 1.
+    initial : `SparseMeasure`, optional
+        Atoms to start from.
+    seed : int, optional
+        Seed of randomised methods.
+    callback : callable, optional
+        Called with the current atoms after every iteration (an ODL
+        callback works).
+    **options
+        Options of the method (``solver.option_names()``: ``grid_spacing``,
+        ``starts``, ``n_iter``, ...; in 3D ``grid_spacing`` defaults to
+        `~odl_atoms.defaults.DEFAULT_GRID_PER_SIGMA_3D` sigma), and the
+        problem's other settings (`Problem`): ``noise_std`` (default: the
+        measurement's), ``potential`` (instead of ``r_min``),
+        ``max_atoms``.
+
+    Returns
+    -------
+    result : `Reconstruction`
+        If ``r_min`` was estimated here, ``result.info['estimated_r_min']``
+        holds it.
+
+    Raises
+    ------
+    ValidationError
+        For an unknown solver or option, or when ``r_min`` cannot be
+        estimated.
+
+    Warns
+    -----
+    UserWarning
+        When ``alpha``, ``r_min``, ``weights`` or ``seed`` is given to a
+        method that does not use it (SIRT has no energy); it is ignored.
+
+    Examples
+    --------
+    >>> import numpy as np, odl_atoms as oa
+    >>> phantom = oa.defect_phantom('vacancy', shape=(3, 3))
+    >>> measured = oa.simulate(phantom.measure, np.radians([0, 45, 90]),
+    ...                        0.43, n_detector=48, noise=0.01, seed=0)
+    >>> result = reconstruct(measured, r_min=2.885)
+    >>> oa.match_atoms(phantom.measure, result.measure).exact
+    True
+    >>> result = reconstruct(measured, 'sirt')
+    >>> result.n_atoms
+    8
+    """
+    cls = solver_class(solver)
+    settings, options, estimate = _split(cls, measured, alpha, r_min, weights,
+                                         seed, options, [alpha])
+    estimated = None
+    if estimate:
+        estimated, _ = estimate_equilibrium_distance(
+            measured, weights=weights, grid_spacing=options.get(
+                'grid_spacing', default_grid_spacing(measured)))
+        settings['potential'] = estimated
+    result = _run_solver(cls, measured.operator(), measured.element(),
+                         settings, options, initial=initial,
+                         callback=callback)
+    if estimated is not None:
+        result.info['estimated_r_min'] = estimated
+    return result
+
+
+def reconstruct_alphas(measured, alphas, solver='adcg', r_min=None,
+                       weights=None, seed=None, callback=None, **options):
+    """Reconstruct for every energy weight in ``alphas`` (an alpha sweep).
+
+    `odl_atoms.parameter_choice.alpha_sweep` with the settings of
+    `reconstruct`: ``r_min`` (estimated once first when not given and some
+    alpha is positive), ``weights``, ``seed`` and ``options`` as there.
+
+    Parameters
+    ----------
+    measured : `~odl_atoms.io.ProjectionData`
+    alphas : sequence of float
+    solver, r_min, weights, seed, **options
+        As for `reconstruct`.
+    callback : callable, optional
+        Called after each reconstruction with ``(alpha, result)``.
+
+    Returns
+    -------
+    sweep : `~odl_atoms.parameter_choice.AlphaSweep`
+        Its ``discrepancy_choice()`` is the discrepancy principle's alpha.
+
+    Examples
+    --------
+    >>> import numpy as np, odl_atoms as oa
+    >>> phantom = oa.defect_phantom('vacancy', shape=(3, 3))
+    >>> measured = oa.simulate(phantom.measure, np.radians([0, 45, 90]),
+    ...                        0.43, n_detector=48, noise=0.01, seed=0)
+    >>> sweep = reconstruct_alphas(measured, [0, 1e-3], r_min=2.885)
+    >>> [result.n_atoms for result in sweep.results]
+    [8, 8]
+    """
+    from odl_atoms.parameter_choice import alpha_sweep
+    from odl_atoms.problem import Problem
+
+    cls = solver_class(solver)
+    settings, options, estimate = _split(cls, measured, None, r_min, weights,
+                                         seed, options, list(alphas))
+    if estimate:
+        settings['potential'], _ = estimate_equilibrium_distance(
+            measured, weights=weights, grid_spacing=options.get(
+                'grid_spacing', default_grid_spacing(measured)))
+    try:
+        method = cls(**options)
+    except ImportError as exc:
+        raise ValidationError(f'{cls.__name__} needs an optional '
+                              f'dependency: {exc}') from exc
+    problem = Problem(measured.operator(), measured.element(), **settings)
+    return alpha_sweep(method, problem, alphas, callback=callback)
