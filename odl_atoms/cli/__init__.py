@@ -34,6 +34,9 @@ this package.
 """
 
 from odl_atoms.cli.common import UsageError, parse_angles, parse_weights
+# The demo's problem, which benchmarks reuse.
+from odl_atoms.cli.demo import DEMO_ANGLES_DEG, DEMO_DETECTOR  # noqa: F401
+from odl_atoms.cli.demo import DEMO_NOISE, DEMO_SEED, DEMO_SIGMA  # noqa: F401
 from odl_atoms.cli.main import build_parser, main
 
 __all__ = ('main', 'build_parser', 'UsageError', 'parse_angles',
