@@ -126,7 +126,11 @@ def available_solvers():
 
 
 def _ignored_settings(cls):
-    """The problem settings the method ``cls`` does not use."""
+    """The problem settings the method ``cls`` does not use: those not in
+    its ``problem_settings`` if it declares them, else `IGNORED_SETTINGS`."""
+    used = getattr(cls, 'problem_settings', None)
+    if used is not None:
+        return tuple(name for name in PROBLEM_SETTINGS if name not in used)
     for name, target in SOLVERS.items():
         if target is cls or (isinstance(target, str)
                              and target.partition(':')[2] == cls.__name__
