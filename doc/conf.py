@@ -3,7 +3,7 @@
 Build (as CI does, warnings are errors and every example is executed)::
 
     pip install -e ".[doc]"
-    python -m sphinx -W --keep-going -b html doc doc/_build/html
+    python -m sphinx -W --keep-going -q -j auto -b html doc doc/_build/html
 """
 
 import concurrent.futures
@@ -121,6 +121,35 @@ intersphinx_timeout = 5
 
 # -- Example gallery (executed at every build) ----------------------------------
 
+# The gallery's order is the order to read the examples in: the first one
+# introduces the problem, the later ones build on it. Examples not listed
+# here (new ones) follow in alphabetical order. sphinx-gallery takes a
+# callable sort key; an instance of its own ExplicitOrder (a name -> rank
+# map) is one that Sphinx can pickle with the configuration, which a
+# function defined in this file is not.
+
+_GALLERY_ORDER = [
+    'plot_vacancy_three_angles.py',     # the problem, the data, ADCG, the score
+    'plot_swap_solvers.py',             # the same data, other methods
+    'plot_alpha_effect.py',             # the energy weight
+    'plot_generic_angles.py',           # other angles: lattice starts, certificate
+    'plot_discrepancy_principle.py',    # when the energy overrules the data
+    'plot_relaxed_interstitial.py',     # when the phantom and the prior disagree
+    'plot_nanoparticle_3d.py',          # the same in 3D
+    'plot_odl_composition.py',          # the objective in ODL's own terms
+    'plot_custom_potential.py',         # your own energy as an ODL functional
+]
+
+
+def _gallery_order():
+    from sphinx_gallery.sorting import ExplicitOrder
+
+    present = sorted(Path(p).name for p in glob.glob(str(ROOT / 'examples' / '*.py')))
+    order = [name for name in _GALLERY_ORDER if name in present]
+    order += [name for name in present if name not in order]
+    return ExplicitOrder(order)
+
+
 sphinx_gallery_conf = {
     'examples_dirs': str(ROOT / 'examples'),
     'gallery_dirs': 'auto_examples',
@@ -129,33 +158,50 @@ sphinx_gallery_conf = {
     'only_warn_on_example_error': False,
     'remove_config_comments': True,
     'download_all_examples': False,
-    'within_subsection_order': 'FileNameSortKey',
+    # Teaching order (examples/README.rst says it), not alphabetical.
+    'within_subsection_order': _gallery_order(),
     'matplotlib_animations': False,
     'reset_modules': ('matplotlib', 'seaborn'),
     'show_memory': False,
     'min_reported_time': 0,
+    # No "computation times" pages: sphinx-gallery draws them with jQuery and
+    # DataTables from CDNs, the only scripts of the site that need a network.
+    'write_computation_times': False,
     # Run the examples in as many processes as Sphinx's "-j N" (joblib); the
     # examples are independent and take 1-70 s each.
     'parallel': True,
 }
 
-# -- Benchmarks page: include every table benchmarks/ wrote ---------------------
+# -- Benchmarks page: every table and figure benchmarks/ wrote ------------------
 #
-# The tables are not copied by hand: every ``benchmarks/results/*.md`` file
-# is included (with its own title one level down) in a generated page that
-# benchmarks.rst includes.
+# benchmarks.md has one section per benchmark, which includes that
+# benchmark's tables (``benchmarks/results/*.md``) and figures (``*.png``) as
+# the scripts wrote them: numbers are never copied by hand. A table or figure
+# that no section names yet (a new benchmark) is not left out: it is
+# included at the end of the page, under "More results", from a generated
+# file.
 
 
 def _write_benchmark_includes():
     target = HERE / '_generated' / 'benchmark_results.md'
     target.parent.mkdir(exist_ok=True)
+    page = (HERE / 'benchmarks.md').read_text()
     lines = []
-    for path in sorted(glob.glob(str(ROOT / 'benchmarks' / 'results' / '*.md'))):
+    for path in sorted(glob.glob(str(ROOT / 'benchmarks' / 'results' / '*'))):
+        name = os.path.basename(path)
+        if not name.endswith(('.md', '.png')) or f'results/{name}' in page:
+            continue
         # Nested includes resolve paths from the including page (doc/).
         rel = os.path.relpath(path, HERE)
-        lines += [f'```{{include}} {rel}', ':heading-offset: 1', '```', '']
-    if not lines:
-        lines = ['No benchmark results have been written yet.', '']
+        if name.endswith('.md'):
+            lines += [f'```{{include}} {rel}', ':heading-offset: 2', '```', '']
+        else:
+            lines += [f'```{{figure}} {rel}', f':alt: {name}', '', f'`{name}`', '```', '']
+    if lines:
+        lines = ['## More results', '',
+                 'Written by a benchmark that has no section above yet.', ''] + lines
+    else:
+        lines = ['% Every table and figure in benchmarks/results/ has its section.', '']
     text = '\n'.join(lines)
     if not target.exists() or target.read_text() != text:
         target.write_text(text)
@@ -168,6 +214,29 @@ _write_benchmark_includes()
 html_theme = 'pydata_sphinx_theme'
 html_title = f'odl_atoms {version}'
 html_static_path = ['_static']
+
+# -- Equations: MathJax shipped with the site, not loaded from a CDN --------------
+#
+# sphinx.ext.mathjax loads MathJax from a CDN by default, so without network
+# the equations stay raw TeX. The package sphinx-mathjax-offline (the doc
+# extra) vendors MathJax 3.2.2; its ``static/`` folder is added to the
+# static paths, so that Sphinx copies it to ``_static/mathjax/`` of the site,
+# and ``mathjax_path`` points there. (The package is not loaded as a Sphinx
+# extension: it declares no parallel safety, which makes "sphinx -j N" read
+# serially and warn, and the warning fails the "-W" build.)
+
+
+def _mathjax_static():
+    import importlib.util
+    spec = importlib.util.find_spec('sphinx-mathjax-offline')
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError('the documentation needs sphinx-mathjax-offline '
+                           '(MathJax shipped with the site): pip install -e ".[doc]"')
+    return str(Path(spec.submodule_search_locations[0]) / 'static')
+
+
+html_static_path.append(_mathjax_static())
+mathjax_path = 'mathjax/tex-chtml.js'
 html_theme_options = {
     'navigation_with_keys': False,
     'show_toc_level': 2,
@@ -188,7 +257,12 @@ def _write_cli_help():
     folder.mkdir(exist_ok=True)
     parser = cli.build_parser()
     texts = {'odl-atoms': parser.format_help()}
-    for command in ('demo', 'simulate', 'reconstruct', 'evaluate', 'sweep'):
+    try:    # the table of subcommands (odl_atoms/cli/main.py)
+        from odl_atoms.cli.main import COMMANDS
+        commands = [name for name, _ in COMMANDS]
+    except ImportError:
+        commands = ['demo', 'simulate', 'reconstruct', 'evaluate', 'sweep']
+    for command in commands:
         buffer = io.StringIO()
         with redirect_stdout(buffer):
             try:
