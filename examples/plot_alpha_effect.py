@@ -11,6 +11,8 @@ discrepancy and the energy against alpha, and lets the discrepancy principle
 choose.
 """
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -52,6 +54,8 @@ fig, ax = plt.subplots(figsize=(6.4, 4))
 oa.plot_alpha_sweep(sweep, ax=ax, chosen=chosen)
 fig.axes[-1].set_yscale('symlog', linthresh=10)   # the energy axis (twin)
 fig.tight_layout()
+os.makedirs('odl_atoms_examples', exist_ok=True)   # the figure as a file, too
+fig.savefig('odl_atoms_examples/alpha_effect_sweep.png')
 
 # %%
 # Three of the reconstructions
@@ -63,4 +67,6 @@ for ax, alpha in zip(axes, [0, chosen, 1]):
                   colorbar=False)
     ax.set_title(f'alpha = {alpha:g}: {ax.get_title()}', fontsize=10)
 fig.tight_layout()
+os.makedirs('odl_atoms_examples', exist_ok=True)   # the figure as a file, too
+fig.savefig('odl_atoms_examples/alpha_effect_reconstructions.png')
 plt.show()

@@ -16,6 +16,8 @@ few lines, its gradient is checked against finite differences, and it
 regularises a reconstruction from three projections.
 """
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 import odl
@@ -138,4 +140,6 @@ ax1.set_ylabel('pair energy / well depth')
 ax1.legend()
 oa.plot_atoms(result[0].data, phantom.measure, ax=ax2)
 fig.tight_layout()
+os.makedirs('odl_atoms_examples', exist_ok=True)   # the figure as a file, too
+fig.savefig('odl_atoms_examples/custom_potential.png')
 plt.show()

@@ -20,6 +20,8 @@ lattice starts (``discrepancy='auto'``); here it is switched off
 (``discrepancy=None``) for the first run, to compare.
 """
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -61,4 +63,6 @@ for ax, (name, result) in zip(axes, results.items()):
     oa.plot_atoms(result.measure, phantom.measure, ax=ax,
                   title=f'{name} (alpha {result.info["alpha"]:.2g})')
 fig.tight_layout()
+os.makedirs('odl_atoms_examples', exist_ok=True)   # the figure as a file, too
+fig.savefig('odl_atoms_examples/discrepancy_principle.png')
 plt.show()

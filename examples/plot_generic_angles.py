@@ -13,6 +13,8 @@ Each result carries a certificate: whether it is a verified local minimum,
 its objective against every start's, and where the residual is largest.
 """
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -39,4 +41,6 @@ for ax, (name, result) in zip(axes, (('greedy start (paper)', greedy),
                                      ('greedy + lattice start', lattice))):
     oa.plot_atoms(result.measure, phantom.measure, ax=ax, title=name)
 fig.tight_layout()
+os.makedirs('odl_atoms_examples', exist_ok=True)   # the figure as a file, too
+fig.savefig('odl_atoms_examples/generic_angles.png')
 plt.show()

@@ -10,6 +10,7 @@ images: the atom model is the same, only the geometry
 (``Parallel3dAxisGeometry``) and the box are 3D.
 """
 
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -59,4 +60,6 @@ ax2.set_yticks([measured.data.shape[2] * 0.5, measured.data.shape[2] * 1.5],
                ['data', 'model'])
 ax2.set_title('projections: data (bottom) and model (top)')
 fig.tight_layout()
+os.makedirs('odl_atoms_examples', exist_ok=True)   # the figure as a file, too
+fig.savefig('odl_atoms_examples/nanoparticle_3d.png')
 plt.show()

@@ -21,6 +21,8 @@ relaxed phantom they agree, and the answer is exact. In the benchmarks
 "interstitial" and "relaxed_interstitial" rows.
 """
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -61,4 +63,6 @@ for ax, (name, phantom) in zip(axes[1:], (('as built', built),
     oa.plot_atoms(results[name].measure, phantom.measure, ax=ax,
                   title=f'ADCG, {name} interstitial')
 fig.tight_layout()
+os.makedirs('odl_atoms_examples', exist_ok=True)   # the figure as a file, too
+fig.savefig('odl_atoms_examples/relaxed_interstitial.png')
 plt.show()

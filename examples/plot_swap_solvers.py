@@ -17,6 +17,8 @@ Here the three reconstruct a 5 x 5 gold lattice with an interstitial atom from
 three noisy projections.
 """
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 import odl
@@ -60,4 +62,6 @@ for ax, (name, result) in zip(axes[0], results.items()):
     ax.set_title(f'{name}\n{ax.get_title()}', fontsize=10)
 fig.tight_layout()
 
+os.makedirs('odl_atoms_examples', exist_ok=True)   # the figure as a file, too
+fig.savefig('odl_atoms_examples/swap_solvers.png')
 plt.show()

@@ -7,6 +7,8 @@ projected at 0, 45 and 90 degrees with 1 % noise. ADCG with a Lennard-Jones
 energy finds every atom, and the empty site stays empty.
 """
 
+import os
+
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -28,4 +30,6 @@ oa.plot_atoms(result.measure, phantom.measure, ax=ax1)
 oa.plot_projections(measured.element(), op(result.measure), ax=ax2,
                     title='data, model and residual')
 fig.tight_layout()
+os.makedirs('odl_atoms_examples', exist_ok=True)   # the figure as a file, too
+fig.savefig('odl_atoms_examples/vacancy_three_angles.png')
 plt.show()
