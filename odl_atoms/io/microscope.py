@@ -131,12 +131,12 @@ class TiltSeries:
                 f'modulus if that is what is meant')
         if images.dtype.kind not in 'fiub':
             raise ValidationError(f'the images must hold real numbers, got dtype '
-                             f'{images.dtype}')
+                                  f'{images.dtype}')
         if images.ndim == 2:
             images = images[None]
         if images.ndim != 3 or min(images.shape) == 0:
             raise ValidationError(f'the images must have shape (n_tilts, ny, nx), '
-                             f'got shape {images.shape}')
+                                  f'got shape {images.shape}')
         images = np.array(images, dtype=float)
         if not np.all(np.isfinite(images)):
             bad = int(np.sum(~np.isfinite(images)))
@@ -150,8 +150,8 @@ class TiltSeries:
             raise ValidationError(f'the angles must be finite, got {angles.tolist()}')
         if np.unique(angles).size != angles.size:
             raise ValidationError(f'the angles must be distinct, got '
-                             f'{np.round(np.degrees(angles), 4).tolist()} '
-                             f'degrees')
+                                  f'{np.round(np.degrees(angles), 4).tolist()} '
+                                  f'degrees')
         if np.max(np.abs(angles)) > 2 * np.pi:
             raise ValidationError(
                 f'angles of up to {np.max(np.abs(angles)):g} radians: these '
@@ -339,7 +339,7 @@ def _read_file(path, signal, budget):
         raise
     except Exception as exc:  # the readers raise many kinds of errors
         raise ValidationError(f'cannot read {str(path)!r} as microscope images: '
-                         f'{type(exc).__name__}: {one_line(exc)}') from exc
+                              f'{type(exc).__name__}: {one_line(exc)}') from exc
     images = raw['images']
     if images.ndim == 2:
         images = images[None]
@@ -353,7 +353,7 @@ def _read_file(path, signal, budget):
             f'tilt series must be real (refusing to drop the imaginary part)')
     if images.dtype.kind not in 'fiub':
         raise ValidationError(f'{str(path)!r} holds {images.dtype} data, not '
-                         f'image intensities')
+                              f'image intensities')
     raw['images'] = images
     return raw
 
@@ -487,7 +487,7 @@ def _read_mrc(path, budget):
             f'series must be real (refusing to drop the imaginary part)')
     if mode not in _MRC_MODE_BYTES or min(nx, ny, nz) <= 0 or nsymbt < 0:
         raise ValidationError(f'{str(path)!r} is not a valid MRC file (mode '
-                         f'{mode}, size {nx} x {ny} x {nz})')
+                              f'{mode}, size {nx} x {ny} x {nz})')
     declared = 1024 + nsymbt + nx * ny * nz * _MRC_MODE_BYTES[mode]
     if declared > os.path.getsize(path):
         raise ValidationError(
@@ -500,7 +500,7 @@ def _read_mrc(path, budget):
         with mrcfile.mmap(path, mode='r', permissive=True) as mrc:
             if mrc.data is None:
                 raise ValidationError(f'{str(path)!r}: mrcfile cannot read the '
-                                 f'data block')
+                                      f'data block')
             data = np.array(mrc.data, dtype=float)
             voxel = mrc.voxel_size
             dx, dy = float(voxel.x), float(voxel.y)
@@ -645,7 +645,7 @@ def _choose_signal(path, images, signal):
     if isinstance(signal, (int, np.integer)):
         if not 0 <= signal < len(images):
             raise ValidationError(f'signal={signal}: {str(path)!r} holds '
-                             f'{len(images)} image signal(s)')
+                                  f'{len(images)} image signal(s)')
         return images[signal]
     hits = [s for s, t in zip(images, titles) if str(signal) in t]
     if len(hits) != 1:
@@ -728,8 +728,8 @@ def _combine(paths, raws, pixel_size):
         if pixel.shape != (2,) or not np.all(np.isfinite(pixel)) \
                 or np.any(pixel <= 0):
             raise ValidationError(f'pixel_size must be one positive number or two '
-                             f'(along y, along x) in angstrom, got '
-                             f'{pixel_size!r}')
+                                  f'(along y, along x) in angstrom, got '
+                                  f'{pixel_size!r}')
         found = raws[0].get('pixel')
         if found is not None and not np.allclose(found, pixel, rtol=1e-3):
             warnings.warn(
@@ -763,10 +763,10 @@ def _find_angles(paths, raws, angles, n):
             where = 'given'
             if values.ndim != 1 or not np.all(np.isfinite(values)):
                 raise ValidationError(f'angles must be a list of numbers, got '
-                                 f'{angles!r}')
+                                      f'{angles!r}')
         if values.size != n:
             raise ValidationError(f'{values.size} angle(s) {where} for {n} '
-                             f'image(s); give one tilt angle per image')
+                                  f'image(s); give one tilt angle per image')
         return values, where
     if len(paths) == 1:
         tilt_file = _tilt_file_next_to(paths[0])
@@ -781,8 +781,8 @@ def _find_angles(paths, raws, angles, n):
         if 'angles' in raws[0]:
             return raws[0]['angles'], raws[0]['angle_source']
         raise ValidationError(f'no tilt angles for {str(paths[0])!r} (no angle '
-                         f'axis or tilt in its metadata, no tilt file next '
-                         f'to it); {_GIVE_ANGLES}')
+                              f'axis or tilt in its metadata, no tilt file next '
+                              f'to it); {_GIVE_ANGLES}')
     if all('angles' in raw for raw in raws):
         values = np.concatenate([np.ravel(raw['angles']) for raw in raws])
         return values, f'each file\'s {raws[0]["angle_source"]}'
@@ -829,7 +829,7 @@ def read_tilt_file(path):
     size = path.stat().st_size
     if size > _MAX_TILT_FILE_BYTES:
         raise ValidationError(f'{str(path)!r} has {size} bytes; a tilt file lists '
-                         f'one angle per line and is far smaller')
+                              f'one angle per line and is far smaller')
     values = []
     for number, line in enumerate(path.read_text(errors='replace')
                                   .splitlines(), 1):

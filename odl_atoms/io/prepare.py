@@ -129,10 +129,10 @@ def prepare_projections(series, ndim=2, tilt_axis=None, box=None,
                         f'got {type(series).__name__}')
     if ndim not in (2, 3):
         raise ValidationError(f'ndim must be 2 (columns along the tilt axis) or 3, '
-                         f'got {ndim!r}')
+                              f'got {ndim!r}')
     if not (isinstance(binning, (int, np.integer)) and binning >= 1):
         raise ValidationError(f'binning must be a positive integer, got '
-                         f'{binning!r}')
+                              f'{binning!r}')
     phi, axis_name = _tilt_axis_angle(
         series.tilt_axis if tilt_axis is None else tilt_axis,
         default=tilt_axis is None and series.tilt_axis is None)
@@ -196,7 +196,7 @@ def _tilt_axis_angle(tilt_axis, default=False):
         phi = float(tilt_axis)
     except (TypeError, ValueError):
         raise ValidationError(f'tilt_axis must be an image axis or an angle in '
-                         f'radians, got {tilt_axis!r}') from None
+                              f'radians, got {tilt_axis!r}') from None
     if not np.isfinite(phi):
         raise ValidationError(f'tilt_axis must be finite, got {phi}')
     for name, value in _AXIS_NAMES.items():
@@ -266,7 +266,7 @@ def _bin(det, cell, edges, binning):
     ku, kv = nu // binning, nv // binning
     if ku < 1 or kv < 1:
         raise ValidationError(f'binning {binning} is larger than the images '
-                         f'({nu} x {nv} detector cells)')
+                              f'({nu} x {nv} detector cells)')
     # Drop the remainder evenly from both ends (keeps the centre).
     ou, ov = (nu - ku * binning) // 2, (nv - kv * binning) // 2
     det = det[:, ou:ou + ku * binning, ov:ov + kv * binning]
@@ -283,14 +283,14 @@ def _background_values(background, n, det):
     if isinstance(background, str):
         if background != 'auto':
             raise ValidationError(f"background must be 'auto', None, a number or "
-                             f"one number per image, got {background!r}")
+                                  f"one number per image, got {background!r}")
         return np.array([estimate_background(image) for image in det])
     values = np.array(background, dtype=float)
     if values.ndim == 0:
         values = np.full(n, float(values))
     if values.shape != (n,) or not np.all(np.isfinite(values)):
         raise ValidationError(f'background must be a number or {n} numbers (one '
-                         f'per image), got {background!r}')
+                              f'per image), got {background!r}')
     return values
 
 
@@ -400,14 +400,14 @@ def _box(box, ndim, angles, edges):
         edge = float(box)
         if not edge > 0:
             raise ValidationError(f'box must be a positive edge length in angstrom '
-                             f'or (box_min, box_max), got {box!r}')
+                                  f'or (box_min, box_max), got {box!r}')
         lo, hi = np.full(ndim, -edge / 2), np.full(ndim, edge / 2)
     else:
         try:
             lo, hi = (np.array(b, dtype=float) for b in box)
         except (TypeError, ValueError):
             raise ValidationError(f'box must be an edge length or (box_min, '
-                             f'box_max), got {box!r}') from None
+                                  f'box_max), got {box!r}') from None
         if lo.shape != (ndim,) or hi.shape != (ndim,) or np.any(hi <= lo):
             raise ValidationError(
                 f'box must be (box_min, box_max) with {ndim} coordinates each '

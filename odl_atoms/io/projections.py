@@ -537,13 +537,13 @@ def _validated_fields(values):
                         'in angstrom')
         if np.any(pixel <= 0):
             raise ValidationError(f"'pixel_size' must be positive, got "
-                             f"{pixel.tolist()}")
+                                  f"{pixel.tolist()}")
         out['pixel_size'] = pixel
     if values['pixels_averaged'] is not None:
         count = _scalar(values['pixels_averaged'], 'pixels_averaged')
         if not (count >= 1 and count == int(count)):
             raise ValidationError(f"'pixels_averaged' must be a positive integer, "
-                             f"got {count}")
+                                  f"got {count}")
         out['pixels_averaged'] = int(count)
 
     for name, value in out.items():

@@ -37,8 +37,9 @@ import numpy as np
 
 from odl_atoms.errors import ValidationError
 
-__all__ = ('atomic_path', 'available_memory', 'check_read_size',
-           'read_npz', 'read_hdf5', 'check_hdf5_self_contained',
+__all__ = ('atomic_path', 'remove_stray_temporaries', 'available_memory',
+           'check_read_size', 'read_npz', 'read_hdf5',
+           'check_hdf5_self_contained',
            'MAX_READ_BYTES', 'STALE_TEMPORARY_SECONDS')
 
 #: Largest number of bytes a reader here loads by default (also never more
@@ -200,8 +201,11 @@ def remove_stray_temporaries(path):
     except OSError:
         return removed
     now = time.time()
+    prefix = f'.{path.stem}.'
     for name in names:
-        match = pattern.fullmatch(name)
+        # (A cheap test first: folders such as a sweep's cache hold many
+        # files and are written often.)
+        match = pattern.fullmatch(name) if name.startswith(prefix) else None
         if match is None:
             continue
         candidate = path.parent / name
@@ -368,7 +372,7 @@ def read_npz(path, keys=None, max_bytes=None):
 
     def fail(reason):
         return ValidationError(f'cannot read {str(path)!r} as a NumPy .npz archive '
-                          f'of plain arrays: {reason}')
+                               f'of plain arrays: {reason}')
 
     try:
         with zipfile.ZipFile(path) as archive:
@@ -422,7 +426,7 @@ def _npy_nbytes(member):
         raise ValidationError(f'unsupported .npy format version {version}')
     if dtype.hasobject:
         raise ValidationError('it holds Python objects (pickles), which are not '
-                         'read; store plain numbers and strings')
+                              'read; store plain numbers and strings')
     return int(np.prod(shape, dtype=object)) * dtype.itemsize
 
 
@@ -481,7 +485,7 @@ def read_hdf5(path, keys=None, max_bytes=None):
         fobj = h5py.File(path, 'r')
     except OSError as exc:
         raise ValidationError(f'cannot read {str(path)!r} as an HDF5 file: '
-                         f'{one_line(exc)}') from exc
+                              f'{one_line(exc)}') from exc
     with fobj:
         names = list(fobj.keys())
         wanted = [n for n in names if keys is None or n in keys]
@@ -536,20 +540,34 @@ def check_hdf5_self_contained(path):
         fobj = h5py.File(path, 'r')
     except OSError as exc:
         raise ValidationError(f'cannot read {str(path)!r} as an HDF5 file: '
-                         f'{one_line(exc)}') from exc
+                              f'{one_line(exc)}') from exc
     reasons = []
+    seen = set()
 
-    def visit(name, link):
-        if isinstance(link, h5py.ExternalLink):
-            reasons.append(f'{name!r} is an external link to another file')
-        elif isinstance(link, h5py.HardLink):
-            reason = _hdf5_refusal(path, name, fobj.get(name))
+    def walk(group, prefix):
+        # Hard links only lead further; each object is visited once (groups
+        # can be linked from several places).
+        for name in group:
+            full = f'{prefix}/{name}'
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                reasons.append(f'{full!r} is an external link to another '
+                               f'file')
+                continue
+            if not isinstance(link, h5py.HardLink):
+                continue  # a soft link stays inside the file
+            item = group.get(name)
+            if item is None or item.id in seen:
+                continue
+            seen.add(item.id)
+            reason = _hdf5_refusal(path, full, item)
             if reason is not None:
                 reasons.append(reason)
-        return None
+            elif isinstance(item, h5py.Group):
+                walk(item, full)
 
     with fobj:
-        fobj.visititems_links(visit)
+        walk(fobj, '')
     if reasons:
         raise ValidationError(f'{str(path)!r}: {reasons[0]}; refusing to read a '
-                         f'file that reaches into other files')
+                              f'file that reaches into other files')
