@@ -529,7 +529,7 @@ def _mrc_angles(mrc, nz):
         try:
             tilts = np.asarray(mrc.indexed_extended_header['Alpha tilt'],
                                dtype=float)
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
         if tilts.size >= nz:
             return np.radians(tilts[:nz]), 'FEI extended header (Alpha tilt)'
