@@ -238,6 +238,11 @@ def test_tilt_file_format(tmp_path):
     (tmp_path / 'b.tlt').write_text('-60\n0 1\n')
     with pytest.raises(ValidationError, match=r"b.tlt', line 2: '0 1'"):
         read_tilt_file(tmp_path / 'b.tlt')
+    # Given as angles=, a tilt file beats the one next to the stack.
+    write_imagej(tmp_path / 's.tif', stack(), 0.05, [1, 2, 3])
+    series = read_tilt_series(tmp_path / 's.tif', angles=tmp_path / 'a.tlt')
+    np.testing.assert_allclose(np.degrees(series.angles), [-60.5, 0, 59.25])
+    assert series.metadata['angle_source'].endswith("a.tlt'")
 
 
 # --- Bad stacks: messages that say what to give
