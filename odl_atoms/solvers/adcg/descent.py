@@ -80,7 +80,7 @@ class LocalDescent:
         if self.method == 'odl':
             from odl_atoms.descent import odl_local_descent
 
-            return odl_local_descent(fun, x0, lo, hi, maxiter=self.maxiter)
+            return odl_local_descent(fun, x0, lo, hi, maxiter=self.maxiter).x
         res = minimize(fun, x0, jac=True, method='L-BFGS-B',
                        bounds=list(zip(lo, hi)),
                        options={'maxiter': self.maxiter})
