@@ -20,8 +20,9 @@ def test_zone_axis_recovery_at_one_percent_noise(defect, angles):
     a = phantom.lattice_spacing
     measured = oa.simulate(phantom.measure, np.radians(angles), 0.15 * a,
                            n_detector=96, noise=0.01, seed=4)
-    result = oa.ADCG(measured.operator(), potential=a,
-                     noise_std=measured.noise_std).solve(measured.element())
+    result = oa.ADCG().solve(oa.Problem(measured.operator(),
+                                        measured.element(), potential=a,
+                                        noise_std=measured.noise_std))
     match = oa.match_atoms(phantom.measure, result.measure)
     assert match.exact, match
 
@@ -32,8 +33,9 @@ def test_three_dimensional_cluster_from_five_angles():
     a = phantom.lattice_spacing
     measured = oa.simulate(phantom.measure, np.radians([-60, -30, 0, 30, 60]),
                            0.15 * a, n_detector=48, noise=0.01, seed=0)
-    result = oa.ADCG(measured.operator(), potential=a,
-                     noise_std=measured.noise_std).solve(measured.element())
+    result = oa.ADCG().solve(oa.Problem(measured.operator(),
+                                        measured.element(), potential=a,
+                                        noise_std=measured.noise_std))
     assert oa.match_atoms(phantom.measure, result.measure).exact
 
 
@@ -45,7 +47,8 @@ def test_interstitial_with_wide_blur_from_two_angles():
     a = phantom.lattice_spacing
     measured = oa.simulate(phantom.measure, np.radians([0, 90]), 0.18 * a,
                            n_detector=96)
-    result = oa.ADCG(measured.operator(), potential=a).solve(measured.element())
+    result = oa.ADCG().solve(oa.Problem(measured.operator(),
+                                        measured.element(), potential=a))
     assert oa.match_atoms(phantom.measure, result.measure).exact
 
 
@@ -64,7 +67,8 @@ def test_3d_recovery_from_five_tilts_in_70_degrees(name):
     a = phantom.lattice_spacing
     measured = oa.simulate(phantom.measure, np.radians(np.linspace(-70, 70, 5)),
                            0.15 * a, detector_cell=0.5, noise=0.01, seed=0)
-    result = oa.ADCG(measured.operator(), potential=a,
-                     noise_std=measured.noise_std).solve(measured.element())
+    result = oa.ADCG().solve(oa.Problem(measured.operator(),
+                                        measured.element(), potential=a,
+                                        noise_std=measured.noise_std))
     match = oa.match_atoms(phantom.measure, result.measure)
     assert match.f1 == 1.0, match

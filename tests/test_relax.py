@@ -35,7 +35,7 @@ def ase_relaxed(positions, free, lj):
 def test_interstitial_relaxed_as_ase_relaxes_it(shape, r_min):
     phantom = oa.defect_phantom('interstitial', shape=shape)
     a = phantom.lattice_spacing
-    lj = oa.solvers.common.default_lennard_jones(2, r_min * a)
+    lj = oa.problem.default_lennard_jones(2, r_min * a)
     relaxed = oa.relax_defect(phantom,
                               potential=None if r_min == 1.0 else lj)
     before = phantom.measure.positions

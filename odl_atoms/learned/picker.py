@@ -303,8 +303,8 @@ class LearnedSIRT(Solver):
 
     Options = _Options
 
-    def __init__(self, **options):
-        super().__init__(**options)
+    def __init__(self, *args, **options):
+        super().__init__(*args, **options)
         # The network is loaded once, here (a bad model file fails now).
         self._picker = LearnedPicker(self.options.model,
                                      device=self.options.device,

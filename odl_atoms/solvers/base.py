@@ -108,9 +108,15 @@ class Solver:
     #: The method's options (a frozen dataclass with a ``seed`` field).
     Options = None
 
-    def __init__(self, **options):
+    def __init__(self, *args, **options):
         if self.Options is None:
             raise TypeError(f'{type(self).__name__} defines no Options')
+        if args:
+            # The pre-Problem call ``ADCG(op, alpha=...)``.
+            raise TypeError(
+                f'{type(self).__name__} takes only its method options, as '
+                f'keywords; the operator and the data go into '
+                f'Problem(operator, data, ...), given to solve()')
         names = self.option_names()
         unknown = sorted(set(options) - set(names))
         if unknown:
