@@ -90,14 +90,22 @@ def use_backend(name):
         _backend = previous
 
 
-def _njit(func):
-    """Compile ``func`` with numba (cached on disk), or leave it as Python."""
+def _njit(func=None, inline=False):
+    """Compile ``func`` with numba (cached on disk), or leave it as Python.
+
+    ``inline=True`` for the helpers called in inner loops: a call that
+    passes arrays costs reference counting that is more than the work
+    (measured 9x on the Lennard-Jones pair loop).
+    """
+    if func is None:
+        return lambda f: _njit(f, inline)
     if numba is None:  # pragma: no cover
         return func
     # error_model='numpy': division follows IEEE (inf/nan) as in NumPy, with
     # no Python-style ZeroDivisionError checks in the inner loops.
     return numba.njit(cache=True, nogil=True, fastmath=False,
-                      error_model='numpy')(func)
+                      error_model='numpy',
+                      inline='always' if inline else 'never')(func)
 
 
 # ---------------------------------------------------------------------------
@@ -105,22 +113,72 @@ def _njit(func):
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT1_2 = math.sqrt(0.5)
+_RSQRT_PI = 1.0 / math.sqrt(math.pi)
+
+# W. J. Cody's rational Chebyshev approximations of erf and erfc (Math.
+# Comp. 23, 631-637, 1969; the coefficients of his CALERF): erf(y) =
+# y A(y^2) / B(y^2) for y <= 0.46875, erfc(y) = exp(-y^2) C(y) / D(y) up to
+# 4 and exp(-y^2) / y (1/sqrt(pi) - y^-2 P(y^-2) / Q(y^-2)) above; relative
+# error below 1e-16 on each interval. Here exp(-y^2) with y = |z| / sqrt(2)
+# is the normal density exp(-z^2 / 2) the derivatives need anyway, so a cell
+# edge costs one exponential (or less, see _window) instead of an erfc and
+# an exp: the profiles are most of the cost of an objective evaluation.
+_ERF_A = (3.16112374387056560e00, 1.13864154151050156e02,
+          3.77485237685302021e02, 3.20937758913846947e03,
+          1.85777706184603153e-1)
+_ERF_B = (2.36012909523441209e01, 2.44024637934444173e02,
+          1.28261652607737228e03, 2.84423683343917062e03)
+_ERFC_C = (5.64188496988670089e-1, 8.88314979438837594e00,
+           6.61191906371416295e01, 2.98635138197400131e02,
+           8.81952221241769090e02, 1.71204761263407058e03,
+           2.05107837782607147e03, 1.23033935479799725e03,
+           2.15311535474403846e-8)
+_ERFC_D = (1.57449261107098347e01, 1.17693950891312499e02,
+           5.37181101862009858e02, 1.62138957456669019e03,
+           3.29079923573345963e03, 4.36261909014324716e03,
+           3.43936767414372164e03, 1.23033935480374942e03)
+_ERFC_P = (3.05326634961232344e-1, 3.60344899949804439e-1,
+           1.25781726111229246e-1, 1.60837851487422766e-2,
+           6.58749161529837803e-4, 1.63153871373020978e-2)
+_ERFC_Q = (2.56852019228982242e00, 1.87295284992346047e00,
+           5.27905102951428412e-1, 6.05183413124413191e-2,
+           2.33520497626869185e-3)
 
 
-@_njit
-def _lower_tail(z):
-    """``scipy.special.ndtr(-|z|)``: the normal mass beyond ``|z|``.
+@_njit(inline=True)
+def _lower_tail(z, density):
+    """``scipy.special.ndtr(-|z|)``, the normal mass beyond ``|z|``.
 
-    The same two branches as SciPy's ``ndtr`` (``erf`` near 0, ``erfc`` in
-    the tail), so that far cells keep their relative accuracy.
+    ``density`` is ``exp(-z^2 / 2)``. The tail itself, not one minus the
+    bulk, so that far cells keep their relative accuracy.
     """
-    x = abs(z) * _SQRT1_2
-    if x < _SQRT1_2:
-        return 0.5 - 0.5 * math.erf(x)
-    return 0.5 * math.erfc(x)
+    y = abs(z) * _SQRT1_2
+    if y <= 0.46875:
+        a, b = _ERF_A, _ERF_B
+        q = y * y
+        num = (((a[4] * q + a[0]) * q + a[1]) * q + a[2]) * q + a[3]
+        den = (((q + b[0]) * q + b[1]) * q + b[2]) * q + b[3]
+        return 0.5 - 0.5 * (y * num / den)
+    if y <= 4.0:
+        c, d = _ERFC_C, _ERFC_D
+        num = c[8] * y
+        den = y
+        for i in range(7):
+            num = (num + c[i]) * y
+            den = (den + d[i]) * y
+        return 0.5 * density * ((num + c[7]) / (den + d[7]))
+    p, qq = _ERFC_P, _ERFC_Q
+    q = 1.0 / (y * y)
+    num = p[5] * q
+    den = q
+    for i in range(4):
+        num = (num + p[i]) * q
+        den = (den + qq[i]) * q
+    r = q * (num + p[4]) / (den + qq[4])
+    return 0.5 * density * ((_RSQRT_PI - r) / y)
 
 
-@_njit
+@_njit(inline=True)
 def _first_cell(x, edges, uniform):
     """``searchsorted(edges, x, side='right') - 1`` (may be -1 or n_cells)."""
     n_edges = edges.size
@@ -154,68 +212,7 @@ def _first_cell(x, edges, uniform):
     return lo - 1
 
 
-@_njit
-def _window(c, edges, mids, widths, uniform, sigma, truncate, integrate,
-            value, deriv, with_deriv):
-    """Fill one atom's window profile at detector coordinate ``c``.
-
-    ``value[t]`` and ``deriv[t]`` (``d value / d c``) of cell ``first + t``,
-    ``t < w = value.size``; returns ``first``. Same window rule and formulas
-    as `odl_atoms.projection._profile_1d`.
-    """
-    n_cells = mids.size
-    w = value.size
-    first = _first_cell(c - truncate * sigma, edges, uniform)
-    top = n_cells - w
-    if top < 0:
-        top = 0
-    if first > top:
-        first = top
-    if first < 0:
-        first = 0
-    dscale = _INV_SQRT_2PI / sigma
-    if integrate:
-        # Normal tail and density at each of the w + 1 edges, once each.
-        z_lo = (edges[first] - c) / sigma
-        t_lo = _lower_tail(z_lo)
-        d_lo = math.exp(-0.5 * z_lo * z_lo) if with_deriv else 0.0
-        for t in range(w):
-            raw = first + t
-            top_edge = raw + 1
-            if top_edge > n_cells:
-                top_edge = n_cells
-            z_hi = (edges[top_edge] - c) / sigma
-            t_hi = _lower_tail(z_hi)
-            d_hi = math.exp(-0.5 * z_hi * z_hi) if with_deriv else 0.0
-            if raw < n_cells:
-                h = widths[raw]
-                if z_hi <= 0:
-                    mass = t_hi - t_lo
-                elif z_lo >= 0:
-                    mass = t_lo - t_hi
-                else:
-                    mass = 1.0 - t_lo - t_hi
-                value[t] = mass / h
-                deriv[t] = (d_lo - d_hi) * dscale / h
-            else:
-                value[t] = 0.0
-                deriv[t] = 0.0
-            z_lo, t_lo, d_lo = z_hi, t_hi, d_hi
-    else:
-        for t in range(w):
-            raw = first + t
-            if raw < n_cells:
-                z = (mids[raw] - c) / sigma
-                v = math.exp(-0.5 * (z * z)) * dscale
-                value[t] = v
-                deriv[t] = v * (z / sigma)
-            else:
-                value[t] = 0.0
-                deriv[t] = 0.0
-    return first
-
-
-@_njit
+@_njit(inline=True)
 def _centre(positions, i, axes, offsets, a, k):
     """Detector coordinate ``k`` of atom ``i`` at angle ``a``."""
     c = 0.0
@@ -225,27 +222,114 @@ def _centre(positions, i, axes, offsets, a, k):
 
 
 @_njit
-def _fill_profiles(positions, axes, offsets, k, edges, mids, widths, uniform,
-                   sigma, truncate, integrate, first, value, deriv,
-                   with_deriv):
+def _fill_profiles(positions, axes, offsets, k, edges, mids, inv_widths,
+                   step, sigma, truncate, integrate, first, value, deriv):
+    """Fill every atom's window profile along detector axis ``k``.
+
+    ``value[i, a, t]`` and ``deriv[i, a, t]`` (``d value / d c``) of cell
+    ``first[i, a] + t`` for atom ``i`` at angle ``a``, ``t < w``. Same window
+    rule and formulas as `odl_atoms.projection._profile_1d` (divisions by
+    the width and sigma as products with reciprocals: the same to rounding,
+    and a division costs several multiplications). ``step`` is the cell
+    width of a uniform detector (0 if not uniform).
+
+    One function with no array-writing helpers: numba makes stores into an
+    array passed to a helper several times slower than the arithmetic.
+    """
+    n_cells = mids.size
+    w = value.shape[2]
+    inv_sigma = 1.0 / sigma
+    dscale = _INV_SQRT_2PI / sigma
+    dz = step / sigma
+    # The Gaussian exp(-z^2 / 2) at w (+1) equally spaced points z0 + t dz
+    # by the recurrence g(t + 1) = g(t) r(t), r(t + 1) = r(t) exp(-dz^2),
+    # with a first-order correction for the actual (rounded) point; one
+    # exponential per point where the grid is not uniform or z is far out.
+    shrink = math.exp(-dz * dz)
+    points = edges if integrate else mids
     for i in range(positions.shape[0]):
         for a in range(axes.shape[0]):
             c = _centre(positions, i, axes, offsets, a, k)
-            first[i, a] = _window(c, edges, mids, widths, uniform, sigma,
-                                  truncate, integrate, value[i, a],
-                                  deriv[i, a], with_deriv)
+            f = _first_cell(c - truncate * sigma, edges, step > 0)
+            top = n_cells - w
+            if top < 0:
+                top = 0
+            if f > top:
+                f = top
+            if f < 0:
+                f = 0
+            first[i, a] = f
+            z = (points[f] - c) * inv_sigma
+            recur = step > 0 and abs(z) < 30.0 and dz < 2.0
+            gauss = math.exp(-0.5 * z * z)
+            ratio = math.exp(-(z * dz + 0.5 * dz * dz)) if recur else 0.0
+            nominal = z
+            if integrate:
+                z_lo = z
+                d_lo = gauss
+                t_lo = _lower_tail(z_lo, d_lo)
+                for t in range(w):
+                    raw = f + t
+                    top_edge = raw + 1
+                    if top_edge > n_cells:
+                        top_edge = n_cells
+                    z_hi = (edges[top_edge] - c) * inv_sigma
+                    if recur:
+                        gauss *= ratio
+                        ratio *= shrink
+                        nominal += dz
+                        d_hi = gauss * (1.0 - nominal * (z_hi - nominal))
+                    else:
+                        d_hi = math.exp(-0.5 * z_hi * z_hi)
+                    t_hi = _lower_tail(z_hi, d_hi)
+                    if raw < n_cells:
+                        inv_h = inv_widths[raw]
+                        if z_hi <= 0:
+                            mass = t_hi - t_lo
+                        elif z_lo >= 0:
+                            mass = t_lo - t_hi
+                        else:
+                            mass = 1.0 - t_lo - t_hi
+                        value[i, a, t] = mass * inv_h
+                        deriv[i, a, t] = (d_lo - d_hi) * (dscale * inv_h)
+                    else:
+                        value[i, a, t] = 0.0
+                        deriv[i, a, t] = 0.0
+                    z_lo = z_hi
+                    t_lo = t_hi
+                    d_lo = d_hi
+            else:
+                for t in range(w):
+                    raw = f + t
+                    if raw < n_cells:
+                        zt = (mids[raw] - c) * inv_sigma
+                        if t == 0:
+                            g = gauss
+                        elif recur:
+                            gauss *= ratio
+                            ratio *= shrink
+                            nominal += dz
+                            g = gauss * (1.0 - nominal * (zt - nominal))
+                        else:
+                            g = math.exp(-0.5 * (zt * zt))
+                        v = g * dscale
+                        value[i, a, t] = v
+                        deriv[i, a, t] = v * (zt * inv_sigma)
+                    else:
+                        value[i, a, t] = 0.0
+                        deriv[i, a, t] = 0.0
 
 
 @_njit
-def profiles(positions, axes, offsets, k, edges, mids, widths, uniform, sigma,
-             truncate, integrate, w):
+def profiles(positions, axes, offsets, k, edges, mids, inv_widths, step,
+             sigma, truncate, integrate, w):
     """First cells ``(n, m)``, values and derivatives ``(n, m, w)`` on axis k."""
     n, m = positions.shape[0], axes.shape[0]
     first = np.empty((n, m), np.int64)
     value = np.empty((n, m, w))
     deriv = np.empty((n, m, w))
-    _fill_profiles(positions, axes, offsets, k, edges, mids, widths, uniform,
-                   sigma, truncate, integrate, first, value, deriv, True)
+    _fill_profiles(positions, axes, offsets, k, edges, mids, inv_widths,
+                   step, sigma, truncate, integrate, first, value, deriv)
     return first, value, deriv
 
 
@@ -446,15 +530,15 @@ def self_inner_3d(pu, pv):
 
 @_njit
 def data_term_2d(positions, weights, target, axes, offsets, edges, mids,
-                 widths, uniform, sigma, truncate, integrate, w, with_weights):
+                 inv_widths, step, sigma, truncate, integrate, w):
     """``0.5 ||r||^2``, its gradients ``(n, d)``, ``(n,)`` and ``r = P - target``."""
     n, m = positions.shape[0], axes.shape[0]
     nu = mids.size
     fu = np.empty((n, m), np.int64)
     pu = np.empty((n, m, w))
     du = np.empty((n, m, w))
-    _fill_profiles(positions, axes, offsets, 0, edges, mids, widths, uniform,
-                   sigma, truncate, integrate, fu, pu, du, True)
+    _fill_profiles(positions, axes, offsets, 0, edges, mids, inv_widths,
+                   step, sigma, truncate, integrate, fu, pu, du)
     r = np.empty(target.size)
     for q in range(target.size):
         r[q] = -target[q]
@@ -469,8 +553,8 @@ def data_term_2d(positions, weights, target, axes, offsets, edges, mids,
 
 @_njit
 def data_term_3d(positions, weights, target, axes, offsets, edges_u, mids_u,
-                 widths_u, uniform_u, edges_v, mids_v, widths_v, uniform_v,
-                 sigma, truncate, integrate, wu, wv, with_weights):
+                 inv_widths_u, step_u, edges_v, mids_v, inv_widths_v, step_v,
+                 sigma, truncate, integrate, wu, wv):
     """``0.5 ||r||^2``, its gradients ``(n, d)``, ``(n,)`` and ``r = P - target``."""
     n, m = positions.shape[0], axes.shape[0]
     nu, nv = mids_u.size, mids_v.size
@@ -480,10 +564,12 @@ def data_term_3d(positions, weights, target, axes, offsets, edges_u, mids_u,
     fv = np.empty((n, m), np.int64)
     pv = np.empty((n, m, wv))
     dv = np.empty((n, m, wv))
-    _fill_profiles(positions, axes, offsets, 0, edges_u, mids_u, widths_u,
-                   uniform_u, sigma, truncate, integrate, fu, pu, du, True)
-    _fill_profiles(positions, axes, offsets, 1, edges_v, mids_v, widths_v,
-                   uniform_v, sigma, truncate, integrate, fv, pv, dv, True)
+    _fill_profiles(positions, axes, offsets, 0, edges_u, mids_u,
+                   inv_widths_u, step_u, sigma, truncate, integrate, fu, pu,
+                   du)
+    _fill_profiles(positions, axes, offsets, 1, edges_v, mids_v,
+                   inv_widths_v, step_v, sigma, truncate, integrate, fv, pv,
+                   dv)
     r = np.empty(target.size)
     for q in range(target.size):
         r[q] = -target[q]
@@ -501,9 +587,12 @@ def data_term_3d(positions, weights, target, axes, offsets, edges_u, mids_u,
 # The projector of one detector frame
 
 
-def _is_uniform(edges):
+def _uniform_step(edges):
+    """The cell width if all cells are equal (to 1e-9), else 0."""
     steps = np.diff(edges)
-    return bool(np.allclose(steps, steps[0], rtol=1e-9, atol=0))
+    if np.allclose(steps, steps[0], rtol=1e-9, atol=0):
+        return float((edges[-1] - edges[0]) / (edges.size - 1))
+    return 0.0
 
 
 class _Axis:
@@ -514,14 +603,15 @@ class _Axis:
         self.edges = np.ascontiguousarray(edges, dtype=float)
         self.mids = np.ascontiguousarray(mids, dtype=float)
         self.widths = np.diff(self.edges)
-        self.uniform = _is_uniform(self.edges)
+        self.inv_widths = 1.0 / self.widths
+        self.step = _uniform_step(self.edges)
         n_cells = self.mids.size
         # The window rule of projection._profile_1d.
         self.w = int(min(n_cells, np.ceil(2 * truncate * sigma
                                           / self.widths.min()) + 2))
 
     def args(self):
-        return self.edges, self.mids, self.widths, self.uniform
+        return self.edges, self.mids, self.inv_widths, self.step
 
 
 class Projector:
@@ -690,11 +780,11 @@ class Projector:
             ax, = self.detector
             return data_term_2d(positions, weights, target, self.axes,
                                 self.offsets, *ax.args(), self.sigma,
-                                self.truncate, self.integrate, ax.w, True)
+                                self.truncate, self.integrate, ax.w)
         au, av = self.detector
         return data_term_3d(positions, weights, target, self.axes,
                             self.offsets, *au.args(), *av.args(), self.sigma,
-                            self.truncate, self.integrate, au.w, av.w, True)
+                            self.truncate, self.integrate, au.w, av.w)
 
 
 # ---------------------------------------------------------------------------
@@ -705,7 +795,7 @@ class Projector:
 DENSE_PAIRS_MAX_ATOMS = 200
 
 
-@_njit
+@_njit(inline=True)
 def _lj_pair(r2, par):
     """Pair energy ``phi`` and ``phi'(r) / r`` (as LennardJones._pair_terms).
 
@@ -737,32 +827,27 @@ def _lj_pair(r2, par):
 
 
 @_njit
-def _lj_add_pair(pos, i, j, par, grad, with_gradient):
-    d = pos.shape[1]
-    r2 = 0.0
-    for k in range(d):
-        diff = pos[i, k] - pos[j, k]
-        r2 += diff * diff
-    if r2 >= par[2]:
-        return 0.0
-    energy, deriv = _lj_pair(r2, par)
-    if with_gradient:
-        for k in range(d):
-            g = deriv * (pos[i, k] - pos[j, k])
-            grad[i, k] += g
-            grad[j, k] -= g
-    return energy
-
-
-@_njit
 def lj_dense(pos, par, with_gradient):
     """Energy and gradient by a sum over all pairs."""
-    n = pos.shape[0]
+    n, d = pos.shape
     grad = np.zeros(pos.shape)
     energy = 0.0
+    rc2 = par[2]
     for i in range(n):
         for j in range(i + 1, n):
-            energy += _lj_add_pair(pos, i, j, par, grad, with_gradient)
+            r2 = 0.0
+            for k in range(d):
+                diff = pos[i, k] - pos[j, k]
+                r2 += diff * diff
+            if r2 >= rc2:
+                continue
+            e, de = _lj_pair(r2, par)
+            energy += e
+            if with_gradient:
+                for k in range(d):
+                    g = de * (pos[i, k] - pos[j, k])
+                    grad[i, k] += g
+                    grad[j, k] -= g
     return energy, grad
 
 
@@ -800,7 +885,6 @@ def lj_cells(pos, par, with_gradient):
     n_cells = 1
     for k in range(d):
         n_cells *= dims[k]
-    coord = np.empty((n, d), np.int64)
     key = np.empty(n, np.int64)
     for i in range(n):
         lin = 0
@@ -808,10 +892,10 @@ def lj_cells(pos, par, with_gradient):
             ck = int(math.floor((pos[i, k] - lo[k]) / cell))
             if ck >= dims[k]:
                 ck = dims[k] - 1
-            coord[i, k] = ck
             lin = lin * dims[k] + ck
         key[i] = lin
-    # Counting sort of the atoms by cell.
+    # Counting sort of the atoms by cell; the positions are copied in that
+    # order so that each cell's atoms are contiguous in memory.
     start = np.zeros(n_cells + 1, np.int64)
     for i in range(n):
         start[key[i] + 1] += 1
@@ -822,28 +906,59 @@ def lj_cells(pos, par, with_gradient):
     for i in range(n):
         order[fill[key[i]]] = i
         fill[key[i]] += 1
+    sorted_pos = np.empty((n, d))
+    for p in range(n):
+        for k in range(d):
+            sorted_pos[p, k] = pos[order[p], k]
+    sorted_grad = np.zeros((n, d))
+    coord = np.empty(d, np.int64)
     energy = 0.0
+    rc2 = par[2]
     n_blocks = 3 ** d
-    for i in range(n):
+    for c in range(n_cells):
+        a0, a1 = start[c], start[c + 1]
+        if a0 == a1:
+            continue
+        rest = c
+        for k in range(d - 1, -1, -1):
+            coord[k] = rest % dims[k]
+            rest //= dims[k]
         for b in range(n_blocks):
             rest = b
             lin = 0
             inside = True
             for k in range(d):
-                off = rest % 3 - 1
+                ck = coord[k] + rest % 3 - 1
                 rest //= 3
-                ck = coord[i, k] + off
                 if ck < 0 or ck >= dims[k]:
                     inside = False
                     break
                 lin = lin * dims[k] + ck
-            if not inside:
+            # Each pair of neighbouring cells once (the later one from the
+            # earlier), pairs within a cell once.
+            if not inside or lin < c:
                 continue
-            for q in range(start[lin], start[lin + 1]):
-                j = order[q]
-                if j > i:
-                    energy += _lj_add_pair(pos, i, j, par, grad,
-                                           with_gradient)
+            b1 = start[lin + 1]
+            for p in range(a0, a1):
+                q0 = p + 1 if lin == c else start[lin]
+                for q in range(q0, b1):
+                    r2 = 0.0
+                    for k in range(d):
+                        diff = sorted_pos[p, k] - sorted_pos[q, k]
+                        r2 += diff * diff
+                    if r2 >= rc2:
+                        continue
+                    e, de = _lj_pair(r2, par)
+                    energy += e
+                    if with_gradient:
+                        for k in range(d):
+                            g = de * (sorted_pos[p, k] - sorted_pos[q, k])
+                            sorted_grad[p, k] += g
+                            sorted_grad[q, k] -= g
+    if with_gradient:
+        for p in range(n):
+            for k in range(d):
+                grad[order[p], k] = sorted_grad[p, k]
     return energy, grad
 
 

@@ -1,0 +1,356 @@
+"""Tests of the compiled kernels (`odl_atoms.kernels`).
+
+References, none of which share code with the kernels: the NumPy
+implementation of `odl_atoms.projection` and `odl_atoms.functionals` (vector
+code over window arrays, SciPy's ``ndtr``, a KD-tree pair list), central
+finite differences, and ASE's Lennard-Jones calculator.
+"""
+
+import numpy as np
+import odl
+import pytest
+from ase import Atoms
+from ase.calculators.lj import LennardJones as AseLJ
+from odl.applications import tomo
+
+from odl_atoms import SparseMeasureSpace, kernels
+from odl_atoms.functionals import LennardJones
+from odl_atoms.objective import AtomObjective
+from odl_atoms.operators import GaussianRayTransform
+from odl_atoms.projection import Stencil
+
+pytestmark = pytest.mark.skipif(not kernels.AVAILABLE,
+                                reason='numba is not installed')
+
+RTOL = 1e-10
+
+
+def assert_close(actual, reference, rtol=RTOL):
+    """Agreement to ``rtol`` relative to the largest reference entry."""
+    reference = np.asarray(reference, dtype=float)
+    scale = max(float(np.abs(reference).max(initial=0.0)), 1e-300)
+    np.testing.assert_allclose(actual, reference, rtol=rtol,
+                               atol=rtol * scale)
+
+
+# --- Problems
+
+
+def geometry(kind):
+    if kind == '2d':
+        return tomo.Parallel2dGeometry(
+            odl.nonuniform_partition([0.1, 0.9, 2.0, 2.9]),
+            odl.uniform_partition(-9, 9, 70))
+    if kind == '2d-nonuniform':
+        # Cells of unequal width: the window search cannot guess from a step.
+        edges = np.cumsum(np.r_[0, np.linspace(0.2, 0.4, 60)])
+        edges -= edges.mean()
+        det = odl.nonuniform_partition(0.5 * (edges[1:] + edges[:-1]),
+                                       min_pt=edges[0], max_pt=edges[-1])
+        return tomo.Parallel2dGeometry(odl.uniform_partition(0, np.pi, 3),
+                                       det)
+    if kind == '3d-axis':
+        return tomo.Parallel3dAxisGeometry(
+            odl.uniform_partition(-1.2, 1.2, 4),
+            odl.uniform_partition([-7, -6], [7, 6], (30, 26)), axis=(0, 0, 1))
+    if kind == '3d-tilted-axis':
+        return tomo.Parallel3dAxisGeometry(
+            odl.uniform_partition(-1.0, 1.3, 3),
+            odl.uniform_partition([-7, -6], [7, 6], (28, 24)),
+            axis=(0.3, 0.2, 1.0))
+    if kind == '3d-euler':
+        return tomo.Parallel3dEulerGeometry(
+            odl.uniform_partition([0, 0.2], [np.pi, 1.2], (3, 2)),
+            odl.uniform_partition([-7, -6], [7, 6], (24, 20)))
+    raise ValueError(kind)
+
+
+GEOMETRIES = ('2d', '2d-nonuniform', '3d-axis', '3d-tilted-axis', '3d-euler')
+
+
+def configuration(d, n, species, rng, half=6.0):
+    """Random atoms in the box, a few of them at or beyond its edge."""
+    positions = rng.uniform(-half + 1, half - 1, (n, d))
+    # Near the edge, partly off the detector, and entirely off it.
+    positions[0] = half - 0.1
+    positions[1, 0] = -half - 1.2
+    positions[2] = 3 * half
+    choices = np.array([1.0, 2.5, 0.7, 4.0])[:species]
+    weights = rng.choice(choices, n) * rng.uniform(0.9, 1.1, n)
+    return positions, weights
+
+
+def problem(kind, mode='integrate', n=25, species=2, seed=0, alpha=1e-2):
+    """Operator, objective (data from another configuration), x and w."""
+    rng = np.random.default_rng(seed)
+    geom = geometry(kind)
+    d = geom.ndim
+    space = SparseMeasureSpace([-6.0] * d, [6.0] * d)
+    op = GaussianRayTransform(space, geom, sigma=0.45, mode=mode)
+    true_pos, true_w = configuration(d, n, species, rng)
+    with kernels.use_backend('numpy'):
+        data = op.project(true_pos[3:], true_w[3:])
+    data = data + 0.05 * rng.standard_normal(data.shape)
+    potential = LennardJones.from_r_min(odl.rn((2, d)), 1.6, smooth=True)
+    objective = AtomObjective(op, data, alpha=alpha, potential=potential)
+    positions = true_pos + rng.normal(0, 0.2, true_pos.shape)
+    return op, objective, positions, true_w
+
+
+def both(func):
+    """``func()`` with the NumPy reference, then compiled."""
+    with kernels.use_backend('numpy'):
+        reference = func()
+    with kernels.use_backend('numba'):
+        compiled = func()
+    return compiled, reference
+
+
+# --- The objective
+
+
+@pytest.mark.parametrize('mode', ['integrate', 'sample'])
+@pytest.mark.parametrize('kind', GEOMETRIES)
+@pytest.mark.parametrize('species', [1, 3])
+def test_value_and_gradient_match_numpy(kind, mode, species):
+    _, objective, x, w = problem(kind, mode, species=species)
+    (value, gx, gw), (ref_value, ref_gx, ref_gw) = both(
+        lambda: objective.value_and_gradient(x, w))
+    assert value == pytest.approx(ref_value, rel=RTOL)
+    assert_close(gx, ref_gx)
+    assert_close(gw, ref_gw)
+    # The pieces the solvers read.
+    compiled, reference = both(lambda: objective.residual(x, w))
+    assert_close(compiled, reference)
+    compiled, reference = both(lambda: objective.data_misfit(x, w))
+    assert compiled == pytest.approx(reference, rel=RTOL)
+
+
+@pytest.mark.parametrize('kind', ['2d', '3d-axis', '3d-euler'])
+@pytest.mark.parametrize('local_energy', [False, True])
+def test_restricted_matches_numpy(kind, local_energy):
+    _, objective, x, w = problem(kind, n=30)
+    active = np.array([0, 4, 5, 11])
+    moved = x[active] + 0.1
+
+    def evaluate():
+        fun = objective.restricted(x, w, active, local_energy=local_energy)
+        return fun(moved)
+
+    (value, grad), (ref_value, ref_grad) = both(evaluate)
+    assert value == pytest.approx(ref_value, rel=RTOL)
+    assert_close(grad, ref_grad)
+
+
+@pytest.mark.parametrize('mode', ['integrate', 'sample'])
+@pytest.mark.parametrize('kind', ['2d', '3d-tilted-axis', '3d-euler'])
+def test_gradient_matches_finite_differences(kind, mode):
+    """Central differences of the compiled value, in positions and weights."""
+    _, objective, x, w = problem(kind, mode, n=8)
+    x = x[3:]  # atoms well inside, no core contacts: a smooth neighbourhood
+    w = w[3:]
+    with kernels.use_backend('numba'):
+        _, gx, gw = objective.value_and_gradient(x, w)
+        h = 1e-6
+        for i, j in [(0, 0), (1, x.shape[1] - 1), (3, 1)]:
+            step = np.zeros_like(x)
+            step[i, j] = h
+            diff = (objective(x + step, w) - objective(x - step, w)) / (2 * h)
+            assert diff == pytest.approx(gx[i, j], rel=1e-6,
+                                         abs=1e-7 * np.abs(gx).max())
+        for i in (0, 2):
+            step = np.zeros_like(w)
+            step[i] = h
+            diff = (objective(x, w + step) - objective(x, w - step)) / (2 * h)
+            assert diff == pytest.approx(gw[i], rel=1e-6,
+                                         abs=1e-7 * np.abs(gw).max())
+
+
+# --- The projector's linear maps (forward, Jacobian, adjoint)
+
+
+@pytest.mark.parametrize('mode', ['integrate', 'sample'])
+@pytest.mark.parametrize('kind', GEOMETRIES)
+def test_stencil_maps_match_numpy(kind, mode):
+    op, _, x, w = problem(kind, mode, n=20)
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal(op.range.shape).ravel()
+    dx = rng.standard_normal(x.shape)
+    dw = rng.standard_normal(w.shape)
+
+    def maps():
+        st = Stencil(op.frame, x, op.sigma, op.truncate, op.mode)
+        gx, gw = st.adjoint_jacobian(w, data)
+        idx, vals = st.windows()
+        pidx, derivs = st.position_derivatives(w)
+        return (st.project(w), st.apply_jacobian(w, dx, dw), gx, gw,
+                st.correlate(data), st.self_inner(), idx, vals, pidx, derivs,
+                st.profiles[0][1].shape)
+
+    compiled, reference = both(maps)
+    for got, expected in zip(compiled[:-3], reference[:-3]):
+        assert_close(got, expected)
+    np.testing.assert_array_equal(compiled[6], reference[6])  # indices
+    np.testing.assert_array_equal(compiled[8], reference[8])
+    assert_close(compiled[9], reference[9])
+    assert compiled[-1] == reference[-1]  # the same windows
+
+
+@pytest.mark.parametrize('kind', ['2d', '3d-euler'])
+def test_operator_and_jacobian_adjoint_match_numpy(kind):
+    """The ODL operator, its Jacobian and the Jacobian's adjoint."""
+    op, _, x, w = problem(kind, n=15)
+    x = np.clip(x, -5.9, 5.9)  # measures live in the box
+    measure = op.domain.element(x, weights=w)
+    params = op.domain.parameter_space(len(w)).element([x, w])
+    residual = op.range.element(
+        np.random.default_rng(2).standard_normal(op.range.shape))
+
+    def maps():
+        op.stencil(np.zeros((1, x.shape[1])))  # drop the cached stencil
+        jac = op.parametrized(len(w)).derivative(params)
+        grad = jac.adjoint(residual)
+        return (op(measure).data, jac(params).data, grad[0].data,
+                grad[1].data, op.correlation(residual, x[:5]))
+
+    for got, expected in zip(*both(maps)):
+        assert_close(got, expected)
+
+
+def test_many_atoms_3d_match_numpy():
+    """Enough atoms that the NumPy path works in chunks."""
+    op, _, _, _ = problem('3d-axis', n=5)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-6, 6, (3000, 3))
+    w = rng.uniform(0.5, 2, 3000)
+    data = rng.standard_normal(op.range.shape).ravel()
+
+    def maps():
+        st = Stencil(op.frame, x, op.sigma, op.truncate, op.mode)
+        st.chunk_values = 50_000  # several chunks for the NumPy path
+        gx, gw = st.adjoint_jacobian(w, data)
+        return st.project(w), gx, gw
+
+    for got, expected in zip(*both(maps)):
+        assert_close(got, expected)
+
+
+def test_numpy_scatter_index_is_cached_and_bounded(monkeypatch):
+    """The NumPy path reuses a stencil's 3D flat index, within a budget."""
+    import odl_atoms.projection as projection
+
+    op, _, x, w = problem('3d-axis', n=20)
+    st = Stencil(op.frame, x, op.sigma, op.truncate, op.mode, backend='numpy')
+    first = st.project(w)
+    assert len(st._index_cache) == 1
+    cached = next(iter(st._index_cache.values()))
+    np.testing.assert_array_equal(st.project(w), first)
+    assert next(iter(st._index_cache.values())) is cached
+    monkeypatch.setattr(projection, '_CACHED_INDEX_VALUES', 10)
+    small = Stencil(op.frame, x, op.sigma, op.truncate, op.mode,
+                    backend='numpy')
+    np.testing.assert_array_equal(small.project(w), first)
+    assert not small._index_cache
+
+
+def test_empty_and_single_atom():
+    op, objective, x, w = problem('3d-euler', n=5)
+    value, gx, gw = objective.value_and_gradient(np.zeros((0, 3)),
+                                                 np.zeros(0))
+    assert value == pytest.approx(0.5 * objective.inner_weight
+                                  * float(objective.y @ objective.y))
+    assert gx.shape == (0, 3) and gw.shape == (0,)
+    compiled, reference = both(
+        lambda: objective.value_and_gradient(x[3:4], w[3:4]))
+    for got, expected in zip(compiled, reference):
+        assert_close(got, expected)
+
+
+def test_bad_shapes_raise():
+    op, objective, x, w = problem('2d', n=5)
+    with kernels.use_backend('numba'):
+        with pytest.raises(ValueError, match='shape'):
+            objective.value_and_gradient(np.zeros((3, 3)), np.ones(3))
+        with pytest.raises(ValueError, match='weights'):
+            objective.value_and_gradient(x, w[:-1])
+        st = Stencil(op.frame, x, op.sigma)
+        with pytest.raises(ValueError, match='values'):
+            st.adjoint_jacobian(w, np.ones(7))
+    with pytest.raises(ValueError, match='backend'):
+        Stencil(op.frame, x, op.sigma, backend='cuda')
+    with pytest.raises(ValueError, match='numba'):
+        with kernels.use_backend('fortran'):
+            pass
+
+
+def test_environment_selects_numpy(monkeypatch):
+    monkeypatch.setenv('ODL_ATOMS_KERNELS', 'numpy')
+    assert kernels._initial_backend() == 'numpy'
+    monkeypatch.setenv('ODL_ATOMS_KERNELS', '')
+    assert kernels._initial_backend() == 'numba'
+
+
+# --- Lennard-Jones
+
+
+def ase_energy_and_gradient(lj, positions):
+    n, d = positions.shape
+    pos3 = np.zeros((n, 3))
+    pos3[:, :d] = positions
+    atoms = Atoms(['Ar'] * n, positions=pos3, pbc=False)
+    params = dict(epsilon=lj.epsilon, sigma=lj.sigma, rc=lj.cutoff,
+                  smooth=lj.smooth)
+    if lj.smooth:
+        params['ro'] = lj.onset
+    atoms.calc = AseLJ(**params)
+    return atoms.get_potential_energy(), -atoms.get_forces()[:, :d]
+
+
+def lattice(d, n, spacing, jitter, rng):
+    side = int(np.ceil(n ** (1 / d)))
+    grid = np.stack(np.meshgrid(*[np.arange(side)] * d, indexing='ij'), -1)
+    pos = grid.reshape(-1, d)[:n] * spacing
+    return pos + rng.normal(0, jitter, pos.shape)
+
+
+@pytest.mark.parametrize('smooth', [False, True])
+@pytest.mark.parametrize('d', [2, 3])
+@pytest.mark.parametrize('n', [20, kernels.DENSE_PAIRS_MAX_ATOMS + 150])
+def test_lennard_jones_matches_ase(d, n, smooth):
+    """Dense pair sums (few atoms) and the cell list (many) against ASE."""
+    rng = np.random.default_rng(d * n)
+    positions = lattice(d, n, 1.15, 0.04, rng)  # no pair in the core
+    lj = LennardJones(odl.rn((2, d)), epsilon=0.6, sigma=1.0, cutoff=2.6,
+                      smooth=smooth)
+    with kernels.use_backend('numba'):
+        energy, grad = lj.energy(positions, gradient=True)
+    ref_energy, ref_grad = ase_energy_and_gradient(lj, positions)
+    assert energy == pytest.approx(ref_energy, rel=RTOL)
+    assert_close(grad, ref_grad, rtol=1e-9)
+
+
+@pytest.mark.parametrize('d', [2, 3])
+def test_lennard_jones_core_and_outliers_match_numpy(d):
+    """Core contacts and atoms far away: cell list = dense = NumPy."""
+    rng = np.random.default_rng(d)
+    positions = lattice(d, 300, 1.1, 0.1, rng)
+    positions[5] = positions[6] + 0.2  # inside the core
+    positions[7] = positions[8]        # coincident
+    positions[9] = 1e4                 # far-flung atoms widen the cells
+    positions[10] = -3e3
+    lj = LennardJones(odl.rn((2, d)), sigma=1.0, smooth=True,
+                      core_radius=0.7)
+    params = lj._LennardJones__kernel_parameters
+    dense = kernels.lj_dense(positions, params, True)
+    cells = kernels.lj_cells(positions, params, True)
+    with kernels.use_backend('numpy'):
+        reference = lj.energy(positions, gradient=True)
+    for got in (dense, cells):
+        assert got[0] == pytest.approx(reference[0], rel=RTOL)
+        assert_close(got[1], reference[1])
+    # The ODL interface dispatches too.
+    space = odl.rn(positions.shape)
+    lj_n = lj.on_space(space)
+    x = space.element(positions)
+    assert lj_n(x) == pytest.approx(reference[0], rel=RTOL)
+    assert_close(lj_n.gradient(x).data, reference[1])
