@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
 
 __all__ = ('AVAILABLE', 'backend', 'use_backend', 'Projector',
-           'lennard_jones', 'DENSE_PAIRS_MAX_ATOMS')
+           'lennard_jones', 'warm_up', 'DENSE_PAIRS_MAX_ATOMS')
 
 #: True if numba imports (the compiled kernels can run).
 AVAILABLE = numba is not None
@@ -161,21 +161,17 @@ def _lower_tail(z, density):
         return 0.5 - 0.5 * (y * num / den)
     if y <= 4.0:
         c, d = _ERFC_C, _ERFC_D
-        num = c[8] * y
-        den = y
-        for i in range(7):
-            num = (num + c[i]) * y
-            den = (den + d[i]) * y
-        return 0.5 * density * ((num + c[7]) / (den + d[7]))
+        num = ((((((((c[8] * y + c[0]) * y + c[1]) * y + c[2]) * y + c[3])
+                  * y + c[4]) * y + c[5]) * y + c[6]) * y + c[7])
+        den = (((((((y + d[0]) * y + d[1]) * y + d[2]) * y + d[3]) * y
+                 + d[4]) * y + d[5]) * y + d[6]) * y + d[7]
+        return 0.5 * density * (num / den)
     p, qq = _ERFC_P, _ERFC_Q
     q = 1.0 / (y * y)
-    num = p[5] * q
-    den = q
-    for i in range(4):
-        num = (num + p[i]) * q
-        den = (den + qq[i]) * q
-    r = q * (num + p[4]) / (den + qq[4])
-    return 0.5 * density * ((_RSQRT_PI - r) / y)
+    num = (((((p[5] * q + p[0]) * q + p[1]) * q + p[2]) * q + p[3]) * q
+           + p[4])
+    den = ((((q + qq[0]) * q + qq[1]) * q + qq[2]) * q + qq[3]) * q + qq[4]
+    return 0.5 * density * ((_RSQRT_PI - q * num / den) / y)
 
 
 @_njit(inline=True)
@@ -981,3 +977,59 @@ def lennard_jones(positions, parameters, gradient=True):
     if pos.shape[0] <= DENSE_PAIRS_MAX_ATOMS:
         return lj_dense(pos, par, gradient)
     return lj_cells(pos, par, gradient)
+
+
+def warm_up():
+    """Compile (or load from numba's cache) every kernel, on tiny inputs.
+
+    The first call of a kernel in a process compiles it (seconds) unless a
+    previous process left it in the on-disk cache (``__pycache__``, tenths
+    of a second). Calling this once before starting parallel workers (test
+    runners, a process pool) makes them load instead of each compiling.
+
+    Returns
+    -------
+    seconds : dict
+        Wall seconds spent on the projector kernels in 2D and 3D and on the
+        Lennard-Jones kernels.
+
+    Examples
+    --------
+    >>> sorted(warm_up())
+    ['Lennard-Jones', 'projector 2D', 'projector 3D']
+    """
+    import time
+
+    from odl_atoms.geometry import DetectorFrame
+
+    seconds = {}
+    for d in (2, 3):
+        start = time.perf_counter()
+        if AVAILABLE:
+            # A frame of one angle, 8 (x 8) cells of width 1, by hand: no
+            # geometry (and no ODL import) needed.
+            axes = np.zeros((1, d - 1, d))
+            for k in range(d - 1):
+                axes[0, k, k] = 1.0
+            edges = np.arange(9.0) - 4.0
+            frame = DetectorFrame(
+                axes=axes, offsets=np.zeros((1, d - 1)),
+                edges=(edges,) * (d - 1),
+                centres=(edges[:-1] + 0.5,) * (d - 1),
+                shape=(1,) + (8,) * (d - 1))
+            proj = Projector(frame, sigma=0.5, truncate=2.0)
+            x, w = np.zeros((2, d)), np.ones(2)
+            prof = proj.profiles(x)
+            y = proj.project_profiles(prof, w)
+            proj.adjoint_profiles(prof, w, y)
+            proj.jacobian_profiles(prof, w, x, w)
+            proj.self_inner_profiles(prof)
+            proj.data_term(x, w, y)
+        seconds[f'projector {d}D'] = time.perf_counter() - start
+    start = time.perf_counter()
+    if AVAILABLE:
+        par = np.array([1.0, 1.0, 9.0, 1.0, 4.0, 0.0, 0.25, 10.0, 1.0])
+        lj_dense(np.zeros((2, 2)), par, True)
+        lj_cells(np.zeros((2, 2)), par, True)
+    seconds['Lennard-Jones'] = time.perf_counter() - start
+    return seconds
