@@ -1,8 +1,8 @@
 """ADCG at scale: batch additions, block moves and their fast paths.
 
 Every fast path is compared with the direct computation it replaces (the
-full `Stencil`, `ADCG.addition_energies`, the energy of all atoms); the
-batch addition with the ground truth.
+full `Stencil`, the oracle's `addition_energies`, the energy of all atoms);
+the batch addition with the ground truth.
 """
 
 import numpy as np
@@ -12,9 +12,10 @@ import pytest
 import odl_atoms as oa
 from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import SeparableGrid, Stencil
-from odl_atoms.solvers.adcg import Configuration
-from odl_atoms.solvers.batch import _AttractionField
-from odl_atoms.solvers.common import default_potential
+from odl_atoms.problem import default_lennard_jones
+from odl_atoms.solvers.adcg.batch import batch_separation, block_radius
+from odl_atoms.solvers.adcg.oracle import _AttractionField, addition_energies
+from odl_atoms.solvers.configuration import Configuration
 
 
 def tilt_series(size=3, axis=(0, 0, 1), noise=0.01):
@@ -61,14 +62,15 @@ def test_incremental_attraction_matches_direct_sum():
     phantom, measured = tilt_series()
     op = measured.operator()
     a = phantom.lattice_spacing
-    potential = default_potential(op, a)
-    points = oa.ADCG(op, potential=a).candidate_grid()[0]
+    potential = default_lennard_jones(3, a)
+    problem = oa.Problem(op, measured.element(), potential=a)
+    points = oa.ADCG().context(problem).oracle.candidate_grid()[0]
     field = _AttractionField(potential, points, 0.5 * a)
     positions = phantom.measure.positions.copy()
     rng = np.random.default_rng(0)
     for _ in range(4):
         attraction, excluded = field.update(positions)
-        direct, nearest = oa.ADCG.addition_energies(
+        direct, nearest = addition_energies(
             potential, positions, points, attractive_only=True)
         np.testing.assert_allclose(attraction, direct, atol=1e-10)
         np.testing.assert_array_equal(excluded, nearest < 0.5 * a)
@@ -83,7 +85,7 @@ def test_restricted_local_energy_matches_full_energy():
     op = measured.operator()
     a = phantom.lattice_spacing
     objective = AtomObjective(op, measured.element(), 0.1,
-                              default_potential(op, a))
+                              default_lennard_jones(3, a))
     x = phantom.measure.positions
     w = np.ones(len(x))
     active = np.arange(3)
@@ -99,24 +101,29 @@ def test_batch_addition_adds_separated_atoms_and_lowers_objective():
     phantom, measured = tilt_series(size=3)
     op = measured.operator()
     a = phantom.lattice_spacing
-    solver = oa.ADCG(op, potential=a, noise_std=measured.noise_std)
-    objective = AtomObjective(op, measured.element(), solver.alpha,
-                              solver.potential)
+    problem = oa.Problem(op, measured.element(), potential=a,
+                         noise_std=measured.noise_std)
+    solver = oa.ADCG()
+    context = solver.context(problem)
+    objective = context.objective
     empty = Configuration(np.zeros((0, 3)), np.zeros(0),
-                          np.zeros(0, dtype=solver.labels.dtype))
+                          np.zeros(0, dtype=problem.labels.dtype))
     empty.value = objective(empty.positions, empty.weights)
-    assert solver.batch_size(objective) == 5  # a quarter of 19 atoms
-    threshold = solver.stop_threshold(objective)
-    batch = solver.add_atoms(objective, empty, 5, min_gain=threshold)
+    assert solver.batch_size(problem) == 5  # a quarter of 19 atoms
+    threshold = solver.stop_threshold(objective, noise_std=problem.noise_std)
+    batch = context.oracle.add_atoms(objective, empty, 5,
+                                     batch_separation(objective),
+                                     min_gain=threshold)
     assert batch.n_atoms == 5
     separation = np.linalg.norm(batch.positions[:, None] - batch.positions,
                                 axis=-1)[np.triu_indices(5, 1)]
-    assert separation.min() >= solver.batch_separation(objective)
+    assert separation.min() >= batch_separation(objective)
     assert empty.value - batch.value > 5 * threshold
-    moved = solver.block_move(objective, batch, np.arange(5))
+    moved = context.descent.block_move(objective, batch, np.arange(5),
+                                       block_radius(objective))
     assert moved.value <= batch.value
     # The whole search: the 19 atoms, found in a few batches.
-    result = solver.solve(measured.element())
+    result = solver.solve(problem)
     assert oa.match_atoms(phantom.measure, result.measure).exact
     assert result.n_iterations < phantom.n_atoms
 
@@ -126,13 +133,12 @@ def test_batch_changes_nothing_in_2d():
     a = phantom.lattice_spacing
     measured = oa.simulate(phantom.measure, np.radians([0, 45, 90]), 0.15 * a,
                            n_detector=64, noise=0.01, seed=1)
-    op = measured.operator()
-    default = oa.ADCG(op, potential=a, noise_std=measured.noise_std)
-    objective = AtomObjective(op, measured.element())
-    assert default.batch_size(objective) == 1
-    one = default.solve(measured.element())
-    off = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
-                  batch=None).solve(measured.element())
+    problem = oa.Problem(measured.operator(), measured.element(), potential=a,
+                         noise_std=measured.noise_std)
+    default = oa.ADCG()
+    assert default.batch_size(problem) == 1
+    one = default.solve(problem)
+    off = oa.ADCG(batch=None).solve(problem)
     np.testing.assert_array_equal(one.measure.positions, off.measure.positions)
     assert one.objective == off.objective
 
@@ -140,6 +146,6 @@ def test_batch_changes_nothing_in_2d():
 def test_batch_argument_is_checked():
     _, measured = tilt_series(size=2)
     with pytest.raises(ValueError, match='batch'):
-        oa.ADCG(measured.operator(), batch=0)
+        oa.ADCG(batch=0)
     with pytest.raises(ValueError, match='batch'):
-        oa.ADCG(measured.operator(), batch='many')
+        oa.ADCG(batch='many')
