@@ -69,6 +69,7 @@ _EXPORTS = {
                        'estimate_equilibrium_distance', 'solver_class',
                        'available_solvers', 'takes_option'),
     'errors': ('ValidationError',),
+    'descent': ('bfgs_descent', 'odl_local_descent'),
     'problem':
         ('Problem', 'check_alpha', 'default_lennard_jones',
          'parse_potential', 'estimate_r_min', 'expected_atoms',
