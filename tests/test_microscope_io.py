@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import importlib
 import json
+import warnings
 
 import h5py
 import numpy as np
@@ -180,7 +181,14 @@ def test_hspy_navigation_axis_in_degrees_and_nm(tmp_path):
     np.testing.assert_allclose(series.pixel_size, [0.5, 0.5])
     np.testing.assert_allclose(np.degrees(series.angles), [-40, 0, 40])
     np.testing.assert_allclose(series.images, images.astype('float32'))
-    assert series.intensity_unit == 'Intensity (counts)'
+    assert series.intensity_unit == 'counts'  # from 'Intensity (counts)'
+    # A tilt file next to the stack wins, with a warning if the metadata
+    # say otherwise.
+    (tmp_path / 'a.rawtlt').write_text('-40\n0\n41\n')
+    with pytest.warns(UserWarning, match="a.rawtlt' differ from those in "
+                                         "the metadata"):
+        series = read_tilt_series(tmp_path / 'a.hspy')
+    np.testing.assert_allclose(np.degrees(series.angles), [-40, 0, 41])
     # A non-uniform axis, in Å (as benchmarks/realistic_data.py writes it).
     write_hspy(tmp_path / 'b.hspy', images, 0.3, units='Å',
                angles=[10.0, 70.0, 130.0], nonuniform=True)
@@ -506,6 +514,24 @@ def test_estimate_background_against_the_vacuum_mean():
     assert abs(level - vacuum.mean()) < 0.05
     # The median or the mean would be pulled up by the atoms.
     assert np.median(counts) > 1.5 or counts.mean() > 1.5
+
+
+def test_prepare_warns_when_the_file_puts_the_axis_off_centre(tmp_path):
+    images = stack(n=3, ny=6, nx=21)
+    centred = -10 * 0.5  # coordinate of the first pixel centre, x = 0 at 10
+    for x_offset, warns in ((centred, False), (0.0, False), (-2.5, True)):
+        tifffile.imwrite(tmp_path / 'o.tif', images.astype('float32'),
+                         imagej=True, resolution=(2.0, 2.0),
+                         metadata={'axes': 'ZYX', 'unit': 'angstrom',
+                                   'xorigin': -x_offset / 0.5})
+        series = read_tilt_series(tmp_path / 'o.tif', angles=[0, 0.5, 1.0])
+        assert series.metadata['offsets'][1] == pytest.approx(x_offset)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            prepare_projections(series, ndim=3)
+        messages = [str(w.message) for w in caught]
+        assert any('at pixel 5, not at the image centre (10)' in m
+                   for m in messages) == warns, messages
 
 
 def test_prepare_binning_box_and_errors(tmp_path):

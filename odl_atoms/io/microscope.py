@@ -302,6 +302,8 @@ def read_tilt_series(path, angles=None, pixel_size=None, signal=None,
     }
     if length_unit is not None:
         metadata['length_unit'] = length_unit
+    if pixel_source != 'given' and 'offsets' in first:
+        metadata['offsets'] = list(first['offsets'])
     metadata.update(first.get('extra', {}))
     tilt_axes = {raw.get('tilt_axis') for raw in raws}
     tilt_axis = tilt_axes.pop() if len(tilt_axes) == 1 else None
@@ -377,8 +379,14 @@ def _read_tiff(path, budget):
                 if n > 1 or a in 'YX']
         data = data.reshape([shape[i] for i in keep])
         pixel, unit, where = _tiff_pixel_size(tif)
-    return dict(images=data, pixel=pixel, length_unit=unit,
-                pixel_source=where, reader='tifffile')
+        ij = tif.imagej_metadata or {}
+    raw = dict(images=data, pixel=pixel, length_unit=unit,
+               pixel_source=where, reader='tifffile')
+    if pixel is not None and ('xorigin' in ij or 'yorigin' in ij):
+        # ImageJ's origin is in pixels: coordinate 0 at pixel 'xorigin'.
+        raw['offsets'] = (-float(ij.get('yorigin', 0.0)) * pixel[0],
+                          -float(ij.get('xorigin', 0.0)) * pixel[1])
+    return raw
 
 
 def _tiff_pixel_size(tif):
@@ -599,7 +607,8 @@ def _read_rsciio(path, signal, budget):
     data = np.asarray(data.compute() if hasattr(data, 'compute') else data)
     metadata = chosen.get('metadata', {}) or {}
     raw = dict(images=data, reader=f'RosettaSciIO ({name})',
-               intensity_unit=_get(metadata, 'Signal', 'quantity'))
+               intensity_unit=_intensity_unit(
+                   _get(metadata, 'Signal', 'quantity')))
     scales = [angstrom_per_unit(a.get('units')) for a in sig_axes]
     units = [a.get('units') for a in sig_axes]
     if any(s is None for s in scales):
@@ -610,12 +619,26 @@ def _read_rsciio(path, signal, budget):
         raw.update(pixel=tuple(float(a.get('scale', 1.0)) * s
                                for a, s in zip(sig_axes, scales)),
                    length_unit=str(units[1]), pixel_source='signal axes')
+        # Where the calibrated coordinate 0 is: prepare_projections checks
+        # it against its assumption (the tilt axis through the centre).
+        raw['offsets'] = tuple(float(a.get('offset', 0.0)) * s
+                               for a, s in zip(sig_axes, scales))
     n = data.shape[0] if data.ndim == 3 else 1
     found = _rsciio_angles(nav, metadata, n)
     if found is not None:
         raw['angles'], raw['angle_source'] = found
     raw['extra'] = {'title': str(_get(metadata, 'General', 'title') or '')}
     return raw
+
+
+def _intensity_unit(quantity):
+    """``'counts'`` from HyperSpy's ``'Intensity (counts)'``."""
+    if not quantity:
+        return None
+    text = str(quantity).strip()
+    if text.endswith(')') and '(' in text:
+        return text[text.rindex('(') + 1:-1].strip() or None
+    return text
 
 
 def _image_axes(signal):
@@ -772,6 +795,15 @@ def _find_angles(paths, raws, angles, n):
         tilt_file = _tilt_file_next_to(paths[0])
         if tilt_file is not None:
             values = read_tilt_file(tilt_file)
+            found = raws[0].get('angles')
+            if found is not None and (np.shape(found) != values.shape or
+                                      not np.allclose(found, values,
+                                                      atol=1e-6)):
+                warnings.warn(
+                    f'the angles of {str(tilt_file)!r} differ from those in '
+                    f'the metadata of {str(paths[0])!r} '
+                    f'({raws[0]["angle_source"]}); using the tilt file\'s',
+                    UserWarning, stacklevel=3)
             if values.size != n:
                 raise ValidationError(
                     f'{str(tilt_file)!r} lists {values.size} angle(s) for the '

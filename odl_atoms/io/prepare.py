@@ -7,7 +7,9 @@ model (``sigma`` is ``None`` until calibrated or given).
 Conventions
 -----------
 The tilt axis passes through the centre of every image (an offset is a
-shift of the projections, for calibration to find). The images are
+shift of the projections, for calibration to find; a file whose calibrated
+coordinates, HyperSpy axis offsets or ImageJ's origin, put 0 elsewhere across
+the axis gets a warning). The images are
 resampled so that the detector's last axis runs along the tilt axis:
 
 - with the tilt axis along the image ``y`` (``tilt_axis='y'``, rows), the
@@ -137,6 +139,7 @@ def prepare_projections(series, ndim=2, tilt_axis=None, box=None,
         series.tilt_axis if tilt_axis is None else tilt_axis,
         default=tilt_axis is None and series.tilt_axis is None)
 
+    _check_origin(series, axis_name)
     # Images on the detector grid: (n, n_u, n_v), cell sizes (du, dv) and
     # the cell edges relative to the image centre.
     det, pixel, edges = _to_detector(series.images, series.pixel_size, phi)
@@ -203,6 +206,29 @@ def _tilt_axis_angle(tilt_axis, default=False):
         if abs(np.angle(np.exp(1j * (phi - value)))) < 1e-9:
             return value, name
     return phi, None
+
+
+def _check_origin(series, axis_name):
+    """Warn if the file's coordinates put the tilt axis off the centre."""
+    import warnings
+
+    offsets = series.metadata.get('offsets')
+    if offsets is None or axis_name is None:
+        return
+    # Coordinate of the first pixel centre across the tilt axis, and where
+    # the image centre would put it.
+    k = 1 if axis_name in ('y', '-y') else 0
+    first = float(offsets[k])
+    centred = -(series.shape[k] - 1) / 2 * series.pixel_size[k]
+    if first == 0.0 or abs(first - centred) <= 0.01 * series.pixel_size[k]:
+        return  # no calibrated origin (the usual 0), or the centre
+    at = -first / series.pixel_size[k]
+    warnings.warn(
+        f'the file puts coordinate 0 across the tilt axis at pixel {at:.4g}, '
+        f'not at the image centre ({(series.shape[k] - 1) / 2:g}); the '
+        f'projections are prepared with the tilt axis through the image '
+        f'centre: crop the images around the axis, or let calibration find '
+        f'the shift', UserWarning, stacklevel=3)
 
 
 def _to_detector(images, pixel_size, phi):
