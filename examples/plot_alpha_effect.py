@@ -24,9 +24,9 @@ measured = oa.simulate(phantom.measure, np.radians([0, 45, 90]), sigma=0.43,
 op = measured.operator()
 
 alphas = [0, 1e-4, 1e-3, 1e-2, 1e-1, 1]
-sweep = oa.alpha_sweep(op, measured.element(), alphas,
-                       noise_std=measured.noise_std,
-                       potential=phantom.lattice_spacing)
+problem = oa.Problem(op, measured.element(), potential=phantom.lattice_spacing,
+                     noise_std=measured.noise_std)
+sweep = oa.alpha_sweep(oa.ADCG(), problem, alphas)
 chosen = sweep.discrepancy_choice()
 
 print('   alpha  discrepancy  energy/eps  atoms     F1')

@@ -33,13 +33,13 @@ measured = oa.simulate(phantom.measure, np.radians([53.6, 101, 111.8]),
                        sigma=0.15 * a, n_detector=96, noise=0.01, seed=0)
 op, data = measured.operator(), measured.element()
 
+problem = oa.Problem(op, data, potential=a, noise_std=measured.noise_std)
 results = {}
 for name, discrepancy in (('alpha fixed', None), ('discrepancy principle',
                                                   'auto')):
-    solver = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
-                     starts=oa.lattice_starts('square'),
+    solver = oa.ADCG(starts=oa.lattice_starts('square'),
                      discrepancy=discrepancy)
-    result = solver.solve(data)
+    result = solver.solve(problem)
     results[name] = result
     cert = result.info['certificate']
     print(f'--- {name}: alpha {result.info["alpha"]:.2g}, residual '

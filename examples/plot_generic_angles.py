@@ -26,10 +26,10 @@ measured = oa.simulate(phantom.measure, np.radians([0, 60, 120]),
                        sigma=0.15 * a, n_detector=64, noise=0.01, seed=0)
 op, data = measured.operator(), measured.element()
 
-greedy = oa.ADCG(op, potential=a, noise_std=measured.noise_std).solve(data)
-lattice = oa.ADCG(op, potential=a, noise_std=measured.noise_std,
-                  starts=[oa.GreedyStart(), oa.LatticeStart('square')]
-                  ).solve(data)
+problem = oa.Problem(op, data, potential=a, noise_std=measured.noise_std)
+greedy = oa.ADCG().solve(problem)
+lattice = oa.ADCG(starts=[oa.GreedyStart(), oa.LatticeStart('square')]
+                  ).solve(problem)
 
 for name, result in (('greedy start', greedy),
                      ('greedy + lattice start', lattice)):

@@ -35,9 +35,9 @@ print(phantom, '->', measured.geometry.__class__.__name__,
 # added, so the grid only needs to land near every atom.
 
 start = time.perf_counter()
-result = oa.ADCG(op, potential=phantom.lattice_spacing,
-                 noise_std=measured.noise_std,
-                 grid_spacing=2 * op.sigma).solve(measured.element())
+problem = oa.Problem(op, measured.element(), potential=phantom.lattice_spacing,
+                     noise_std=measured.noise_std)
+result = oa.ADCG(grid_spacing=2 * op.sigma).solve(problem)
 match = oa.match_atoms(phantom.measure, result.measure)
 print(result)
 print(match, f'({time.perf_counter() - start:.1f} s)')

@@ -40,10 +40,10 @@ results = {}
 for name, phantom in (('as built', built), ('relaxed', relaxed)):
     measured = oa.simulate(phantom.measure, np.radians([1.4, 14.9, 69.5]),
                            sigma=0.15 * a, n_detector=96, noise=0.01, seed=0)
-    solver = oa.ADCG(measured.operator(), potential=a,
-                     noise_std=measured.noise_std,
-                     starts=oa.lattice_starts('square'))
-    results[name] = solver.solve(measured.element())
+    problem = oa.Problem(measured.operator(), measured.element(),
+                         potential=a, noise_std=measured.noise_std)
+    solver = oa.ADCG(starts=oa.lattice_starts('square'))
+    results[name] = solver.solve(problem)
     print(f'--- {name}: '
           f'{oa.match_atoms(phantom.measure, results[name].measure)}')
 

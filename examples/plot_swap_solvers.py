@@ -3,15 +3,17 @@ Swap ADCG, simulated annealing and SIRT with one line
 =====================================================
 
 Every reconstruction method of odl_atoms is a `~odl_atoms.Solver`: it is
-built from the same forward operator, ``solve(data)`` returns the same
-`~odl_atoms.Reconstruction`, and it accepts ODL callbacks. Changing the
-method is changing the constructor:
+built from its method's options only, ``solve(problem)`` takes the same
+`~odl_atoms.Problem` (the data, the forward operator, the potential and the
+noise level) and returns the same `~odl_atoms.Reconstruction`, and it
+accepts ODL callbacks. Changing the method is changing the constructor:
 
 .. code-block:: python
 
-    result = oa.ADCG(op, potential=2.885).solve(data)
-    result = oa.SimulatedAnnealing(op, potential=2.885, seed=0).solve(data)
-    result = oa.SIRT(op).solve(data)
+    problem = oa.Problem(op, data, potential=2.885)
+    result = oa.ADCG().solve(problem)
+    result = oa.SimulatedAnnealing(seed=0).solve(problem)
+    result = oa.SIRT().solve(problem)
 
 Here the three reconstruct a 5 x 5 gold lattice with an interstitial atom from
 three noisy projections.
@@ -32,18 +34,18 @@ op = measured.operator()
 data = measured.element()
 a = phantom.lattice_spacing
 
-# One constructor per method; everything after it is shared.
+# One problem, one constructor per method; everything after it is shared.
+problem = oa.Problem(op, data, potential=a, noise_std=measured.noise_std)
 solvers = {
-    'ADCG': lambda: oa.ADCG(op, potential=a, noise_std=measured.noise_std),
-    'SimulatedAnnealing': lambda: oa.SimulatedAnnealing(
-        op, potential=a, noise_std=measured.noise_std, seed=0),
-    'SIRT': lambda: oa.SIRT(op, noise_std=measured.noise_std),
+    'ADCG': oa.ADCG(),
+    'SimulatedAnnealing': oa.SimulatedAnnealing(seed=0),
+    'SIRT': oa.SIRT(),
 }
 
 results = {}
-for name, make in solvers.items():
+for name, solver in solvers.items():
     iterations = odl.solvers.CallbackStore()        # any ODL callback works
-    result = make().solve(data, callback=iterations)
+    result = solver.solve(problem, callback=iterations)
     results[name] = result
     match = oa.match_atoms(phantom.measure, result.measure)
     print(f'{name:18s} {result.n_atoms:3d} atoms, F1 = {match.f1:.3f}, '

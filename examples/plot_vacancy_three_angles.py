@@ -18,8 +18,9 @@ phantom = oa.defect_phantom('vacancy')
 measured = oa.simulate(phantom.measure, np.radians([0, 45, 90]), sigma=0.43,
                        n_detector=96, noise=0.01, seed=0)
 op = measured.operator()
-result = oa.ADCG(op, potential=phantom.lattice_spacing,
-                 noise_std=measured.noise_std).solve(measured.element())
+problem = oa.Problem(op, measured.element(), potential=phantom.lattice_spacing,
+                     noise_std=measured.noise_std)
+result = oa.ADCG().solve(problem)
 
 match = oa.match_atoms(phantom.measure, result.measure)
 print(match)
