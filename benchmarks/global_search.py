@@ -93,9 +93,10 @@ ABLATION = (FULL, 'no split start', 'no patch start',
 
 #: What the benchmark tells ADCG that a user may not know (said next to
 #: every table of this script and of those built on its `reconstruct`).
-KNOWN = ('ADCG is given the true lattice spacing (`potential=a`, '
-         'Lennard-Jones r_min = a) and the true noise level (`noise_std`, '
-         '0 for noise-free data), which a user may have to estimate.')
+KNOWN = ('ADCG is given the true blur (the operator\'s sigma), the true '
+         'lattice spacing (`potential=a`, Lennard-Jones r_min = a) and the '
+         'true noise level (`noise_std`, 0 for noise-free data), which a '
+         'user may have to estimate.')
 
 
 def make_solver(config, n_angles, seed=0):

@@ -103,6 +103,7 @@ def peak_rss_mb():
 def case(kind, size):
     """Run one case in this process; return a dict."""
     import odl_atoms as oa
+    from odl_atoms.problem import Problem
 
     ph = phantom(size, SHAPES.get(kind, 'octahedron'))
     measured = measurement(ph)
@@ -116,13 +117,15 @@ def case(kind, size):
         # best (offset searched; ase.cluster's cubic axes are x, y, z).
         starts = ([oa.LatticeStart('fcc')] if kind == 'adcg-lattice'
                   else oa.DEFAULT_STARTS)
-        result = oa.ADCG(op, potential=ph.lattice_spacing,
-                         noise_std=measured.noise_std,
-                         starts=starts).solve(measured.element())
+        problem = Problem(op, measured.element(),
+                          potential=ph.lattice_spacing,
+                          noise_std=measured.noise_std)
+        result = oa.ADCG(starts=starts).solve(problem)
         out['iterations'] = result.n_iterations
     elif kind == 'sirt':
-        result = oa.SIRT(op, noise_std=measured.noise_std).solve(
-            measured.element())
+        problem = Problem(op, measured.element(),
+                          noise_std=measured.noise_std)
+        result = oa.SIRT().solve(problem)
     elif kind == 'forward':
         measure = ph.measure
         times = []
@@ -257,7 +260,10 @@ def main():
         '5 projections over +-70 degrees about one axis, 1 % noise; one '
         'vacancy per 300 atoms, 0.05 A rms displacements; "twinned '
         'decahedra" and "icosahedra": the same with those particles (ADCG\'s '
-        'defaults; no single lattice fits them). Each case in its own '
+        'defaults; no single lattice fits them). Both methods are given the '
+        "true blur (the operator's sigma) and noise level, ADCG also the "
+        'true lattice spacing (r_min), which a user may have to estimate. '
+        'Each case in its own '
         'process; memory is its peak resident set (ru_maxrss, including '
         'Python, NumPy, ODL and ASTRA: about '
         f'{rows["adcg"][0]["base_mb"]:.0f} MB before the solve).'
