@@ -675,7 +675,7 @@ class LennardJones(odl.functionals.Functional):
         array([ 1.,  1.,  0.])
         """
         pos = np.array(positions, dtype=float, ndmin=2)
-        self.energy(pos)  # validates and fills the pair cache
+        self.energy(pos)  # validates the positions
         pos, i, j, _, _ = self._evaluate_array(pos)
         diff = pos[i] - pos[j]
         pair = self._pair_terms(np.einsum('ij,ij->i', diff, diff))[0]

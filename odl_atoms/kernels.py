@@ -999,20 +999,19 @@ def warm_up():
     ['Lennard-Jones', 'projector 2D', 'projector 3D']
     """
     import time
-
-    from odl_atoms.geometry import DetectorFrame
+    from types import SimpleNamespace
 
     seconds = {}
     for d in (2, 3):
         start = time.perf_counter()
         if AVAILABLE:
-            # A frame of one angle, 8 (x 8) cells of width 1, by hand: no
-            # geometry (and no ODL import) needed.
+            # The attributes of a DetectorFrame (one angle, 8 (x 8) cells of
+            # width 1) by hand: no geometry, no ODL needed.
             axes = np.zeros((1, d - 1, d))
             for k in range(d - 1):
                 axes[0, k, k] = 1.0
             edges = np.arange(9.0) - 4.0
-            frame = DetectorFrame(
+            frame = SimpleNamespace(
                 axes=axes, offsets=np.zeros((1, d - 1)),
                 edges=(edges,) * (d - 1),
                 centres=(edges[:-1] + 0.5,) * (d - 1),
