@@ -102,7 +102,8 @@ def test_sirt_image_callback_gets_the_images():
     assert np.array_equal(images[-1].data, result.image.data)
     # The atoms of each call are picked from that call's image: an
     # independent picking of the last image gives the last atoms.
-    picked = oa.AtomPicker(problem.sigma)(images[-1], problem.space)
+    picked = oa.AtomPicker(problem.sigma, refine='com')(images[-1],
+                                                        problem.space)
     assert np.array_equal(picked.positions, atoms.results[-1].positions)
 
 

@@ -322,6 +322,19 @@ class LearnedSIRT(Solver):
         return SIRT(n_iter=n_iter, pixel_size=self.options.pixel_size,
                     impl=self.options.impl)
 
+    def solve(self, problem, initial=None, callback=None,
+              image_callback=None):
+        """SIRT, then the network (see `Solver.solve`); ``image_callback``
+        gets the SIRT image after every iteration, as in `SIRT.solve`."""
+        if image_callback is not None and not callable(image_callback):
+            raise TypeError(f'`image_callback` must be callable, got '
+                            f'{image_callback!r}')
+        self._image_callback = image_callback
+        try:
+            return super().solve(problem, initial, callback)
+        finally:
+            self._image_callback = None
+
     def _solve(self, problem, initial, callback, rng):
         if problem.ndim != 2:
             raise ValueError('LearnedSIRT works on 2D problems; use SIRT with '
@@ -339,6 +352,7 @@ class LearnedSIRT(Solver):
         sirt = sirt.with_options(picker=picker)
         # No discrepancy stop: the network was trained on images after a
         # fixed number of iterations.
+        sirt._image_callback = getattr(self, '_image_callback', None)
         return sirt._solve(problem.with_noise_std(None), initial, callback,
                            rng)
 

@@ -133,6 +133,16 @@ class _Options:
         set_option(self, 'tau', positive('tau', self.tau))
 
 
+def _picker_weights(problem):
+    """The problem's allowed weights as `AtomPicker` takes them (operator
+    units), or None when the problem gives none (keep the estimates)."""
+    if problem.weights is None:
+        return None
+    if len(problem.labels) == 1 and problem.labels[0] == 'X':
+        return float(problem.allowed[0])
+    return dict(zip(problem.labels.tolist(), problem.allowed.tolist()))
+
+
 class SIRT(Solver):
 
     """SIRT image reconstruction followed by atom picking.
@@ -183,8 +193,9 @@ class SIRT(Solver):
     after every iteration (projection-space norm) and ``info`` the stop
     reason (``'n_iter'`` or ``'discrepancy'``), the backend, whether it ran
     slice by slice, the pixel size and the discrepancy threshold. The
-    ``callback`` gets the atoms picked from the image after every iteration
-    (one picking per iteration, only when a callback is given), the
+    ``callback`` gets the atoms in the image after every iteration (found
+    by peak finding and centres of mass, cheap enough for every iteration;
+    the result's atoms come from the full picker), the
     ``image_callback`` the image itself.
 
     Geometries: 2D parallel beam on every backend (on the CPU backends with
@@ -256,13 +267,7 @@ class SIRT(Solver):
         atom width and allowed weights (operator units)."""
         if self.options.picker is not None:
             return self.options.picker
-        weights = None
-        if problem.weights is not None:
-            weights = dict(zip(problem.labels.tolist(),
-                               problem.allowed.tolist()))
-            if len(weights) == 1 and problem.labels[0] == 'X':
-                weights = float(problem.allowed[0])
-        return AtomPicker(problem.sigma, weights=weights)
+        return AtomPicker(problem.sigma, weights=_picker_weights(problem))
 
     # --- Solving
 
@@ -310,8 +315,15 @@ class SIRT(Solver):
         history = []
         stop = 'n_iter'
 
-        def picked(image):
-            found = picker(image, operator.domain)
+        # The iterates shown to ``callback`` are picked by peak finding and
+        # centres of mass only: the Gaussian fits (or a network) at every
+        # iteration would cost tens of times the SIRT iterations themselves
+        # (measured: 200 iterations of a 3 x 3 lattice 0.5 s, 20 s with fits).
+        quick = AtomPicker(problem.sigma, weights=_picker_weights(problem),
+                           refine='com')
+
+        def picked(image, with_picker=picker):
+            found = with_picker(image, operator.domain)
             return problem.measure(found.positions, found.weights,
                                    found.species)
 
@@ -325,7 +337,7 @@ class SIRT(Solver):
                     if image_callback is not None:
                         image_callback(image)
                     if callback is not None:
-                        callback(picked(image))
+                        callback(picked(image, quick))
                 if threshold is not None and np.sqrt(residual) <= threshold:
                     stop = 'discrepancy'
                     break
