@@ -51,7 +51,8 @@ _EXPORTS = {
     'metrics': ('AtomMatch', 'match_atoms', 'nearest_neighbour_distance',
                 'DEFAULT_RELATIVE_TOLERANCE'),
     'io': ('atomic_path', 'read_atoms', 'write_atoms', 'ProjectionData',
-           'read_projections', 'write_projections', 'PROJECTION_SUFFIXES'),
+           'read_projections', 'write_projections', 'PROJECTION_SUFFIXES',
+           'TiltSeries', 'read_tilt_series', 'prepare_projections'),
     'noise': ('noise_std', 'gaussian_noise', 'poisson_noise', 'add_noise'),
     'simulation': ('tilt_geometry', 'simulate'),
     'parameter_choice':

@@ -197,4 +197,5 @@ from odl_atoms.io.safety import (MAX_READ_BYTES, STALE_TEMPORARY_SECONDS,  # noq
 # The names that also go to the top level (odl_atoms._EXPORTS['io'] lists
 # the same); the others above are importable from here.
 __all__ = ('atomic_path', 'read_atoms', 'write_atoms', 'ProjectionData',
-           'read_projections', 'write_projections', 'PROJECTION_SUFFIXES')
+           'read_projections', 'write_projections', 'PROJECTION_SUFFIXES',
+           'TiltSeries', 'read_tilt_series', 'prepare_projections')
