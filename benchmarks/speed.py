@@ -170,9 +170,9 @@ def objective_section(sizes=(10 ** 3, 10 ** 4), repeat=(50, 11, 3),
                      f'{t_nb * 1e3:.3g}', f'{l_nb:.1f}',
                      f'{t_np / t_nb:.1f}', f'{err:.1e}'])
         print(rows[-1], flush=True)
-    header = ['problem', 'atoms', 'data', 'repeats', 'NumPy (ms)', 'load',
-              'compiled (ms)', 'load', 'NumPy / compiled',
-              'max rel. difference']
+    header = ['problem', 'atoms', 'data', 'repeats', 'NumPy (ms)',
+              'load (NumPy)', 'compiled (ms)', 'load (compiled)',
+              'NumPy / compiled', 'max rel. difference']
     return ('## One objective evaluation (value and gradient)\n\n'
             '`AtomObjective.value_and_gradient`: data term and Lennard-Jones '
             '(alpha 1e-3, smooth cut-off), each call at new positions, median '
@@ -240,7 +240,8 @@ def forward_section(sizes=(10 ** 3, 10 ** 4), repeat=7):
             'of its Jacobian (positions and weights, "grad"), 5 angles, sigma '
             '0.4, cells 0.5; ASTRA\'s CPU projector (float32) on the '
             'equivalent pixel volume (pixel = cell), forward and back '
-            'projection. Ratios above 1: ours is faster. Median CPU time.\n\n'
+            'projection (single-threaded, as ours). Ratios above 1: ours is '
+            'faster. Median CPU time.\n\n'
             + markdown_table(header, rows))
 
 
