@@ -121,17 +121,25 @@ integrals of the cases generated (small; committed).
 
 Accuracy trade-offs (2D)
 ------------------------
-Measured on a 7 x 7 gold case at 45 degrees (one frozen-phonon
-configuration; see the report of issue 19): the potential sampling 0.04
-angstrom resolves the detector's outer angle of 200 mrad (abTEM's
-anti-aliasing keeps 2/3 of the Nyquist angle: 209 mrad); an outer angle of
-160 mrad (sampling 0.05) would be 1.6x cheaper but collects 9 % less.
-Slices 1 angstrom thick: the mean signal is within 0.4 % and the peaks
-within 5 % of 0.5 angstrom slices (2 angstrom slices: peaks 3-10 % off).
-PRISM with interpolation only across the columns (window of at least 8
-angstrom, factor 4 for the 7 x 7 case): within 1 % of interpolation 3 and
-within 1.6 % (of the peak) of plain multislice, at a third of the cost.
-FFT sizes are chosen with small prime factors (2, 3, 5, 7).
+Measured on the 7 x 7 gold crystal at 45 degrees, one frozen-phonon
+configuration, against finer settings (numbers in the report of issue 19):
+
+- Potential sampling 0.04 angstrom, so that the detector's outer angle of
+  200 mrad is simulated (abTEM's anti-aliasing keeps 2/3 of the Nyquist
+  angle: 209 mrad at 0.04). An outer angle of 160 mrad (sampling 0.05)
+  would be 1.6x cheaper but collects 8-9 % less.
+- Slices 1 angstrom thick. Against 0.5 angstrom: mean signal -0.4 %, peak
+  -5 %; 2 angstrom slices: +0.8 % and +3 % (not monotone: abTEM's
+  "infinite" projection puts each atom into one slice).
+- PRISM (abTEM's SMatrix) with interpolation only across the columns and a
+  window of at least 7.5 angstrom (factor 4 for 7 x 7): within 1 % of
+  factor 3 and within 1.6 % (of the peak) of plain multislice, at a third
+  of the cost; the full period is kept along the columns.
+- FFT sizes with prime factors 2, 3, 5, 7 only (a 204-point axis, 2 x 2 x
+  3 x 17, made the same simulation 2.5x slower).
+- The periodic cell is 2-4 unit cells along the columns: the probe's tails
+  wrap around after 8-16 angstrom (HAADF integrates over the detector, so
+  the wrapped intensity adds nearly incoherently, along the same columns).
 
 Commands
 --------
