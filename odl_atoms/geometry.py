@@ -10,9 +10,14 @@ and write the same data. This module builds, for an ODL parallel-beam geometry,
   (``det_point_position``, ``det_to_src``), so that every flat-detector
   parallel geometry ODL can describe works: ``Parallel2dGeometry``,
   ``Parallel3dAxisGeometry`` (the tilt series of electron tomography) and
-  ``Parallel3dEulerGeometry``.
+  ``Parallel3dEulerGeometry``;
+- per-projection detector shifts (drift, a tilt-axis offset) on top of the
+  geometry (`DetectorFrame.shifted`, `check_detector_shifts`): ODL's parallel
+  geometries have no shift per angle, so they live in the frame, and the
+  data space stays ODL's.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +25,7 @@ import odl
 from odl.applications import tomo
 
 __all__ = ('projection_space', 'check_parallel_geometry', 'DetectorFrame',
-           'same_geometry', 'as_data')
+           'same_geometry', 'as_data', 'check_detector_shifts')
 
 
 def check_parallel_geometry(geometry, ndim=None):
@@ -201,6 +206,75 @@ class DetectorFrame:
     def coordinates(self, positions):
         """Detector coordinates ``(n, m, k)`` of points ``(n, d)``."""
         return np.einsum('mkd,nd->nmk', self.axes, positions) + self.offsets
+
+    def shifted(self, shifts):
+        """Return the frame with ``shifts`` added to the offsets.
+
+        A shift ``s[a]`` moves every point's projection at angle ``a`` by
+        ``s[a]`` along the detector axes: ``u = axes[a] @ x + offsets[a] +
+        s[a]``. Axes, cells and rays are shared with this frame.
+
+        Parameters
+        ----------
+        shifts : array-like, shape ``(m, k)``
+            In angstrom (``(m,)`` is accepted for a 1D detector).
+
+        Examples
+        --------
+        >>> geometry = tomo.Parallel2dGeometry(
+        ...     odl.uniform_partition(0, np.pi, 2), odl.uniform_partition(-4, 4, 8))
+        >>> frame = DetectorFrame.from_geometry(geometry)
+        >>> moved = frame.shifted([0.5, -0.25])
+        >>> moved.coordinates(np.zeros((1, 2))) - frame.coordinates(np.zeros((1, 2)))
+        array([[[ 0.5 ],
+                [-0.25]]])
+        """
+        shifts = check_detector_shifts(shifts, self.offsets.shape)
+        return dataclasses.replace(self, offsets=self.offsets + shifts)
+
+
+def check_detector_shifts(shifts, shape):
+    """Return ``shifts`` as a float array of ``shape`` ``(m, k)``, or raise.
+
+    ``None`` means no shift (zeros); a 1D detector (``k = 1``) also accepts
+    one value per projection, ``(m,)``.
+
+    Parameters
+    ----------
+    shifts : array-like or None
+        Detector shifts in angstrom, one row per projection (in the order
+        of the projection space), one column per detector axis.
+    shape : pair of int
+        ``(m, k)``: projections and detector axes.
+
+    Examples
+    --------
+    >>> check_detector_shifts([0.1, 0.0, -0.2], (3, 1)).shape
+    (3, 1)
+    >>> check_detector_shifts([0.1, 0.0], (3, 1))
+    Traceback (most recent call last):
+    ...
+    ValueError: `detector_shifts` must have shape (3, 1) (projections x detector axes, in angstrom), got (2,)
+    """
+    shape = tuple(int(n) for n in shape)
+    if shifts is None:
+        return np.zeros(shape)
+    try:
+        arr = np.array(shifts, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f'`detector_shifts` must be an array of numbers of shape {shape} '
+            f'(in angstrom), got {type(shifts).__name__}') from exc
+    if shape[1] == 1 and arr.shape == shape[:1]:
+        arr = arr[:, None]
+    if arr.shape != shape:
+        raise ValueError(
+            f'`detector_shifts` must have shape {shape} (projections x '
+            f'detector axes, in angstrom), got {arr.shape}')
+    if not np.all(np.isfinite(arr)):
+        raise ValueError('`detector_shifts` contains NaN or inf; give finite '
+                         'shifts in angstrom')
+    return arr
 
 
 def as_data(space, data, name='data'):

@@ -29,15 +29,23 @@ the projections, the Jacobian and its adjoint and the correlation run as
 torch kernels on that device (`odl_atoms.projection_torch`), so the same code
 uses a GPU when there is one. The domain (atoms: positions and weights) stays
 on the host; only those small arrays are copied to the device.
+
+Projections may sit shifted on the detector (drift, a tilt-axis offset):
+``detector_shifts`` (one shift per projection and detector axis) moves every
+atom's projection at that angle; `GaussianRayTransform.shifted` returns the
+same operator with other shifts (`odl_atoms.alignment` estimates them). The
+data space is unchanged.
 """
 
+import copy
 import numbers
 
 import numpy as np
 import odl
 
-from odl_atoms.geometry import (DetectorFrame, as_data, check_parallel_geometry,
-                                projection_space)
+from odl_atoms.geometry import (DetectorFrame, as_data,
+                                check_detector_shifts,
+                                check_parallel_geometry, projection_space)
 from odl_atoms.projection import MODES, SeparableGrid, Stencil
 from odl_atoms.space import SparseMeasureSpace
 
@@ -105,6 +113,13 @@ class GaussianRayTransform(odl.Operator):
         ``'cpu'`` (default) or, with ``impl='pytorch'``, a CUDA device
         (``'cuda'`` or ``'cuda:<i>'``); asking for CUDA where torch sees none
         raises a `ValueError`.
+    detector_shifts : array-like, shape ``(m, k)``, optional
+        Shift of each projection along the detector axes, in angstrom
+        (``m`` projections in the order of the projection space, ``k = d -
+        1`` detector axes; ``(m,)`` for a 1D detector): an atom at ``x``
+        lands at ``u = axes[a] @ x + offsets[a] + detector_shifts[a]`` (see
+        `~odl_atoms.geometry.DetectorFrame`). Default: no shift. ODL's
+        geometry (and ASTRA's transform built from it) does not see them.
 
     Examples
     --------
@@ -166,10 +181,23 @@ class GaussianRayTransform(odl.Operator):
     ProductSpace(rn((2, 2)), rn(2))
     >>> bool(grad[0].data[0, 0] > 0)  # the misfit grows with the shift
     True
+
+    **Detector shifts.** Moving the first projection by one cell (0.25)
+    moves its data by one cell:
+
+    >>> moved = op.shifted([[0.25], [0.0], [0.0]])
+    >>> moved.detector_shifts[:, 0]
+    array([ 0.25,  0.  ,  0.  ])
+    >>> shifted_data = moved(space.element([[0, 0], [2, 1]]))
+    >>> bool(np.allclose(shifted_data.data[0, 1:], data.data[0, :-1]))
+    True
+    >>> bool(np.allclose(shifted_data.data[1:], data.data[1:]))
+    True
     """
 
     def __init__(self, domain, geometry, sigma, mode='integrate', truncate=6.0,
-                 dtype='float64', impl='numpy', device='cpu'):
+                 dtype='float64', impl='numpy', device='cpu',
+                 detector_shifts=None):
         if not isinstance(domain, SparseMeasureSpace):
             raise TypeError(
                 f'`domain` must be a SparseMeasureSpace, got {domain!r}')
@@ -183,18 +211,50 @@ class GaussianRayTransform(odl.Operator):
         self.__sigma = _check_sigma(sigma)
         self.__mode = mode
         self.__truncate = truncate
-        self.__frame = DetectorFrame.from_geometry(geometry)
+        self.__base_frame = DetectorFrame.from_geometry(geometry)
+        range_ = projection_space(geometry, dtype, impl=impl, device=device)
+        super().__init__(domain=domain, range=range_, linear=True)
+        self.__set_shifts(detector_shifts)
+
+    def __set_shifts(self, shifts):
+        """Set the detector shifts: the frame and everything built from it."""
+        shifts = check_detector_shifts(shifts, self.__base_frame.offsets.shape)
+        self.__shifts = shifts
+        self.__shifts.flags.writeable = False
+        # Unshifted operators share the geometry's frame object, so that
+        # caches keyed on the frame (kernels.Projector.of) are shared too.
+        self.__frame = (self.__base_frame.shifted(shifts) if np.any(shifts)
+                        else self.__base_frame)
         self.__cache = (None, None)
         self.__device_cache = (None, None)
         self.__adjoint = None
-        range_ = projection_space(geometry, dtype, impl=impl, device=device)
-        if impl == 'pytorch':
+        if self.range.impl == 'pytorch':
             # Imported here so that torch stays optional for the NumPy path.
             from odl_atoms.projection_torch import TorchFrame
-            self.__torch_frame = TorchFrame(self.__frame, range_.device)
+            self.__torch_frame = TorchFrame(self.__frame, self.range.device)
         else:
             self.__torch_frame = None
-        super().__init__(domain=domain, range=range_, linear=True)
+
+    def shifted(self, shifts):
+        """Return this operator with other detector shifts.
+
+        The geometry, spaces and atom model are shared; only the frame's
+        offsets are recomputed. The shifts replace this operator's (they are
+        not added to them).
+
+        Parameters
+        ----------
+        shifts : array-like, shape ``(m, k)``, or None
+            Shift of each projection along the detector axes, in angstrom
+            (``(m,)`` for a 1D detector); None for no shift.
+
+        Returns
+        -------
+        op : `GaussianRayTransform`
+        """
+        new = copy.copy(self)
+        new.__set_shifts(shifts)
+        return new
 
     # --- Properties
 
@@ -220,8 +280,13 @@ class GaussianRayTransform(odl.Operator):
 
     @property
     def frame(self):
-        """The `DetectorFrame` of the geometry."""
+        """The `DetectorFrame` of the geometry, with the detector shifts."""
         return self.__frame
+
+    @property
+    def detector_shifts(self):
+        """Shift of each projection along the detector, ``(m, k)`` (read-only)."""
+        return self.__shifts
 
     @property
     def impl(self):
@@ -495,6 +560,10 @@ class GaussianRayTransform(odl.Operator):
             args.append(f'impl={self.impl!r}')
         if self.device != 'cpu':
             args.append(f'device={self.device!r}')
+        if np.any(self.detector_shifts):
+            shifts = np.array2string(self.detector_shifts, separator=', ',
+                                     threshold=20)
+            args.append('detector_shifts=' + shifts.replace('\n', ' '))
         return f'{type(self).__name__}(\n    ' + ',\n    '.join(args) + '\n)'
 
     __str__ = __repr__

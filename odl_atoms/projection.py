@@ -380,6 +380,28 @@ class Stencil(WindowedProfiles):
             .reshape((-1, 1) + (1,) * (out.ndim - 2))
         return idx, out.reshape(self.n_atoms, self.ndim, -1)
 
+    def shift_jacobian(self, weights):
+        """Return ``d P(x, w) / d s`` for detector shifts ``s``, shape ``(k, size)``.
+
+        A shift ``s[a, j]`` of projection ``a`` along detector axis ``j``
+        moves every atom's centre there; each data value depends on the
+        shift of its own projection only, so row ``j`` holds, at every data
+        value of angle ``a``, its derivative with respect to ``s[a, j]``
+        (``sum_i w_i dP_i / dc_{i,a,j}``). The misfit gradient with respect
+        to the shifts follows by summing ``row * residual`` per angle.
+        Built from the same window profiles as `adjoint_jacobian` (either
+        backend).
+        """
+        weights = self._weights(weights)
+        k = len(self.profiles)
+        out = np.zeros((k, int(np.prod(self.frame.shape))))
+        for sl in self._chunks():
+            scale = weights[sl].reshape((-1, 1) + (1,) * k)
+            for j in range(k):
+                self._scatter(out[j], sl, scale * self._outer(
+                    sl, du=(j == 0), dv=(j == 1)))
+        return out
+
     def correlate(self, data):
         """Return ``<P_i, data>`` for every unit atom ``i``, shape ``(n,)``.
 
