@@ -501,6 +501,10 @@ class LennardJones(odl.functionals.Functional):
     def _pair_terms(self, r2):
         """Pair energy ``phi`` and ``phi'(r) / r`` for squared distances."""
         r2 = np.asarray(r2, dtype=float)
+        if kernels.backend() == 'numba':
+            energy, deriv = kernels.lj_pair_terms(r2.ravel(),
+                                                  self.__kernel_parameters)
+            return energy.reshape(r2.shape), deriv.reshape(r2.shape)
         core = r2 < self.__core_radius ** 2
         outer = r2 < self.__cutoff ** 2
         outer &= ~core

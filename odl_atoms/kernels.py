@@ -828,6 +828,16 @@ def _lj_pair(r2, par):
 
 
 @_njit
+def lj_pair_terms(r2, par):
+    """Pair energies ``phi`` and ``phi'(r) / r`` for squared distances."""
+    energy = np.empty(r2.size)
+    deriv = np.empty(r2.size)
+    for q in range(r2.size):
+        energy[q], deriv[q] = _lj_pair(r2[q], par)
+    return energy, deriv
+
+
+@_njit
 def lj_dense(pos, par, with_gradient):
     """Energy and gradient by a sum over all pairs."""
     n, d = pos.shape
@@ -1035,5 +1045,6 @@ def warm_up():
         par = np.array([1.0, 1.0, 9.0, 1.0, 4.0, 0.0, 0.25, 10.0, 1.0])
         lj_dense(np.zeros((2, 2)), par, True)
         lj_cells(np.zeros((2, 2)), par, True)
+        lj_pair_terms(np.ones(2), par)
     seconds['Lennard-Jones'] = time.perf_counter() - start
     return seconds

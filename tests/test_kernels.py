@@ -348,6 +348,10 @@ def test_lennard_jones_core_and_outliers_match_numpy(d):
     for got in (dense, cells):
         assert got[0] == pytest.approx(reference[0], rel=RTOL)
         assert_close(got[1], reference[1])
+    # Pair energies (core, well, cut-off) and removal energies dispatch too.
+    r = np.linspace(0.0, 1.2 * lj.cutoff, 301)
+    assert_close(*both(lambda: lj.pair_energy(r)))
+    assert_close(*both(lambda: lj.removal_energies(positions)))
     # The ODL interface dispatches too.
     space = odl.rn(positions.shape)
     lj_n = lj.on_space(space)
