@@ -36,6 +36,19 @@ PACKAGE = Path(odl_atoms.__file__).parent
 REPO = PACKAGE.parent
 HEAVY = ('odl', 'scipy', 'torch', 'matplotlib', 'dask', 'distributed',
          'astra')
+#: Cycles in modules this test's author does not own, reported to their
+#: owners: each the set of modules of one strongly connected component. A
+#: cycle not listed fails `test_no_import_cycle`; a listed one that is gone
+#: fails `test_known_import_cycles_are_still_there`, so that it leaves the
+#: list.
+KNOWN_CYCLES = [
+    # kernels.py imports geometry.DetectorFrame inside a function;
+    # geometry.py imports projection_torch inside a function, which imports
+    # projection, which imports kernels.
+    {'odl_atoms.geometry', 'odl_atoms.kernels', 'odl_atoms.projection',
+     'odl_atoms.projection_torch'},
+]
+
 
 # --- The import graph
 
@@ -172,9 +185,18 @@ def test_graph_sees_imports_inside_functions():
 
 def test_no_import_cycle():
     graph = import_graph()
-    cycles = strongly_connected(graph)
+    cycles = [c for c in strongly_connected(graph) if c not in KNOWN_CYCLES]
     assert not cycles, 'import cycles:\n' + '\n\n'.join(
         _describe(c, graph) for c in cycles)
+
+
+@pytest.mark.xfail(bool(KNOWN_CYCLES), strict=True,
+                   reason='known import cycles (KNOWN_CYCLES) not removed yet')
+def test_known_import_cycles_are_still_there():
+    # Passes (a strict xfail then fails) once every known cycle is gone:
+    # then empty KNOWN_CYCLES.
+    cycles = strongly_connected(import_graph())
+    assert not [c for c in KNOWN_CYCLES if c in cycles]
 
 
 def test_library_never_imports_the_command_line():

@@ -340,8 +340,12 @@ def save_figure(fig, path):
                     bbox_inches='tight')
 
 
-def read_projections(path, sigma=None, noise_std=None):
-    """Read a projection-data file; apply ``--sigma``/``--noise-std``."""
+def read_projections(path, sigma=None, noise_std=None, need_sigma=False):
+    """Read a projection-data file; apply ``--sigma``/``--noise-std``.
+
+    With ``need_sigma``, a file without an atom width (data prepared from
+    microscope images) and no ``--sigma`` is a UsageError.
+    """
     import dataclasses
 
     from odl_atoms.io import PROJECTION_SUFFIXES
@@ -367,6 +371,11 @@ def read_projections(path, sigma=None, noise_std=None):
         changes['noise_std'] = noise_std
     if changes:
         measured = dataclasses.replace(measured, **changes)
+    if need_sigma and measured.sigma is None:
+        raise UsageError(
+            f"{str(path)!r} holds no atom width ('sigma', the Gaussian std "
+            f"of an atom; data prepared from microscope images leave it "
+            f"open); give it with --sigma (in Å)")
     return measured
 
 

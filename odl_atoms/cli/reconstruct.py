@@ -106,7 +106,8 @@ def run(args):
     from odl_atoms.reconstruction import solver_class
     from odl_atoms.tables import markdown_table
 
-    measured = read_projections(args.data, args.sigma, args.noise_std)
+    measured = read_projections(args.data, args.sigma, args.noise_std,
+                                need_sigma=True)
     out = check_output(args.output, 'atoms')
     if args.figure:
         check_output(args.figure, 'figure')

@@ -152,7 +152,8 @@ def run_alpha_sweep(args):
     from odl_atoms.reconstruction import reconstruct_alphas
     from odl_atoms.tables import csv_table, markdown_table
 
-    measured = read_projections(args.data, args.sigma, args.noise_std)
+    measured = read_projections(args.data, args.sigma, args.noise_std,
+                                need_sigma=True)
     alphas = parse_alphas(args.alphas or [str(a) for a in DEFAULT_ALPHAS])
     for path, kind in ((args.figure, 'figure'), (args.table, 'table'),
                        (args.output, 'atoms')):
