@@ -563,7 +563,7 @@ class GaussianRayTransform(odl.Operator):
         if np.any(self.detector_shifts):
             shifts = np.array2string(self.detector_shifts, separator=', ',
                                      threshold=20)
-            args.append('detector_shifts=' + shifts.replace('\n', ' '))
+            args.append('detector_shifts=' + ' '.join(shifts.split()))
         return f'{type(self).__name__}(\n    ' + ',\n    '.join(args) + '\n)'
 
     __str__ = __repr__
