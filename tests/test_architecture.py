@@ -41,13 +41,7 @@ HEAVY = ('odl', 'scipy', 'torch', 'matplotlib', 'dask', 'distributed',
 #: cycle not listed fails `test_no_import_cycle`; a listed one that is gone
 #: fails `test_known_import_cycles_are_still_there`, so that it leaves the
 #: list.
-KNOWN_CYCLES = [
-    # kernels.py imports geometry.DetectorFrame inside a function;
-    # geometry.py imports projection_torch inside a function, which imports
-    # projection, which imports kernels.
-    {'odl_atoms.geometry', 'odl_atoms.kernels', 'odl_atoms.projection',
-     'odl_atoms.projection_torch'},
-]
+KNOWN_CYCLES = []
 
 
 # --- The import graph
