@@ -40,6 +40,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from odl_atoms.atoms import from_ase
+from odl_atoms.defaults import NANOPARTICLE_SHAPES, PHANTOM_NAMES_2D
 from odl_atoms.space import SparseMeasure, SparseMeasureSpace
 
 __all__ = (
@@ -77,12 +78,8 @@ DEFAULT_SHAPE = (7, 7)
 #: Lattices the 2D builders know.
 LATTICES_2D = ('square', 'hexagonal')
 
-#: Names accepted by `defect_phantom`.
-PHANTOM_NAMES_2D = ('perfect', 'vacancy', 'interstitial', 'substitution',
-                    'edge_dislocation', 'grain_boundary', 'displaced')
-
-#: Shapes accepted by `nanoparticle`.
-NANOPARTICLE_SHAPES = ('octahedron', 'decahedron', 'icosahedron')
+# The names `defect_phantom` and `nanoparticle` accept live in
+# odl_atoms.defaults, where the command line reads them without loading ODL.
 
 # Default `size` per nanoparticle shape: all give 44-55 atoms, like the 2D
 # defaults (see `nanoparticle` for what `size` means for each shape).

@@ -26,6 +26,7 @@ __all__ = ('main', 'build_parser', 'COMMANDS')
 #: The subcommands, in the order of the help: (name, module).
 COMMANDS = [
     ('demo', 'odl_atoms.cli.demo'),
+    ('prepare', 'odl_atoms.cli.prepare'),
     ('simulate', 'odl_atoms.cli.simulate'),
     ('reconstruct', 'odl_atoms.cli.reconstruct'),
     ('evaluate', 'odl_atoms.cli.evaluate'),
