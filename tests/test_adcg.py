@@ -310,3 +310,25 @@ def test_odl_local_descent_reaches_the_same_answer():
                                                    rel=0.05)
     with pytest.raises(ValueError, match='descent'):
         oa.ADCG(descent='newton')
+
+
+@pytest.mark.parametrize('solver', [oa.ADCG(), oa.SimulatedAnnealing(seed=0),
+                                    oa.SIRT(n_iter=10 ** 6)],
+                         ids=lambda s: type(s).__name__)
+def test_time_limit_stops_every_solver(solver):
+    """A time limit ends any solve at its next iteration with the answer so
+    far (the demo takes tens of seconds without one)."""
+    import time
+
+    phantom = oa.defect_phantom('vacancy')
+    measured = simulate(phantom.measure, np.radians([0, 45, 90]), 0.43,
+                        n_detector=96, noise=0.01, seed=0)
+    # (No noise level: SIRT would stop by the discrepancy principle first.)
+    problem = problem_of(measured, potential=phantom.lattice_spacing)
+    start = time.perf_counter()
+    result = solver.solve(problem, time_limit=0.5)
+    assert time.perf_counter() - start < 20
+    assert result.info['stop_reason'] == 'time_limit'
+    assert isinstance(result.measure, oa.SparseMeasure)
+    with pytest.raises(ValueError, match='time_limit'):
+        solver.solve(problem, time_limit=0)

@@ -323,7 +323,7 @@ class LearnedSIRT(Solver):
                     impl=self.options.impl)
 
     def solve(self, problem, initial=None, callback=None,
-              image_callback=None):
+              image_callback=None, *, time_limit=None):
         """SIRT, then the network (see `Solver.solve`); ``image_callback``
         gets the SIRT image after every iteration, as in `SIRT.solve`."""
         if image_callback is not None and not callable(image_callback):
@@ -331,7 +331,8 @@ class LearnedSIRT(Solver):
                             f'{image_callback!r}')
         self._image_callback = image_callback
         try:
-            return super().solve(problem, initial, callback)
+            return super().solve(problem, initial, callback,
+                                 time_limit=time_limit)
         finally:
             self._image_callback = None
 
@@ -353,6 +354,7 @@ class LearnedSIRT(Solver):
         # No discrepancy stop: the network was trained on images after a
         # fixed number of iterations.
         sirt._image_callback = getattr(self, '_image_callback', None)
+        sirt._deadline = self.__dict__.get('_deadline')
         return sirt._solve(problem.with_noise_std(None), initial, callback,
                            rng)
 

@@ -852,7 +852,11 @@ class SimulatedAnnealing(Solver):
         accepted = dict.fromkeys(walk.moves, 0)
         history, drifts = [], [0.0]
         best = None
+        stop = 'schedule'
         for sweep, temp in enumerate(all_temps):
+            if sweep and self.out_of_time():
+                stop = 'time_limit'
+                break
             t_abs = temp * e_atom
             sweep_proposed = dict.fromkeys(walk.moves, 0)
             sweep_accepted = dict.fromkeys(walk.moves, 0)
@@ -904,7 +908,7 @@ class SimulatedAnnealing(Solver):
         info.update(
             acceptance={k: (accepted[k] / proposed[k] if proposed[k] else 0.0)
                         for k in walk.moves},
-            proposed=proposed, accepted=accepted,
+            stop_reason=stop, proposed=proposed, accepted=accepted,
             n_moves=int(sum(proposed.values())),
             initial_temperature=float(t_start),
             final_temperature=float(temps[-1]),

@@ -149,7 +149,8 @@ class Solver:
         raise AttributeError(f'{type(self).__name__!r} object has no '
                              f'attribute {name!r}')
 
-    def solve(self, problem, initial=None, callback=None):
+    def solve(self, problem, initial=None, callback=None, *,
+              time_limit=None):
         """Reconstruct atoms.
 
         Parameters
@@ -160,6 +161,11 @@ class Solver:
             Starting configuration (e.g. another solver's result).
         callback : `odl.solvers.Callback` or callable, optional
             Called once per iteration with the current atoms.
+        time_limit : positive float, optional
+            Wall-clock seconds after which the method stops at its next
+            iteration and returns the best answer so far
+            (``result.info['stop_reason'] == 'time_limit'``), so that no
+            input can keep a run going for ever. Default: no limit.
 
         Returns
         -------
@@ -178,13 +184,23 @@ class Solver:
             initial = problem.space.element(initial)
         if callback is not None and not callable(callback):
             raise TypeError(f'`callback` must be callable, got {callback!r}')
+        if time_limit is not None:
+            if isinstance(time_limit, bool) or not isinstance(
+                    time_limit, (int, float, np.floating, np.integer)) \
+                    or not time_limit > 0:
+                raise ValueError(f'`time_limit` must be a positive number of '
+                                 f'seconds, got {time_limit!r}')
         rng = np.random.default_rng(self.options.seed)
         start = time.perf_counter()
+        self._deadline = None if time_limit is None else start + time_limit
         # The solvers work with small vectors and matrices (L-BFGS-B on a few
         # hundred variables), where BLAS threads only add synchronisation:
         # measured 3x slower on 2 busy cores. One thread for BLAS here.
-        with threadpool_limits(limits=1, user_api='blas'):
-            result = self._solve(problem, initial, callback, rng)
+        try:
+            with threadpool_limits(limits=1, user_api='blas'):
+                result = self._solve(problem, initial, callback, rng)
+        finally:
+            self._deadline = None
         result.time = time.perf_counter() - start
         if result.data_misfit is None:
             positions, weights, _ = problem.arrays(result.measure)
@@ -195,6 +211,12 @@ class Solver:
 
     def _solve(self, problem, initial, callback, rng):
         raise NotImplementedError('abstract method')
+
+    def out_of_time(self):
+        """Whether the ``time_limit`` of the current `solve` has passed
+        (methods check it once per iteration)."""
+        deadline = self.__dict__.get('_deadline')
+        return deadline is not None and time.perf_counter() > deadline
 
     def __repr__(self):
         args = []

@@ -272,7 +272,7 @@ class SIRT(Solver):
     # --- Solving
 
     def solve(self, problem, initial=None, callback=None,
-              image_callback=None):
+              image_callback=None, *, time_limit=None):
         """Reconstruct an image and pick atoms from it (see `Solver.solve`).
 
         ``image_callback``, if given, is called with the image after every
@@ -289,7 +289,8 @@ class SIRT(Solver):
                              'Problem, when you pass a picker')
         self._image_callback = image_callback
         try:
-            return super().solve(problem, initial, callback)
+            return super().solve(problem, initial, callback,
+                                 time_limit=time_limit)
         finally:
             self._image_callback = None
 
@@ -340,6 +341,9 @@ class SIRT(Solver):
                         callback(picked(image, quick))
                 if threshold is not None and np.sqrt(residual) <= threshold:
                     stop = 'discrepancy'
+                    break
+                if self.out_of_time():
+                    stop = 'time_limit'
                     break
             image = plan.image(engine.images)
         finally:

@@ -527,6 +527,8 @@ class ADCG(Solver):
                                 context.descent, context.starts, scratch={})
         runs = []
         for start in starts:
+            if runs and self.out_of_time():
+                break
             config = start.configuration(context, begin.copy())
             runs.append(self._run(problem, context, moves, config, callback,
                                   rng, escapes=not screen))
@@ -537,6 +539,8 @@ class ADCG(Solver):
             order = np.argsort([run.config.value for run in runs],
                                kind='stable')
             for i in order[:escape_starts]:
+                if self.out_of_time():
+                    break
                 screened = runs[i]
                 more = self._run(problem, context, moves, screened.config,
                                  callback, rng)
@@ -582,6 +586,9 @@ class ADCG(Solver):
                                   options.batch_alpha, max_atoms, max_iter,
                                   report, history)
             while len(history) < max_iter:
+                if self.out_of_time():
+                    stop = 'time_limit'
+                    break
                 candidate = None
                 if config.n_atoms >= max_atoms:
                     stop = 'max_atoms'
@@ -609,14 +616,15 @@ class ADCG(Solver):
                 if moved is None:
                     if budget <= 0:
                         stop = 'move_budget'
+                    if self.out_of_time():
+                        stop = 'time_limit'
                     break
                 moves_taken[name] += 1
                 config = moved
                 report(config)
         return _Run(config, history, stop, moves_taken)
 
-    @staticmethod
-    def escape(context, moves, config, threshold, budget, rng):
+    def escape(self, context, moves, config, threshold, budget, rng):
         """Try the escape moves in turn; return the first improvement.
 
         Returns
@@ -635,6 +643,6 @@ class ADCG(Solver):
                 budget -= 1
                 if trial is not None and config.value - trial.value > min_gain:
                     return trial, move.name, budget
-                if budget <= 0:
+                if budget <= 0 or self.out_of_time():
                     break
         return None, None, budget
