@@ -81,8 +81,8 @@ Poisson noise: ``counts ~ Poisson(dose * image)`` with ``dose`` electrons per
 probe position (per pixel). Stored are ``counts / dose`` (fraction of the
 beam, ``"intensity_unit": "fraction of beam"``), or, for cases with a
 detector gain, ``gain * counts + offset + Normal(0, read_noise)`` (detector
-counts). The noise-free stack is kept in the cache and in each case's
-``*_clean.npy`` is not written: regenerate with the same seed instead.
+counts). The noise-free stack stays in the cache (see below); the JSON
+holds its per-tilt integrals.
 
 Files per case (folder ``<out>/<name>/``)
 ----------------------------------------
@@ -364,6 +364,11 @@ class ParticleCase:
         decahedra, ``(noshells,)`` for icosahedra.
     angles : tuple of float
         Tilt angles in degrees.
+    rotation : (float, str) or None
+        Rotation of the particle before tilting, ``(degrees, axis)`` as
+        `ase.Atoms.rotate` takes it (axis ``'x'``, ``'y'`` or ``'z'`` of
+        the ODL frame); `ase.cluster` builds its particles with a cube
+        axis (the decahedron's five-fold axis) along ``z``, the tilt axis.
     shifts : tuple of float or None
         Shift ``s_k`` (angstrom, along ``x``) of each projection.
     phonons : int
@@ -386,6 +391,7 @@ class ParticleCase:
     shape: str = 'octahedron'
     size: tuple = (6, 1)
     angles: tuple = (-70.0, -35.0, 0.0, 35.0, 70.0)
+    rotation: tuple = None
     shifts: tuple = None
     phonons: int = 8
     pixel_size: float = 0.25
@@ -457,8 +463,9 @@ def _particle_cases():
                      size=(9, 4), angles=tuple(np.linspace(-70, 70, 7)),
                      seed=42),
         ParticleCase('au_decahedron_318', 'Au decahedron (Marks, p q r = '
-                     '4 3 1), 318 atoms, 9 tilts -70..70 deg',
-                     shape='decahedron', size=(4, 3, 1),
+                     '4 3 1), 318 atoms, five-fold axis along the beam at '
+                     '0 deg, 9 tilts -70..70 deg',
+                     shape='decahedron', size=(4, 3, 1), rotation=(90, 'x'),
                      angles=tuple(np.linspace(-70, 70, 9)), seed=43),
         ParticleCase('au_octahedron_891', 'Au octahedron, 891 atoms, 5 '
                      'tilts -70..70 deg, shifted projections',
@@ -587,6 +594,8 @@ def particle(case):
     else:
         raise ValueError(f'unknown particle shape {case.shape!r}')
     atoms.positions -= atoms.positions.mean(axis=0)
+    if case.rotation is not None:
+        atoms.rotate(*case.rotation)
     atoms.cell = None
     atoms.pbc = False
     return atoms
@@ -1039,7 +1048,11 @@ def _clean_stack(case, workers, progress, cache=CLEAN_CACHE):
         with np.load(path, allow_pickle=False) as f:
             return f['images'], json.loads(str(f['info']))
     simulate = simulate_columns if case.kind == '2d' else simulate_particle
+    t_cpu, t_wall = time.process_time(), time.perf_counter()
     images, info = simulate(case, workers=workers, progress=progress)
+    # everything: structure, probe, calibration, every tilt
+    info['total_cpu_seconds'] = time.process_time() - t_cpu
+    info['total_wall_seconds'] = time.perf_counter() - t_wall
     info['machine_load'] = os.getloadavg()
     info['workers'] = workers
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -1200,8 +1213,10 @@ def generate(case, out=DEFAULT_OUT, workers=2, force=False, progress=True,
         meta['generation_seconds'] = {
             'cpu_this_process': time.process_time() - t_cpu,
             'wall': time.perf_counter() - t_wall,
-            'simulation_cpu': float(sum(info['cpu_seconds'])),
-            'simulation_wall': float(sum(info['wall_seconds']))}
+            'simulation_cpu': info.get('total_cpu_seconds',
+                                       float(sum(info['cpu_seconds']))),
+            'simulation_wall': info.get('total_wall_seconds',
+                                        float(sum(info['wall_seconds'])))}
         with open(tmp / f'{case.name}.json', 'w') as f:
             json.dump(meta, f, indent=1, default=_json_default)
             f.write('\n')
@@ -1216,7 +1231,11 @@ def generate(case, out=DEFAULT_OUT, workers=2, force=False, progress=True,
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    _update_summary(meta)
+    try:  # cases made in this repository (not in a scratch folder)
+        folder.resolve().relative_to(HERE.parent)
+        _update_summary(meta)
+    except ValueError:
+        pass
     return json_path
 
 
@@ -1253,6 +1272,7 @@ def _update_summary(meta):
         'workers': meta['simulation'].get('workers'),
         'machine_load': meta['simulation'].get('machine_load'),
         'date': time.strftime('%Y-%m-%d'),
+        'command': meta['command'],
     }
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     summary = {}
