@@ -29,6 +29,7 @@ import odl
 from scipy.spatial import cKDTree
 
 from odl_atoms.defaults import DEFAULT_ALPHA
+from odl_atoms.errors import ValidationError, ValidationTypeError
 from odl_atoms.functionals import LennardJones
 from odl_atoms.geometry import as_data
 from odl_atoms.objective import AtomObjective
@@ -51,15 +52,15 @@ def check_alpha(alpha, name='alpha'):
     >>> check_alpha(-1)
     Traceback (most recent call last):
     ...
-    ValueError: `alpha` (the energy weight) must be a number >= 0, got -1.0
+    odl_atoms.errors.ValidationError: `alpha` (the energy weight) must be a number >= 0, got -1.0
     """
     try:
         alpha = float(alpha)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f'`{name}` (the energy weight) must be a number >= 0,'
-                         f' got {alpha!r}') from exc
+        raise ValidationError(f'`{name}` (the energy weight) must be a '
+                              f'number >= 0, got {alpha!r}') from exc
     if not math.isfinite(alpha) or alpha < 0:
-        raise ValueError(
+        raise ValidationError(
             f'`{name}` (the energy weight) must be a number >= 0, got {alpha}')
     return alpha
 
@@ -82,7 +83,7 @@ def default_lennard_jones(ndim, r_min):
     """
     r_min = float(r_min)
     if not r_min > 0:
-        raise ValueError(f'`r_min` must be positive, got {r_min}')
+        raise ValidationError(f'`r_min` must be positive, got {r_min}')
     return LennardJones.from_r_min(odl.rn((2, ndim)), r_min, smooth=True,
                                    core_radius=0.5 * r_min / 2 ** (1 / 6))
 
@@ -97,11 +98,11 @@ def parse_potential(ndim, potential):
     if potential is None or (isinstance(potential, str) and potential == 'auto'):
         return potential
     if not isinstance(potential, LennardJones):
-        raise TypeError(
+        raise ValidationTypeError(
             f"`potential` must be a LennardJones, an r_min in angstrom, "
             f"'auto' or None, got {potential!r}")
     if potential.positions_space.shape[1] != ndim:
-        raise ValueError(
+        raise ValidationError(
             f'the potential is for {potential.positions_space.shape[1]}D '
             f'positions, the atoms are {ndim}D')
     return potential
@@ -175,7 +176,7 @@ def atom_operator(operator):
     >>> atom_operator(odl.IdentityOperator(odl.rn(3)))
     Traceback (most recent call last):
     ...
-    TypeError: the solvers need an operator that carries the atom model: a GaussianRayTransform or a positive multiple of one (2 * op); got IdentityOperator
+    odl_atoms.errors.ValidationTypeError: the solvers need an operator that carries the atom model: a GaussianRayTransform or a positive multiple of one (2 * op); got IdentityOperator
     """
     scale = 1.0
     inner = operator
@@ -184,13 +185,13 @@ def atom_operator(operator):
                               odl.OperatorRightScalarMult)):
             value = inner.scalar
             if not (isinstance(value, numbers.Real) and value > 0):
-                raise ValueError(
+                raise ValidationError(
                     f'a multiple of the atom operator needs a positive real '
                     f'scale (an atom intensity), got {value!r}')
             scale *= float(value)
             inner = inner.operator
             continue
-        raise TypeError(
+        raise ValidationTypeError(
             f'the solvers need an operator that carries the atom model: a '
             f'GaussianRayTransform or a positive multiple of one (2 * op); '
             f'got {type(operator).__name__}')
@@ -203,11 +204,11 @@ def _check_noise_std(noise_std):
     try:
         value = float(noise_std)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f'`noise_std` must be a number >= 0 or None, got '
-                         f'{noise_std!r}') from exc
+        raise ValidationError(f'`noise_std` must be a number >= 0 or None, '
+                              f'got {noise_std!r}') from exc
     if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f'`noise_std` must be a number >= 0 or None, got '
-                         f'{noise_std!r}')
+        raise ValidationError(f'`noise_std` must be a number >= 0 or None, '
+                              f'got {noise_std!r}')
     return value
 
 
@@ -289,8 +290,8 @@ class Problem:
         if max_atoms is not None and not (
                 isinstance(max_atoms, numbers.Integral)
                 and not isinstance(max_atoms, bool) and max_atoms >= 1):
-            raise ValueError(f'`max_atoms` must be None or an int >= 1, got '
-                             f'{max_atoms!r}')
+            raise ValidationError(f'`max_atoms` must be None or an int >= 1, '
+                                  f'got {max_atoms!r}')
         self.max_atoms = None if max_atoms is None else int(max_atoms)
 
     # --- What the solvers read

@@ -11,16 +11,18 @@ import math
 import numbers
 from dataclasses import fields
 
+from odl_atoms.errors import ValidationError
+
 __all__ = ('positive', 'non_negative', 'count', 'fraction', 'one_of',
            'optional', 'set_option', 'option_defaults')
 
 
 def _real(name, value, what):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f'`{name}` must be {what}, got {value!r}')
+        raise ValidationError(f'`{name}` must be {what}, got {value!r}')
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f'`{name}` must be {what}, got {value!r}')
+        raise ValidationError(f'`{name}` must be {what}, got {value!r}')
     return value
 
 
@@ -34,11 +36,11 @@ def positive(name, value):
     >>> positive('tol', -1)
     Traceback (most recent call last):
     ...
-    ValueError: `tol` must be a number > 0, got -1
+    odl_atoms.errors.ValidationError: `tol` must be a number > 0, got -1
     """
     checked = _real(name, value, 'a number > 0')
     if not checked > 0:
-        raise ValueError(f'`{name}` must be a number > 0, got {value!r}')
+        raise ValidationError(f'`{name}` must be a number > 0, got {value!r}')
     return checked
 
 
@@ -46,7 +48,7 @@ def non_negative(name, value):
     """``value`` as a float >= 0, or ValueError naming ``name``."""
     checked = _real(name, value, 'a number >= 0')
     if checked < 0:
-        raise ValueError(f'`{name}` must be a number >= 0, got {value!r}')
+        raise ValidationError(f'`{name}` must be a number >= 0, got {value!r}')
     return checked
 
 
@@ -54,7 +56,8 @@ def fraction(name, value):
     """``value`` as a float in (0, 1), or ValueError naming ``name``."""
     checked = _real(name, value, 'a number in (0, 1)')
     if not 0 < checked < 1:
-        raise ValueError(f'`{name}` must be a number in (0, 1), got {value!r}')
+        raise ValidationError(f'`{name}` must be a number in (0, 1), got '
+                              f'{value!r}')
     return checked
 
 
@@ -68,20 +71,20 @@ def count(name, value, minimum=1):
     >>> count('local_maxiter', 'x')
     Traceback (most recent call last):
     ...
-    ValueError: `local_maxiter` must be an integer >= 1, got 'x'
+    odl_atoms.errors.ValidationError: `local_maxiter` must be an integer >= 1, got 'x'
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
             or value < minimum:
-        raise ValueError(f'`{name}` must be an integer >= {minimum}, got '
-                         f'{value!r}')
+        raise ValidationError(f'`{name}` must be an integer >= {minimum}, '
+                              f'got {value!r}')
     return int(value)
 
 
 def one_of(name, value, choices):
     """``value`` if it is one of ``choices``, else ValueError."""
     if not (isinstance(value, str) and value in choices):
-        raise ValueError(f'`{name}` must be one of '
-                         f'{", ".join(map(repr, choices))}, got {value!r}')
+        raise ValidationError(f'`{name}` must be one of '
+                              f'{", ".join(map(repr, choices))}, got {value!r}')
     return value
 
 
