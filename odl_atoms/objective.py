@@ -177,7 +177,7 @@ class AtomObjective:
         op = self.operator
         if kernels.backend() == 'numba':
             # One compiled call: windows, projection, residual, adjoint.
-            half, grad_x, grad_w, _ = kernels.Projector.of(
+            half, grad_x, grad_w = kernels.Projector.of(
                 op.frame, op.sigma, op.truncate, op.mode).data_term(
                     positions, weights, self.y)
             value = c * half
@@ -267,7 +267,7 @@ class AtomObjective:
         def fun(active_positions):
             p = np.asarray(active_positions, dtype=float).reshape(-1, positions.shape[1])
             if projector is not None:
-                half, grad, _, _ = projector.data_term(p, w_active, target)
+                half, grad, _ = projector.data_term(p, w_active, target)
                 value = c * half
             else:
                 stencil = Stencil(op.frame, p, op.sigma, op.truncate, op.mode)

@@ -126,6 +126,26 @@ def test_value_and_gradient_match_numpy(kind, mode, species):
     assert compiled == pytest.approx(reference, rel=RTOL)
 
 
+@pytest.mark.parametrize('kind', ['2d', '3d-euler'])
+def test_data_term_with_reused_scratch(kind):
+    """Calls with more, fewer, then more atoms again (scratch grows, views)."""
+    op, objective, x, w = problem(kind, n=40)
+    proj = kernels.Projector.of(op.frame, op.sigma, op.truncate, op.mode)
+    for n in (10, 3, 40, 0, 25):
+        half, gx, gw, r = proj.data_term(x[:n], w[:n], objective.y,
+                                         residual=True)
+        with kernels.use_backend('numpy'):
+            st = Stencil(op.frame, x[:n], op.sigma, op.truncate, op.mode)
+            ref_r = st.project(w[:n]) - objective.y
+            ref_gx, ref_gw = st.adjoint_jacobian(w[:n], ref_r)
+        assert_close(r, ref_r)
+        assert half == pytest.approx(0.5 * float(ref_r @ ref_r), rel=RTOL)
+        assert gx.shape == (n, x.shape[1]) and gw.shape == (n,)
+        if n:
+            assert_close(gx, ref_gx)
+            assert_close(gw, ref_gw)
+
+
 @pytest.mark.parametrize('kind', ['2d', '3d-axis', '3d-euler'])
 @pytest.mark.parametrize('local_energy', [False, True])
 def test_restricted_matches_numpy(kind, local_energy):
