@@ -33,6 +33,7 @@ Writes ``benchmarks/results/speed.md``.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -128,7 +129,7 @@ def evaluation_points(positions, count=3, seed=1):
 # --- Sections
 
 
-def objective_section(sizes=(10 ** 3, 10 ** 4), repeat=(50, 11, 3),
+def objective_section(sizes=(10 ** 3, 10 ** 4), repeat=(50, 11, 5),
                       dims=(2, 3)):
     """One objective evaluation (value + gradient), NumPy vs compiled."""
     cases = [('demo (2D)', 2, None)] + [
@@ -289,6 +290,250 @@ def cold_start_section():
             + markdown_table(header, rows))
 
 
+# --- Per-phase time of whole reconstructions, old code against new
+
+#: The commit before the escape screening and the vectorised lattice fits
+#: (issue 21's solver side): the "old" code of `phases_section`.
+BASELINE = 'ec33293'
+
+#: The reconstructions timed phase by phase: the demo's ADCG (`odl-atoms
+#: demo`: 7 x 7 vacancy, 0/45/90 degrees, 1 % noise, default ADCG) and a
+#: lattice-start case (the 7 x 7 vacancy of ``zone_axes.py`` at 0/60/120
+#: degrees, 1 % noise, `lattice_starts('square')`).
+PHASE_CASES = ('demo', 'lattice')
+
+_PHASE_WORKER = r"""
+import json, os, sys, time, warnings
+warnings.filterwarnings('ignore')
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import odl_atoms as oa
+from odl_atoms import kernels
+from odl_atoms.problem import Problem
+from odl_atoms.solvers import moves as moves_module, starts as starts_module
+from odl_atoms.solvers.adcg import context as context_module
+from odl_atoms.solvers.adcg import descent as descent_module
+from odl_atoms.solvers.adcg import oracle as oracle_module
+from odl_atoms.solvers.adcg import solver as solver_module
+
+kernels.warm_up()
+clock = time.process_time
+totals, active = {}, [None]
+
+
+def timed(phase, func):
+    # Time goes to the outermost phase (an escape's additions are the
+    # escape's).
+    def wrapper(*args, **kwargs):
+        if active[0] is not None:
+            return func(*args, **kwargs)
+        active[0], t0 = phase, clock()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            totals[phase] = totals.get(phase, 0.0) + clock() - t0
+            active[0] = None
+    return wrapper
+
+
+def timed_trials(phase, func):
+    # A move's trials are a generator: time each step of it.
+    def wrapper(*args, **kwargs):
+        steps = iter(func(*args, **kwargs))
+        while True:
+            outer = active[0] is None
+            if outer:
+                active[0], t0 = phase, clock()
+            try:
+                trial = next(steps)
+            except StopIteration:
+                return
+            finally:
+                if outer:
+                    totals[phase] = totals.get(phase, 0.0) + clock() - t0
+                    active[0] = None
+            totals['trials: ' + phase] = totals.get('trials: ' + phase, 0) + 1
+            yield trial
+    return wrapper
+
+
+for cls in (starts_module.GreedyStart, starts_module.LatticeStart,
+            starts_module.SplitLatticeStart):
+    if 'configuration' in vars(cls):
+        cls.configuration = timed('starts', cls.configuration)
+for name in moves_module.__all__:
+    cls = getattr(moves_module, name)
+    if isinstance(cls, type) and 'trials' in vars(cls):
+        cls.trials = timed_trials('escape: ' + cls.name, cls.trials)
+Context = context_module.SearchContext
+Context.add_atom = timed('additions', Context.add_atom)
+oracle_module.Oracle.add_atoms = timed('additions',
+                                       oracle_module.Oracle.add_atoms)
+for name in ('local_move', 'choose_weights', 'prune'):
+    setattr(Context, name, timed('local moves', getattr(Context, name)))
+descent_module.LocalDescent.block_move = timed(
+    'local moves', descent_module.LocalDescent.block_move)
+solver_module.ADCG._polish = timed('polish', solver_module.ADCG._polish)
+solver_module.certify = timed('certificate', solver_module.certify)
+
+case = sys.argv[1]
+from global_search import BLUR, N_DETECTOR, make_phantom
+if case == 'demo':
+    from odl_atoms.cli import (DEMO_ANGLES_DEG, DEMO_DETECTOR, DEMO_NOISE,
+                               DEMO_SEED, DEMO_SIGMA)
+    phantom = oa.defect_phantom('vacancy')
+    measured = oa.simulate(phantom.measure, np.radians(DEMO_ANGLES_DEG),
+                           DEMO_SIGMA, n_detector=DEMO_DETECTOR,
+                           noise=DEMO_NOISE, seed=DEMO_SEED)
+    starts = starts_module.DEFAULT_STARTS
+else:
+    phantom = make_phantom('vacancy')
+    a = phantom.lattice_spacing
+    measured = oa.simulate(phantom.measure, np.radians([0, 60, 120]),
+                           BLUR * a, n_detector=N_DETECTOR, noise=0.01,
+                           seed=0)
+    starts = oa.lattice_starts('square')
+# As `odl-atoms demo` and the benchmarks build it: the true spacing as the
+# potential's r_min, the noise level known.
+problem = Problem(measured.operator(), measured.element(),
+                  potential=phantom.lattice_spacing,
+                  noise_std=measured.noise_std or 0.0)
+solver = oa.ADCG(starts=starts)
+t0 = clock()
+result = solver.solve(problem)
+total = clock() - t0
+match = oa.match_atoms(phantom.measure, result.measure)
+out = dict(total=total, phases=totals, n_atoms=result.n_atoms,
+           f1=match.f1, exact=bool(match.exact),
+           objective=result.info['certificate'].objective,
+           moves_taken=result.info['moves_taken'],
+           module=oa.__file__)
+if case == 'demo':
+    sirt = oa.SIRT()
+    sirt_problem = Problem(measured.operator(), measured.element())
+    sirt.solve(sirt_problem)  # warm up ASTRA
+    t0 = clock()
+    picked = sirt.solve(sirt_problem)
+    out['sirt'] = clock() - t0
+    out['sirt_f1'] = oa.match_atoms(phantom.measure, picked.measure).f1
+print(json.dumps(out))
+"""
+
+
+def old_checkout(commit, repo=None):
+    """A temporary directory holding ``commit`` of this repository
+    (``git archive``), to import the old code from."""
+    repo = repo or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    target = tempfile.mkdtemp(prefix=f'odl_atoms_{commit}_')
+    archive = subprocess.run(['git', '-C', repo, 'archive', commit],
+                             capture_output=True, check=True).stdout
+    subprocess.run(['tar', '-x', '-C', target], input=archive, check=True)
+    return target
+
+
+def run_phases(case, root):
+    """One reconstruction of ``case`` with the code under ``root``, timed
+    phase by phase in a fresh process; the worker's JSON answer."""
+    env = dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS='1',
+               OPENBLAS_NUM_THREADS='1')
+    out = subprocess.run(
+        [sys.executable, '-c', _PHASE_WORKER, case,
+         os.path.join(root, 'benchmarks')],
+        env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f'{case} with {root} failed:\n{out.stderr}')
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    if not answer['module'].startswith(root):
+        raise RuntimeError(f'{case}: imported {answer["module"]}, not the '
+                           f'code under {root}')
+    return answer
+
+
+def phases_section(commit=BASELINE, cases=PHASE_CASES, repeat=1):
+    """Per-phase CPU time of whole reconstructions, old and new code."""
+    old_root = old_checkout(commit)
+    new_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    blocks, summary = [], []
+    try:
+        for case in cases:
+            runs = {}
+            for label, root in (('old', old_root), ('new', new_root)):
+                best = None
+                for _ in range(repeat):
+                    before = load()
+                    answer = run_phases(case, root)
+                    answer['load'] = 0.5 * (before + load())
+                    if best is None or answer['total'] < best['total']:
+                        best = answer
+                runs[label] = best
+                print(case, label, round(best['total'], 2), flush=True)
+            old, new = runs['old'], runs['new']
+            names = [p for p in ('starts', 'additions', 'local moves')
+                     if p in old['phases'] or p in new['phases']]
+            names += sorted({p for r in (old, new) for p in r['phases']
+                             if p.startswith('escape: ')})
+            names += [p for p in ('polish', 'certificate')
+                      if p in old['phases'] or p in new['phases']]
+            rows = []
+            for name in names + ['other', 'total']:
+                times = []
+                for run in (old, new):
+                    phases = run['phases']
+                    if name == 'total':
+                        times.append(run['total'])
+                    elif name == 'other':
+                        times.append(run['total'] - sum(
+                            v for k, v in phases.items()
+                            if not k.startswith('trials: ')))
+                    else:
+                        times.append(phases.get(name, 0.0))
+                trials = [run['phases'].get('trials: ' + name[8:], '')
+                          if name.startswith('escape: ') else ''
+                          for run in (old, new)]
+                rows.append([name, f'{times[0]:.2f}', f'{times[1]:.2f}',
+                             f'{times[0] / times[1]:.1f}' if times[1] > 0.005
+                             else '-', trials[0], trials[1]])
+            rows.append(['answer (atoms, F1, objective)',
+                         *(f'{r["n_atoms"]}, {r["f1"]:.3f}, '
+                           f'{r["objective"]:.6f}' for r in (old, new)),
+                         '', '', ''])
+            rows.append(['load', f'{old["load"]:.1f}', f'{new["load"]:.1f}',
+                         '', '', ''])
+            header = ['phase', f'old {commit} (s)', 'new (s)', 'old / new',
+                      'trials (old)', 'trials (new)']
+            title = {'demo': "`odl-atoms demo`'s ADCG (48 atoms, 0/45/90, "
+                             "1 % noise, default options)",
+                     'lattice': 'Lattice-start case (7 x 7 vacancy, '
+                                '0/60/120, 1 % noise, '
+                                "`lattice_starts('square')`)"}[case]
+            blocks.append(f'### {title}\n\n' + markdown_table(header, rows))
+            summary.append([case, f'{old["total"]:.2f}', f'{new["total"]:.2f}',
+                            f'{old["total"] / new["total"]:.1f}',
+                            'yes' if old['exact'] == new['exact']
+                            and old['n_atoms'] == new['n_atoms'] else 'NO'])
+            if case == 'demo':
+                summary[-1].append(f'{new["sirt"]:.2f} (ADCG / SIRT '
+                                   f'{new["total"] / new["sirt"]:.1f}x)')
+            else:
+                summary[-1].append('')
+    finally:
+        shutil.rmtree(old_root, ignore_errors=True)
+    header = ['case', 'old total (s)', 'new total (s)', 'old / new',
+              'same answer', 'SIRT + picking (s)']
+    return ('## Whole reconstructions, phase by phase: old code against new\n\n'
+            f'Each reconstruction runs in a fresh process, once with the code '
+            f'of commit {commit} (a `git archive` of it on `PYTHONPATH`) and '
+            f'once with this tree, CPU seconds of the process '
+            f'(`time.process_time`, one BLAS thread; the numba kernels '
+            f'compiled before timing). Phases: the starts, the additions '
+            f'(oracle and its refinement), the local moves (relaxation, '
+            f'weights, pruning), each escape move (with the additions and '
+            f'relaxations its trials make), the polish and the certificate; '
+            f'time spent inside another phase counts for the outermost one. '
+            f'"Trials": escape trials each move yielded.\n\n'
+            + markdown_table(header, summary) + '\n\n' + '\n\n'.join(blocks))
+
+
 SECTIONS = {'objective': objective_section, 'forward': forward_section,
             'cold': cold_start_section}
 
@@ -310,7 +555,7 @@ def main(argv=None):
         print(f'--- {name}', flush=True)
         if name == 'objective':
             blocks.append(objective_section(
-                sizes, (15, 5, 2) if args.quick else (50, 11, 3)))
+                sizes, (15, 5, 2) if args.quick else (50, 11, 5)))
         elif name == 'forward':
             blocks.append(forward_section(sizes, 3 if args.quick else 7))
         else:
