@@ -303,6 +303,35 @@ def test_bad_shapes_raise():
             pass
 
 
+def test_without_numba_the_numpy_path_runs():
+    """A Python without numba imports odl_atoms and uses the NumPy path."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['numba'] = None\n"
+        "import numpy as np, odl\n"
+        "from odl.applications import tomo\n"
+        "from odl_atoms import kernels\n"
+        "from odl_atoms.functionals import LennardJones\n"
+        "from odl_atoms.geometry import DetectorFrame\n"
+        "from odl_atoms.projection import Stencil\n"
+        "assert not kernels.AVAILABLE and kernels.backend() == 'numpy'\n"
+        "g = tomo.Parallel2dGeometry(odl.uniform_partition(0, 3, 3),\n"
+        "                            odl.uniform_partition(-8, 8, 64))\n"
+        "st = Stencil(DetectorFrame.from_geometry(g), np.zeros((2, 2)), 0.5)\n"
+        "assert st.backend == 'numpy' and st.project(np.ones(2)).size == 192\n"
+        "lj = LennardJones(odl.rn((2, 2)))\n"
+        "print(lj.energy([[0.0, 0.0], [1.2, 0.0]]))\n")
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lj = LennardJones(odl.rn((2, 2)))
+    with kernels.use_backend('numpy'):
+        expected = lj.energy([[0.0, 0.0], [1.2, 0.0]])
+    assert float(out.stdout.split()[-1]) == pytest.approx(expected, rel=1e-12)
+
+
 def test_environment_selects_numpy(monkeypatch):
     monkeypatch.setenv('ODL_ATOMS_KERNELS', 'numpy')
     assert kernels._initial_backend() == 'numpy'
