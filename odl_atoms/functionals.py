@@ -183,7 +183,7 @@ class LennardJones(odl.functionals.Functional):
     **Cost.** Energy and gradient cost ``O(n)`` for a crystal
     (``O(n * neighbours)``). With numba (the default backend,
     `odl_atoms.kernels.backend`) both come from one compiled pass: a sum
-    over all pairs for a few hundred atoms, a cell list above. The NumPy
+    over all pairs for up to 100 atoms, a cell list above. The NumPy
     path (and `removal_energies`) finds neighbours with
     `scipy.spatial.cKDTree` and caches the pair list and pair terms of the
     last point, so that the gradient at the point where the energy was just
