@@ -72,7 +72,8 @@ _EXPORTS = {
     'errors': ('ValidationError',),
     'descent': ('bfgs_descent', 'odl_local_descent'),
     'alignment': ('Alignment', 'centre_of_mass_shifts', 'refine_shifts',
-                  'shift_misfit', 'decompose_shifts'),
+                  'shift_misfit', 'decompose_shifts',
+                  'DEFAULT_MAX_SHIFT_CELLS'),
     'problem':
         ('Problem', 'check_alpha', 'default_lennard_jones',
          'parse_potential', 'estimate_r_min', 'expected_atoms',
