@@ -46,7 +46,8 @@ print(f'noise norm delta = {sweep.noise_norm:.4f}; the discrepancy principle '
 # left empty. A little energy removes that at no cost in discrepancy. At
 # alpha = 1 one well depth of energy weighs as much as the data of a whole
 # atom, so atoms the data do not support pay for themselves through their
-# bonds: ADCG adds ten of them, the discrepancy jumps above the noise level
+# bonds: ADCG adds a dozen or so of them (how many depends on rounding:
+# 10 to 16 on the same data), the discrepancy jumps above the noise level
 # and the discrepancy principle rejects it. (The energy axis is symmetric-log
 # so that -43 and 10^5 both show.)
 
