@@ -18,6 +18,8 @@ these settings (`_run_solver`).
 """
 
 import importlib
+import math
+import time
 import warnings
 
 from odl_atoms.defaults import DEFAULT_ALPHA, DEFAULT_GRID_PER_SIGMA_3D
@@ -26,6 +28,14 @@ from odl_atoms.errors import ValidationError
 __all__ = ('reconstruct', 'reconstruct_alphas',
            'estimate_equilibrium_distance', 'solver_class',
            'available_solvers', 'takes_option')
+
+#: Default wall-clock limit of `reconstruct`, in seconds (one hour): three
+#: times the longest reconstruction of the benchmarks (10^4 atoms in 3D,
+#: 18 min on 2 shared cores, benchmarks/results/scale.md), so that it stops
+#: only runs that would not end (data in the wrong units can make ADCG add
+#: atoms for days); a stopped run returns its best answer so far
+#: (``result.info['stop_reason'] == 'time_limit'``).
+DEFAULT_TIME_LIMIT = 3600.0
 
 #: The reconstruction methods by name (the command line's ``--solver``):
 #: ``'module:Class'``, imported when first used. A class may stand in for
@@ -173,8 +183,9 @@ def takes_option(solver, option):
 
 
 def _run_solver(cls, operator, data, settings, options, initial=None,
-                callback=None):
-    """Solve ``Problem(operator, data, **settings)`` with ``cls(**options)``.
+                callback=None, deadline=None):
+    """Solve ``Problem(operator, data, **settings)`` with ``cls(**options)``,
+    stopping at ``deadline`` (`time.monotonic`; None: no limit).
 
     The one place of the package where a solver is built from the
     command line's, the sweeps' and the benchmarks' settings.
@@ -187,7 +198,28 @@ def _run_solver(cls, operator, data, settings, options, initial=None,
         raise ValidationError(f'{cls.__name__} needs an optional '
                               f'dependency: {exc}') from exc
     problem = Problem(operator, data, **settings)
-    return solver.solve(problem, initial=initial, callback=callback)
+    return solver.solve(problem, initial=initial, callback=callback,
+                        time_limit=_remaining(deadline))
+
+
+def _deadline(time_limit):
+    """The `time.monotonic` at which ``time_limit`` seconds have passed."""
+    if time_limit is None:
+        return None
+    if isinstance(time_limit, bool) or not isinstance(
+            time_limit, (int, float)) or not time_limit > 0:
+        raise ValidationError(f'`time_limit` must be a positive number of '
+                              f'seconds or None, got {time_limit!r}')
+    return time.monotonic() + float(time_limit) if math.isfinite(
+        time_limit) else None
+
+
+def _remaining(deadline):
+    """Seconds left until ``deadline`` (at least a millisecond: a method
+    then stops at its first iteration), or None."""
+    if deadline is None:
+        return None
+    return max(deadline - time.monotonic(), 1e-3)
 
 
 def default_grid_spacing(measured):
@@ -213,7 +245,7 @@ def needs_r_min_estimate(solver, alpha=None, r_min=None):
 
 
 def estimate_equilibrium_distance(measured, weights=None, grid_spacing=None,
-                                  callback=None):
+                                  callback=None, time_limit=None):
     """Estimate the potential's equilibrium distance from the data alone.
 
     Reconstructs without energy (ADCG, ``alpha = 0``) and takes the
@@ -232,6 +264,8 @@ def estimate_equilibrium_distance(measured, weights=None, grid_spacing=None,
     callback : callable, optional
         Called with the atoms after every iteration of the energy-free
         reconstruction.
+    time_limit : float, optional
+        Seconds after which the reconstruction stops with its atoms so far.
 
     Returns
     -------
@@ -262,7 +296,8 @@ def estimate_equilibrium_distance(measured, weights=None, grid_spacing=None,
     options = {} if grid_spacing is None else {'grid_spacing': grid_spacing}
     op = measured.operator()
     first = _run_solver(solver_class('adcg'), op, measured.element(),
-                        settings, options, callback=callback)
+                        settings, options, callback=callback,
+                        deadline=_deadline(time_limit))
     r_min = estimate_r_min(first.measure.positions, op.sigma)
     if r_min is None:
         raise ValidationError(
@@ -319,8 +354,70 @@ def _split(cls, measured, alpha, r_min, weights, seed, options, alphas):
     return settings, options, estimate
 
 
+def check_reconstruction(measured, solver='adcg', weights=None, r_min=None,
+                         max_memory=None, names=None, strict=True,
+                         intensity=None, **options):
+    """Check a reconstruction before any work; return warnings.
+
+    The measurement's plausibility (`odl_atoms.checks.check_measurement`:
+    angles in degrees, data in other units than one atom, an atom width
+    against the detector and the box, too few data) and the memory the
+    method needs (`odl_atoms.resources.reconstruction_memory`, with ADCG's
+    candidate grid, the lattice starts, SIRT's image) against
+    ``max_memory``. `reconstruct` runs it first; the command line too, with
+    its own ``names`` for the settings.
+
+    Parameters
+    ----------
+    measured : `~odl_atoms.io.ProjectionData`
+    solver, weights, r_min, **options
+        As for `reconstruct` (``grid_spacing``, ``starts``, ``pixel_size``,
+        ``proposal_spacing`` count).
+    max_memory : float, optional
+        Limit in bytes; default the memory available, ``inf`` for none.
+    names : dict, optional
+        How messages name the settings (see `odl_atoms.checks` and
+        `~odl_atoms.resources.MemoryEstimate.check`).
+    strict : bool, optional
+        If False, implausible input is warned about instead of refused (the
+        memory check still refuses).
+    intensity : float, optional
+        Data of one atom of weight 1, if the data are not in atom units.
+
+    Returns
+    -------
+    warnings : list of str
+
+    Raises
+    ------
+    ValidationError
+        For implausible input (with ``strict``) or a problem larger than
+        the memory limit.
+    """
+    from odl_atoms.checks import check_measurement, expected_atoms
+    from odl_atoms.resources import reconstruction_memory
+
+    cls = solver_class(solver)
+    found = check_measurement(measured, weights=weights, intensity=intensity,
+                              names=names, strict=strict)
+    if measured.sigma is None:
+        return found
+    grid_spacing = options.get('grid_spacing')
+    if grid_spacing is None and cls.__name__ == 'ADCG':
+        grid_spacing = default_grid_spacing(measured)
+    estimate = reconstruction_memory(
+        measured, cls.__name__, grid_spacing=grid_spacing,
+        pixel_size=options.get('pixel_size'),
+        proposal_spacing=options.get('proposal_spacing'),
+        starts=options.get('starts'), r_min=r_min, weights=weights,
+        atoms=expected_atoms(measured, weights, intensity))
+    estimate.check(max_memory, names=names)
+    return found
+
+
 def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
                 weights=None, initial=None, seed=None, callback=None,
+                time_limit=DEFAULT_TIME_LIMIT, max_memory=None, checks=True,
                 **options):
     """Reconstruct the atoms of a measurement with one method.
 
@@ -350,6 +447,20 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     callback : callable, optional
         Called with the current atoms after every iteration (an ODL
         callback works).
+    time_limit : float, optional
+        Wall-clock seconds for the whole reconstruction (the ``r_min``
+        estimate included); the method then stops at its next iteration
+        with its best answer so far (``result.info['stop_reason'] ==
+        'time_limit'``). Default `DEFAULT_TIME_LIMIT` (an hour); None: no
+        limit.
+    max_memory : float, optional
+        Memory limit in bytes for the estimate checked first
+        (`check_reconstruction`); default the memory available, ``inf``:
+        no check.
+    checks : bool, optional
+        Check the input's plausibility and the memory first
+        (`check_reconstruction`; implausible input is refused, unusual input
+        warned about). Default True.
     **options
         Options of the method (``solver.option_names()``: ``grid_spacing``,
         ``starts``, ``n_iter``, ...; in 3D ``grid_spacing`` defaults to
@@ -367,14 +478,17 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     Raises
     ------
     ValidationError
-        For an unknown solver or option, or when ``r_min`` cannot be
-        estimated.
+        For an unknown solver or option, implausible input (angles in
+        degrees, data in other units than one atom, an atom width that does
+        not fit the detector or the box), a problem larger than the memory,
+        or when ``r_min`` cannot be estimated.
 
     Warns
     -----
     UserWarning
         When ``alpha``, ``r_min``, ``weights`` or ``seed`` is given to a
         method that does not use it (SIRT has no energy); it is ignored.
+        For unusual input (`check_reconstruction`).
 
     Examples
     --------
@@ -389,25 +503,37 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     >>> result.n_atoms
     8
     """
+    deadline = _deadline(time_limit)
     cls = solver_class(solver)
     settings, options, estimate = _split(cls, measured, alpha, r_min, weights,
                                          seed, options, [alpha])
+    # --- Checks before any work (issue 22): one call, before anything heavy
+    # (odl_atoms.checks: plausibility; odl_atoms.resources: memory).
+    if checks:
+        for message in check_reconstruction(measured, cls, weights, r_min,
+                                            max_memory=max_memory,
+                                            **options):
+            warnings.warn(message, UserWarning, stacklevel=2)
+    # --- End of the checks.
     estimated = None
     if estimate:
         estimated, _ = estimate_equilibrium_distance(
             measured, weights=weights, grid_spacing=options.get(
-                'grid_spacing', default_grid_spacing(measured)))
+                'grid_spacing', default_grid_spacing(measured)),
+            time_limit=_remaining(deadline))
         settings['potential'] = estimated
     result = _run_solver(cls, measured.operator(), measured.element(),
                          settings, options, initial=initial,
-                         callback=callback)
+                         callback=callback, deadline=deadline)
     if estimated is not None:
         result.info['estimated_r_min'] = estimated
     return result
 
 
 def reconstruct_alphas(measured, alphas, solver='adcg', r_min=None,
-                       weights=None, seed=None, callback=None, **options):
+                       weights=None, seed=None, callback=None,
+                       time_limit=DEFAULT_TIME_LIMIT, max_memory=None,
+                       checks=True, **options):
     """Reconstruct for every energy weight in ``alphas`` (an alpha sweep).
 
     `odl_atoms.parameter_choice.alpha_sweep` with the settings of
@@ -418,10 +544,13 @@ def reconstruct_alphas(measured, alphas, solver='adcg', r_min=None,
     ----------
     measured : `~odl_atoms.io.ProjectionData`
     alphas : sequence of float
-    solver, r_min, weights, seed, **options
+    solver, r_min, weights, seed, max_memory, checks, **options
         As for `reconstruct`.
     callback : callable, optional
         Called after each reconstruction with ``(alpha, result)``.
+    time_limit : float, optional
+        Seconds for the ``r_min`` estimate (as for `reconstruct`; the
+        sweep's reconstructions run to their end).
 
     Returns
     -------
@@ -441,13 +570,20 @@ def reconstruct_alphas(measured, alphas, solver='adcg', r_min=None,
     from odl_atoms.parameter_choice import alpha_sweep
     from odl_atoms.problem import Problem
 
+    deadline = _deadline(time_limit)
     cls = solver_class(solver)
     settings, options, estimate = _split(cls, measured, None, r_min, weights,
                                          seed, options, list(alphas))
+    if checks:
+        for message in check_reconstruction(measured, cls, weights, r_min,
+                                            max_memory=max_memory,
+                                            **options):
+            warnings.warn(message, UserWarning, stacklevel=2)
     if estimate:
         settings['potential'], _ = estimate_equilibrium_distance(
             measured, weights=weights, grid_spacing=options.get(
-                'grid_spacing', default_grid_spacing(measured)))
+                'grid_spacing', default_grid_spacing(measured)),
+            time_limit=_remaining(deadline))
     try:
         method = cls(**options)
     except ImportError as exc:

@@ -7,15 +7,18 @@ with the exact Gaussian-atom operator, adds noise and returns a
 reads).
 """
 
+import math
 import numbers
 
 import numpy as np
 import odl
 from odl.applications import tomo
 
+from odl_atoms.errors import ValidationError, ValidationTypeError
 from odl_atoms.io import ProjectionData
 from odl_atoms.noise import add_noise
 from odl_atoms.operators import GaussianRayTransform
+from odl_atoms.resources import ProblemSize, simulation_memory
 from odl_atoms.space import SparseMeasure, SparseMeasureSpace
 
 __all__ = ('tilt_geometry', 'simulate')
@@ -56,19 +59,36 @@ def tilt_geometry(space, angles, n_detector=None, cell=None, margin=None,
     >>> geometry.det_partition.min_pt, geometry.det_partition.max_pt
     (array([-7.0710678...]), array([ 7.0710678...]))
     """
+    apart, half, shape = _detector(space, angles, n_detector, cell, margin,
+                                   axis)
+    if space.ndim == 2:
+        return tomo.Parallel2dGeometry(
+            apart, odl.uniform_partition(-half[0], half[0], int(shape[0])))
+    return tomo.Parallel3dAxisGeometry(
+        apart, odl.uniform_partition(-half, half, tuple(shape)), axis=axis)
+
+
+def _detector(space, angles, n_detector=None, cell=None, margin=None,
+              axis=(0, 0, 1)):
+    """``(apart, half, shape)``: the angle partition of `tilt_geometry`, and
+    its detector's half sizes and cells per axis (arrays), without building
+    the detector (whose size is checked first)."""
     if not isinstance(space, SparseMeasureSpace):
         raise TypeError(f'`space` must be a SparseMeasureSpace, got {space!r}')
     angles = np.sort(np.array(angles, dtype=float, ndmin=1))
     if angles.ndim != 1 or angles.size == 0 or not np.all(np.isfinite(angles)):
-        raise ValueError(f'`angles` must be a non-empty list of numbers, got {angles}')
+        raise ValidationError(f'`angles` must be a non-empty list of '
+                              f'numbers, got {angles}')
     if np.any(np.diff(angles) <= 0):
-        raise ValueError(f'`angles` must be distinct, got {angles.tolist()}')
+        raise ValidationError(f'`angles` must be distinct, got '
+                              f'{angles.tolist()}')
     if (n_detector is None) == (cell is None):
-        raise ValueError('give exactly one of `n_detector` and `cell`')
+        raise ValidationError('give exactly one of `n_detector` and `cell`')
     if cell is not None:
         cell = float(cell)
         if not cell > 0:
-            raise ValueError(f'detector `cell` must be positive, got {cell}')
+            raise ValidationError(f'detector `cell` must be positive, got '
+                                  f'{cell}')
     margin = 0.0 if margin is None else float(margin)
     corners = _corners(space)
     if angles.size == 1:
@@ -85,9 +105,9 @@ def tilt_geometry(space, angles, n_detector=None, cell=None, margin=None,
             n_detector = int(np.ceil(2 * half / cell))
             half = n_detector * cell / 2
         if not isinstance(n_detector, numbers.Integral):
-            raise TypeError(f'2D needs one integer `n_detector`, got {n_detector!r}')
-        return tomo.Parallel2dGeometry(
-            apart, odl.uniform_partition(-half, half, int(n_detector)))
+            raise ValidationTypeError(f'2D needs one integer `n_detector`, '
+                                      f'got {n_detector!r}')
+        return apart, np.array([half]), np.array([int(n_detector)])
     probe = tomo.Parallel3dAxisGeometry(
         apart, odl.uniform_partition([-1, -1], [1, 1], (2, 2)), axis=axis)
     uv = np.einsum('mkd,cd->mck', probe.det_axes(angles), corners)
@@ -99,12 +119,32 @@ def tilt_geometry(space, angles, n_detector=None, cell=None, margin=None,
         half = shape * cell / 2
     else:
         shape = np.array(n_detector, dtype=int)
-    return tomo.Parallel3dAxisGeometry(
-        apart, odl.uniform_partition(-half, half, tuple(shape)), axis=axis)
+    return apart, half, shape
+
+
+def detector_size(space, angles, sigma, n_detector=None, cell=None,
+                  margin=None, axis=(0, 0, 1)):
+    """The sizes of the measurement `tilt_geometry` would build, as a
+    `~odl_atoms.resources.ProblemSize`, without building it.
+
+    Examples
+    --------
+    >>> space = SparseMeasureSpace([-5, -5], [5, 5])
+    >>> size = detector_size(space, np.radians([0, 45, 90]), 0.4, 64)
+    >>> size.detector_shape, size.n_angles
+    ((64,), 3)
+    """
+    _, half, shape = _detector(space, angles, n_detector, cell, margin, axis)
+    separable = space.ndim == 2 or int(np.count_nonzero(
+        np.abs(np.asarray(axis, dtype=float)) > 1e-12)) == 1
+    return ProblemSize(tuple(space.min_pt), tuple(space.max_pt),
+                       int(np.size(angles)), tuple(int(n) for n in shape),
+                       tuple(2 * half / shape), float(sigma), separable)
 
 
 def simulate(measure, angles, sigma, n_detector=None, detector_cell=None,
-             noise=0.0, dose=None, seed=None, mode='integrate', axis=(0, 0, 1)):
+             noise=0.0, dose=None, seed=None, mode='integrate', axis=(0, 0, 1),
+             max_memory=None):
     """Return a simulated tilt series of ``measure`` as `ProjectionData`.
 
     Parameters
@@ -130,6 +170,17 @@ def simulate(measure, angles, sigma, n_detector=None, detector_cell=None,
         Detector model of the simulation.
     axis : array-like, optional
         Tilt axis in 3D.
+    max_memory : float, optional
+        Memory limit in bytes for the estimate checked before anything is
+        allocated (`odl_atoms.resources.simulation_memory`); default the
+        memory available, ``inf`` for no check.
+
+    Raises
+    ------
+    ValidationError
+        For bad angles or detector settings, and when the simulation would
+        need more memory than the limit (the message says which setting
+        lowers it).
 
     Examples
     --------
@@ -143,6 +194,14 @@ def simulate(measure, angles, sigma, n_detector=None, detector_cell=None,
     if not isinstance(measure, SparseMeasure):
         raise TypeError(f'`measure` must be a SparseMeasure, got {measure!r}')
     space = measure.space
+    if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) \
+            or not (math.isfinite(sigma) and sigma > 0):
+        raise ValidationError(f'`sigma` (the atom width, in angstrom) must be '
+                              f'a positive number, got {sigma!r}')
+    size = detector_size(space, angles, sigma, n_detector, detector_cell,
+                         axis=axis)
+    simulation_memory(measure.n_atoms, size).check(
+        max_memory, names={'max_memory': 'max_memory='})
     geometry = tilt_geometry(space, angles, n_detector, cell=detector_cell,
                              axis=axis)
     op = GaussianRayTransform(space, geometry, sigma, mode=mode)

@@ -25,6 +25,15 @@ Design:
   missing ones. Failed rows are not cached, so they are retried. The rows are
   written by the client, not by the workers, so that workers on other
   machines need no shared file system.
+- **Cached rows are checked before they are reused.** Each row carries a
+  SHA-256 checksum of its content (its parameters and its results); a row
+  whose checksum, parameters or values do not fit (edited by hand, damaged,
+  written by an older version) is reported by its file name and run again,
+  and its file replaced. The checksum detects accidents, not forgery: whoever
+  can write the cache can also write a matching checksum.
+- **Tasks are sized first.** Before anything runs, each task's memory is
+  estimated (`task_memory`) and a sweep that would not fit in the memory of
+  this machine (times the local workers running at once) is refused.
 
 Angles are given in **degrees** here (``angles_deg``), unlike the rest of
 the API: a sweep's parameters are what its table shows and what its cache
@@ -54,6 +63,10 @@ from odl_atoms.errors import ValidationError
 __all__ = ('SweepTask', 'SweepResult', 'sweep_tasks', 'run_sweep_task',
            'run_sweep')
 
+#: Above this many atoms a phantom is not built to size its task: its atoms
+#: alone are counted (`odl_atoms.resources.phantom_atoms`).
+_BUILD_ATOMS = 10 ** 6
+
 #: Part of every cache key: bump it when the rows' meaning changes so that old
 #: cached rows are not mistaken for new ones.
 CACHE_VERSION = 1
@@ -76,7 +89,7 @@ def _plain(value, name):
     if isinstance(value, numbers.Real):
         value = float(value)
         if not math.isfinite(value):
-            raise ValueError(f'{name} must be finite, got {value}')
+            raise ValidationError(f'{name} must be finite, got {value}')
         return value
     if isinstance(value, (list, tuple)):
         return tuple(_plain(v, name) for v in value)
@@ -164,25 +177,27 @@ class SweepTask:
             self.angles_deg, (int, float)) else (self.angles_deg,),
             '`angles_deg`')
         if not angles or not all(isinstance(a, (int, float)) for a in angles):
-            raise ValueError(f'`angles_deg` must be a non-empty list of '
-                             f'numbers, got {self.angles_deg!r}')
+            raise ValidationError(f'`angles_deg` must be a non-empty list of '
+                                  f'numbers, got {self.angles_deg!r}')
         put('angles_deg', tuple(float(a) for a in angles))
         for name in ('sigma', 'noise'):
             put(name, float(_plain(getattr(self, name), f'`{name}`')))
         if not self.sigma > 0:
-            raise ValueError(f'`sigma` must be positive, got {self.sigma}')
+            raise ValidationError(f'`sigma` must be positive, got '
+                                  f'{self.sigma}')
         if not self.noise >= 0:
-            raise ValueError(f'`noise` must be >= 0, got {self.noise}')
+            raise ValidationError(f'`noise` must be >= 0, got {self.noise}')
         if self.alpha is not None:
             put('alpha', float(_plain(self.alpha, '`alpha`')))
             if self.alpha < 0:
-                raise ValueError(f'`alpha` must be >= 0, got {self.alpha}')
+                raise ValidationError(f'`alpha` must be >= 0, got '
+                                      f'{self.alpha}')
         for name in ('n_detector', 'seed', 'size'):
             value = getattr(self, name)
             if value is not None:
                 if int(value) != value:
-                    raise ValueError(f'`{name}` must be an integer, got '
-                                     f'{value!r}')
+                    raise ValidationError(f'`{name}` must be an integer, '
+                                          f'got {value!r}')
                 put(name, int(value))
         if self.shape is not None:
             put('shape', tuple(int(s) for s in self.shape))
@@ -292,7 +307,7 @@ def sweep_tasks(**grid):
     axes = [(name, _axis(name, grid[name])) for name in names if name in grid]
     for name, values in axes:
         if not values:
-            raise ValueError(f'the grid axis {name!r} has no values')
+            raise ValidationError(f'the grid axis {name!r} has no values')
     takes_alpha = {}
     tasks, seen = [], set()
     for combination in itertools.product(*[values for _, values in axes]):
@@ -336,9 +351,93 @@ def _build_truth(task):
     else:
         valid = ', '.join(tuple(phantoms.PHANTOM_NAMES_2D)
                           + tuple(phantoms.NANOPARTICLE_SHAPES) + ('slab',))
-        raise ValueError(f'unknown phantom {name!r}; choose one of {valid}, '
-                         f'or give an atom file')
+        raise ValidationError(f'unknown phantom {name!r}; choose one of '
+                              f'{valid}, or give an atom file')
     return phantom.measure, phantom.lattice_spacing, True
+
+
+def task_memory(task):
+    """Estimate the memory of a task (`odl_atoms.resources`) without
+    running it.
+
+    Its simulation and its reconstruction, whichever needs more (they run
+    one after the other). A built-in phantom of more than a million atoms is
+    not built: its atoms alone are counted.
+
+    Parameters
+    ----------
+    task : `SweepTask`
+
+    Returns
+    -------
+    estimate : `~odl_atoms.resources.MemoryEstimate`
+
+    Examples
+    --------
+    >>> from odl_atoms.resources import size_text
+    >>> estimate = task_memory(SweepTask('vacancy', shape=(10 ** 5, 10 ** 5)))
+    >>> estimate.largest[0], size_text(estimate.total)
+    ('1e+10 atoms', '9.09 TiB')
+    """
+    import numpy as np
+
+    from odl_atoms.reconstruction import solver_class
+    from odl_atoms.resources import (ATOM_BYTES, MemoryEstimate,
+                                     phantom_atoms, reconstruction_memory,
+                                     simulation_memory)
+    from odl_atoms.simulation import detector_size
+
+    what = f'the sweep task ({task.label()})'
+    if not Path(task.phantom).suffix:
+        n = phantom_atoms(task.phantom, shape=task.shape, size=task.size)
+        if n > _BUILD_ATOMS:
+            return MemoryEstimate(what, ((f'{n:.3g} atoms', n * ATOM_BYTES,
+                                          'atoms'),))
+    truth, spacing, _ = _build_truth(task)
+    size = detector_size(truth.space, np.radians(task.angles_deg), task.sigma,
+                         n_detector=task.n_detector)
+    options = dict(task.solver_options)
+    try:
+        name = solver_class(task.solver).__name__
+    except ValidationError:
+        name = task.solver
+    grid_spacing = options.get('grid_spacing')
+    if grid_spacing is None and name == 'ADCG' and truth.ndim == 3:
+        from odl_atoms.defaults import DEFAULT_GRID_PER_SIGMA_3D
+        grid_spacing = DEFAULT_GRID_PER_SIGMA_3D * task.sigma
+    potential = options.get('potential')
+    r_min = potential if isinstance(potential, (int, float)) else spacing
+    estimates = [simulation_memory(truth.n_atoms, size),
+                 reconstruction_memory(
+                     size, name, grid_spacing=grid_spacing,
+                     pixel_size=options.get('pixel_size'),
+                     proposal_spacing=options.get('proposal_spacing'),
+                     r_min=r_min, atoms=truth.n_atoms)]
+    largest = max(estimates, key=lambda e: e.total)
+    return MemoryEstimate(what, largest.parts)
+
+
+def _check_memory(tasks, parallel, max_memory, names=None):
+    """Refuse tasks that do not fit ``parallel`` at a time in the memory."""
+    from odl_atoms.resources import MemoryEstimate
+
+    sizes = {}
+    for task in tasks:
+        # Tasks that differ in noise, seed or alpha only have the same size.
+        key = (task.phantom, task.angles_deg, task.sigma, task.n_detector,
+               task.solver, task.shape, task.size, task.solver_options)
+        if key not in sizes:
+            sizes[key] = task_memory(task)
+    if not sizes:
+        return
+    largest = max(sizes.values(), key=lambda e: e.total)
+    if parallel > 1:
+        largest = MemoryEstimate(
+            f'{largest.what[:1].upper() + largest.what[1:]}, {parallel} at '
+            f'once (one per worker),',
+            tuple((label, nbytes * parallel, setting)
+                  for label, nbytes, setting in largest.parts))
+    largest.check(max_memory, names=names)
 
 
 def run_sweep_task(task):
@@ -462,10 +561,14 @@ class SweepResult:
         cache instead of run.
     wall_time : float
         Seconds for the whole sweep (including starting a cluster).
+    rejected : list of str
+        The cache files that were not reused (edited, damaged, malformed)
+        and why; their tasks ran again.
     """
 
     rows: list = field(default_factory=list)
     wall_time: float = 0.0
+    rejected: list = field(default_factory=list)
 
     @property
     def failed(self):
@@ -484,9 +587,11 @@ class SweepResult:
 
     def summary(self):
         """One line: tasks run, reused, failed, wall time."""
+        rejected = (f', {len(self.rejected)} cache file(s) rejected and run '
+                    f'again' if self.rejected else '')
         return (f'{len(self.rows)} tasks: {self.n_run} run, {self.n_reused} '
-                f'reused from the cache, {len(self.failed)} failed; '
-                f'{self.wall_time:.1f} s')
+                f'reused from the cache, {len(self.failed)} failed'
+                f'{rejected}; {self.wall_time:.1f} s')
 
     def as_markdown(self):
         """The main columns as a Markdown table (errors in a last column).
@@ -540,7 +645,10 @@ def _cell(fmt, value):
     if value is None or (isinstance(value, float)
                          and not math.isfinite(value)):
         return '-'
-    return fmt.format(value)
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):  # a value of another type: show it
+        return str(value)
 
 
 def _write_atomically(path, text):
@@ -556,26 +664,84 @@ def _cache_path(cache_dir, task):
     return Path(cache_dir) / f'{task.key}.json'
 
 
+def _checksum(row):
+    """SHA-256 (hex) of a row's canonical JSON, without its checksum."""
+    content = {k: v for k, v in row.items() if k not in ('checksum',
+                                                           'cached')}
+    text = json.dumps(content, sort_keys=True, separators=(',', ':'))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) \
+        and value >= 0
+
+
+def _is_number(value, low=0.0, high=math.inf):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value) and low <= value <= high
+
+
+# What a cached row's results must be: (column, test, what it must be).
+_RESULT_CHECKS = (
+    ('n_true', _is_count, 'a count'), ('n_found', _is_count, 'a count'),
+    ('f1', lambda v: _is_number(v, 0, 1), 'a number in [0, 1]'),
+    ('precision', lambda v: _is_number(v, 0, 1), 'a number in [0, 1]'),
+    ('recall', lambda v: _is_number(v, 0, 1), 'a number in [0, 1]'),
+    ('exact', lambda v: isinstance(v, bool), 'true or false'),
+    ('rmsd', lambda v: v is None or _is_number(v), 'null or a number >= 0'),
+    ('time', _is_number, 'a number >= 0'),
+    ('wall_time', _is_number, 'a number >= 0'),
+    ('worker', lambda v: v is None or isinstance(v, str), 'a text'))
+
+
+def _cache_problem(row, task):
+    """Why a cached row of ``task`` cannot be reused, or None."""
+    if not isinstance(row, dict):
+        return f'it holds a JSON {type(row).__name__}, not a row'
+    if 'checksum' not in row:
+        return ('it has no checksum (written by an older version of '
+                'odl_atoms, or by hand)')
+    if row['checksum'] != _checksum(row):
+        return 'its checksum does not match its content (edited or damaged)'
+    expected = _param_columns(task)
+    changed = sorted(k for k, v in expected.items() if row.get(k) != v)
+    if changed:
+        return (f'its parameters ({", ".join(changed)}) are not those of '
+                f'the task')
+    for name, test, what in _RESULT_CHECKS:
+        if not test(row.get(name)):
+            return f'{name!r} is {row.get(name)!r}, not {what}'
+    return None
+
+
 def _read_cached(cache_dir, task):
-    """The cached row of ``task``, or None (missing, unreadable or failed)."""
+    """``(row, problem)``: the cached row of ``task`` (or None: missing,
+    failed or rejected) and why a file there was rejected (or None)."""
     path = _cache_path(cache_dir, task)
     try:
-        row = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        warnings.warn(f'ignoring the unreadable cache file {str(path)!r} '
-                      f'({exc}); the task runs again', stacklevel=3)
-        return None
-    if not isinstance(row, dict) or row.get('key') != task.key \
-            or row.get('error'):
-        return None
+        return None, None
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f'it cannot be read ({exc})'
+    try:
+        row = json.loads(text)
+    except ValueError as exc:
+        return None, f'it is not valid JSON ({exc})'
+    if isinstance(row, dict) and row.get('error'):
+        return None, None  # failed rows are retried (none are written)
+    problem = _cache_problem(row, task)
+    if problem is not None:
+        return None, problem
+    del row['checksum']
     row['cached'] = True
-    return row
+    return row, None
 
 
 def _write_cached(cache_dir, row):
     row = {k: v for k, v in row.items() if k != 'cached'}
+    row['checksum'] = _checksum(row)
     _write_atomically(Path(cache_dir) / f'{row["key"]}.json',
                       json.dumps(row, indent=1, sort_keys=True) + '\n')
 
@@ -649,13 +815,13 @@ def _client(scheduler, n_workers):
     try:
         client = distributed.Client(scheduler, timeout='10s')
     except (OSError, TimeoutError) as exc:
-        raise ValueError(f'cannot connect to the Dask scheduler at '
-                         f'{scheduler!r}: {exc}') from exc
+        raise ValidationError(f'cannot connect to the Dask scheduler at '
+                              f'{scheduler!r}: {exc}') from exc
     return client, client.close
 
 
 def run_sweep(tasks, scheduler=None, n_workers=2, cache_dir=None,
-              progress=True):
+              progress=True, max_memory=None, memory_names=None):
     """Run tasks on Dask (or in this process); return the table of rows.
 
     Parameters
@@ -677,6 +843,15 @@ def run_sweep(tasks, scheduler=None, n_workers=2, cache_dir=None,
     progress : bool, optional
         Show a progress bar (tqdm, on standard error) and report failures
         as they happen.
+    max_memory : float, optional
+        Memory limit in bytes of the tasks run here (``'synchronous'``) or
+        on the local cluster (times its workers): the largest task's
+        estimate (`task_memory`) is checked before anything runs. Default
+        the memory available; ``inf``: no check. Tasks on a remote
+        scheduler are checked by their workers (`odl_atoms.reconstruct`).
+    memory_names : dict, optional
+        How the memory message names the settings
+        (`~odl_atoms.resources.MemoryEstimate.check`).
 
     Returns
     -------
@@ -686,8 +861,14 @@ def run_sweep(tasks, scheduler=None, n_workers=2, cache_dir=None,
     ------
     ImportError
         If a Dask scheduler is asked for and Dask is not installed.
-    ValueError
-        If the scheduler cannot be reached.
+    ValidationError
+        If the scheduler cannot be reached, or the tasks need more memory
+        than the limit.
+
+    Warns
+    -----
+    UserWarning
+        For every cache file that is not reused (see `SweepResult.rejected`).
 
     Examples
     --------
@@ -704,15 +885,25 @@ def run_sweep(tasks, scheduler=None, n_workers=2, cache_dir=None,
     for task in tasks:
         if not isinstance(task, SweepTask):
             raise TypeError(f'tasks must be SweepTask objects, got {task!r}')
-    rows = {}
+    rows, rejected = {}, []
     if cache_dir is not None:
         os.makedirs(cache_dir, exist_ok=True)
         for task in tasks:
-            row = _read_cached(cache_dir, task)
+            row, problem = _read_cached(cache_dir, task)
             if row is not None:
                 rows[task.key] = row
+            elif problem is not None:
+                path = str(_cache_path(cache_dir, task))
+                rejected.append(f'{path}: {problem}')
+                warnings.warn(f'not reusing the cache file {path!r}: '
+                              f'{problem}; the task ({task.label()}) runs '
+                              f'again', UserWarning, stacklevel=2)
     todo = list({task.key: task for task in tasks
                  if task.key not in rows}.values())
+    if todo and (scheduler is None or scheduler == 'synchronous'):
+        _check_memory(todo, 1 if scheduler == 'synchronous' else
+                      min(int(n_workers), len(todo)), max_memory,
+                      memory_names)
     if progress and rows:
         print(f'odl_atoms.sweep: {len(rows)} of {len(tasks)} rows reused from '
               f'{str(cache_dir)!r}', file=sys.stderr)
@@ -748,4 +939,5 @@ def run_sweep(tasks, scheduler=None, n_workers=2, cache_dir=None,
     for row in rows.values():
         row.setdefault('cached', False)
     return SweepResult(rows=[dict(rows[task.key]) for task in tasks],
-                       wall_time=time.perf_counter() - start)
+                       wall_time=time.perf_counter() - start,
+                       rejected=rejected)

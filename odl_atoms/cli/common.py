@@ -9,9 +9,10 @@ the parser loads neither ODL nor matplotlib.
 
 import argparse
 import math
+import os
 import sys
+import tempfile
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,71 @@ def noise_std(text):
     if text.strip().lower() == 'none':
         return 'none'
     return non_negative('--noise-std')(text)
+
+
+def time_limit(text):
+    """argparse type of ``--time-limit``: seconds > 0, or ``'none'``."""
+    if text.strip().lower() == 'none':
+        return math.inf
+    return positive('--time-limit')(text)
+
+
+def add_limit_options(parser, time=False, force=False):
+    """``--max-memory`` (and ``--time-limit``, ``--force``): the limits of a
+    run and their overrides."""
+    group = parser.add_argument_group(
+        'limits (checked before any work; see "Exit status and limits" in '
+        'the documentation)')
+    group.add_argument('--max-memory', type=positive('--max-memory'),
+                       default=None, metavar='GiB',
+                       help='memory the run may take, in GiB (2^30 bytes); '
+                            'a run whose estimate exceeds it is refused '
+                            'before it starts (default: the memory '
+                            'available)')
+    if time:
+        from odl_atoms.reconstruction import DEFAULT_TIME_LIMIT
+        group.add_argument(
+            '--time-limit', type=time_limit, default=DEFAULT_TIME_LIMIT,
+            metavar='SECONDS',
+            help=f'wall-clock limit of the reconstruction: it stops at its '
+                 f'next iteration with its best answer so far and says so '
+                 f'("none": no limit; default {DEFAULT_TIME_LIMIT:g}, three '
+                 f'times the longest benchmark run)')
+    if force:
+        group.add_argument(
+            '--force', action='store_true',
+            help='run even when the input looks implausible (angles in '
+                 'degrees, data not in units of one atom, an atom width that '
+                 'does not fit the detector or the box): the problems are '
+                 'printed as warnings')
+
+
+def memory_limit(args):
+    """``--max-memory`` in bytes, or None (the memory available)."""
+    value = getattr(args, 'max_memory', None)
+    return None if value is None else value * 2 ** 30
+
+
+#: How the command line names the settings that lower a run's memory
+#: (`odl_atoms.resources.MemoryEstimate.check`) and the plausibility
+#: checks' settings (`odl_atoms.checks`).
+CLI_NAMES = {
+    'grid_spacing': 'a larger --grid-spacing',
+    'proposal_spacing': 'a larger candidate spacing',
+    'pixel_size': 'a larger SIRT pixel',
+    'n_detector': 'fewer detector cells (--detector N, or a larger '
+                  '--detector-cell)',
+    'atoms': 'fewer atoms (a smaller --shape or --size)',
+    'starts': 'leaving out --lattice (or a larger --r-min)',
+    'data_scale': 'data in units of one atom (--intensity, --weights)',
+    'data': 'less data (binning, fewer projections)',
+    'max_memory': '--max-memory GiB',
+    'sigma': '--sigma, in Å',
+    'weights': '--weights W',
+    'intensity': '--intensity I',
+    'force': '--force',
+    'calibration': 'odl_atoms.calibration.calibrate in Python',
+}
 
 
 # --- Values given as text
@@ -269,17 +335,43 @@ class IterationBar:
 
 
 def input_file(path, what):
-    """``Path(path)``, or a UsageError if it is missing or a folder."""
+    """``Path(path)``, or a UsageError if it is missing, a folder or
+    unreadable."""
     path = Path(path)
     if not path.exists():
         raise UsageError(f'no {what} file at {str(path)!r}')
     if path.is_dir():
         raise UsageError(f'{str(path)!r} is a directory, not a {what} file')
+    if not os.access(path, os.R_OK):
+        raise UsageError(f'cannot read the {what} file {str(path)!r}: '
+                         f'permission denied')
     return path
 
 
-def check_output(path, kind):
-    """Check an output path before the work starts (not after an hour)."""
+def _check_writable(path):
+    """Raise a UsageError unless a file can be created next to ``path``.
+
+    Tried, not asked (`os.access` says yes to root on a read-only file
+    system): a temporary file is made and removed, as `atomic_path` will.
+    """
+    folder = path.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix='.odl-atoms-write-test-',
+                                     dir=folder)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f'cannot write {str(path)!r}: the folder '
+                         f'{str(folder)!r} is not writable ({reason}); '
+                         f'choose another folder') from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output(path, kind, flag=None):
+    """Check an output path before the work starts (not after an hour): a
+    file name (not a folder) in a writable folder, with a suffix of its
+    kind (``'atoms'``, ``'projections'``, ``'figure'``, ``'table'``,
+    ``'json'``)."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f'output {str(path)!r} is a directory; give a file '
@@ -299,6 +391,14 @@ def check_output(path, kind):
         if fmt not in ioformats or not ioformats[fmt].can_write:
             raise UsageError(f'ASE cannot write the format {fmt!r} of '
                              f'{str(path)!r}; use .extxyz, .xyz or .cif')
+        if not ioformats[fmt].can_read:
+            # ASE writes pictures (.png, .eps, .pov, .html) of atoms that
+            # no reader can turn back into atoms.
+            raise UsageError(
+                f'{flag or "the atom file"} {str(path)!r}: ASE writes '
+                f'{fmt!r} as a picture of the atoms and cannot read it back; '
+                f'an atom file ends in .extxyz, .xyz or .cif (a figure goes '
+                f'to --figure)')
     elif kind == 'projections':
         from odl_atoms.io import PROJECTION_SUFFIXES
         if suffix not in PROJECTION_SUFFIXES:
@@ -321,7 +421,55 @@ def check_output(path, kind):
     elif kind == 'json':
         if suffix != '.json':
             raise UsageError(f'JSON output ends in .json, got {str(path)!r}')
+    _check_writable(path)
     return path
+
+
+def _same_file(a, b):
+    """Whether two paths name the same file (also through links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(outputs, inputs=()):
+    """Check every output before the work: each with `check_output`, none
+    the same file as another output or as an input.
+
+    Parameters
+    ----------
+    outputs : sequence of (flag, path, kind)
+        ``path`` None is skipped.
+    inputs : sequence of (flag, path)
+
+    Returns
+    -------
+    paths : list of pathlib.Path or None
+        The outputs' paths, in order.
+    """
+    checked, seen = [], []
+    for flag, path, kind in outputs:
+        if path is None:
+            checked.append(None)
+            continue
+        path = check_output(path, kind, flag)
+        for other_flag, other in seen:
+            if _same_file(path, other):
+                raise UsageError(
+                    f'{flag} and {other_flag} are the same file '
+                    f'{str(path)!r}; the second would overwrite the first: '
+                    f'give different names')
+        for in_flag, source in inputs:
+            if source is not None and _same_file(path, Path(source)):
+                raise UsageError(
+                    f'{flag} {str(path)!r} is the input {in_flag}; writing '
+                    f'it would replace the data: give another name')
+        seen.append((flag, path))
+        checked.append(path)
+    return checked
 
 
 def write_text(path, text):
@@ -340,8 +488,10 @@ def save_figure(fig, path):
                     bbox_inches='tight')
 
 
-def read_projections(path, sigma=None, noise_std=None, need_sigma=False):
-    """Read a projection-data file; apply ``--sigma``/``--noise-std``.
+def read_projections(path, sigma=None, noise_std=None, need_sigma=False,
+                     intensity=None):
+    """Read a projection-data file; apply ``--sigma``/``--noise-std`` and
+    ``--intensity`` (the data and their noise divided by it).
 
     With ``need_sigma``, a file without an atom width (data prepared from
     microscope images) and no ``--sigma`` is a UsageError.
@@ -359,10 +509,20 @@ def read_projections(path, sigma=None, noise_std=None, need_sigma=False):
             f'the file-format documentation')
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always', UserWarning)
-        measured = read(path)
+        try:
+            measured = read(path)
+        except ValidationError as exc:
+            hint = _degrees_hint(path, str(exc))
+            if hint is None:
+                raise
+            raise UsageError(f'{exc}; {hint}') from exc
     for w in caught:
         warn(w.message)
     changes = {}
+    if intensity is not None:
+        changes['data'] = measured.data / intensity
+        if measured.noise_std is not None:
+            changes['noise_std'] = measured.noise_std / intensity
     if sigma is not None:
         changes['sigma'] = sigma
     if noise_std == 'none':
@@ -379,11 +539,40 @@ def read_projections(path, sigma=None, noise_std=None, need_sigma=False):
     return measured
 
 
-def read_atoms_file(path, **kwargs):
-    """`odl_atoms.io.read_atoms` of a file that must exist."""
+def _degrees_hint(path, message):
+    """For a file refused over its angle edges: whether its angles look
+    like degrees, as a hint (None if they do not, or cannot be read)."""
+    if 'angle_min' not in message and 'angle_max' not in message:
+        return None
+    from odl_atoms.checks import check_angles
+    from odl_atoms.io.safety import read_hdf5, read_npz
+
+    reader = read_npz if path.suffix.lower() == '.npz' else read_hdf5
+    try:
+        arrays, _ = reader(path, keys=('angles',))
+        check_angles(arrays['angles'])
+    except ValidationError as exc:
+        if 'degrees' in str(exc):
+            return (f'{exc}; angle_min and angle_max are radians too '
+                    f'(np.radians)')
+        return None
+    except (KeyError, OSError, ValueError):
+        return None
+    return None
+
+
+def read_atoms_file(path, hint='', **kwargs):
+    """`odl_atoms.io.read_atoms` of a file that must exist; atoms that do
+    not fit the options (``ndim``, ``space``) are a UsageError (with
+    ``hint`` appended)."""
     from odl_atoms.io import read_atoms
     path = input_file(path, 'atom')
-    return read_atoms(path, **kwargs)
+    try:
+        return read_atoms(path, **kwargs)
+    except ValidationError:
+        raise
+    except ValueError as exc:  # the file's atoms against the options
+        raise UsageError(f'{str(path)!r}: {exc}{hint}') from exc
 
 
 def read_reference(path):
@@ -451,34 +640,25 @@ def metrics_header(with_time=True):
 # --- Reconstructions
 
 
-def check_data_scale(measured, weights):
-    """Warn when the data's scale does not fit atoms of the given weights.
+def check_input(args, measured, solver='adcg', weights=None, r_min=None,
+                intensity=None, **options):
+    """`odl_atoms.reconstruction.check_reconstruction` with the command
+    line's names: refuse implausible input (warn with ``--force``) and a
+    problem larger than ``--max-memory``; print the warnings."""
+    from odl_atoms.reconstruction import check_reconstruction
 
-    An atom of weight ``w`` adds ``w`` to the integral of every projection
-    (the toolkit's model), so the median integral over the detector divided
-    by the smallest weight estimates the number of atoms. Data in other units
-    (raw counts, normalised images) then give absurd counts.
-    """
-    data = np.asarray(measured.data, dtype=float)
-    cell = np.prod((np.asarray(measured.detector_max)
-                    - np.asarray(measured.detector_min))
-                   / np.asarray(data.shape[1:]))
-    integral = float(np.median(data.reshape(data.shape[0], -1).sum(1) * cell))
-    if isinstance(weights, Mapping):
-        w = min(weights.values())
-    else:
-        w = 1.0 if weights is None else float(weights)
-    count = integral / w
-    if not 0.5 <= count <= 1e6:
-        warn(f'the data integrate to {integral:.4g} per projection, i.e. '
-             f'{count:.3g} atoms of weight {w:g}; the model expects an atom '
-             f'of weight w to add w to the integral of every projection. '
-             f'Scale the data, or give the atom weights in data units with '
-             f'--weights')
-    return count
+    found = check_reconstruction(
+        measured, solver, weights=weights, r_min=r_min,
+        max_memory=memory_limit(args), names=CLI_NAMES,
+        strict=not getattr(args, 'force', False), intensity=intensity,
+        **{k: v for k, v in options.items() if v is not None})
+    for message in found:
+        warn(message)
+    return found
 
 
-def equilibrium_distance(args, measured, weights=None, grid_spacing=None):
+def equilibrium_distance(args, measured, weights=None, grid_spacing=None,
+                         time_limit=None):
     """The potential's equilibrium distance estimated from the data
     (`odl_atoms.reconstruction.estimate_equilibrium_distance`), with a
     progress bar."""
@@ -488,7 +668,7 @@ def equilibrium_distance(args, measured, weights=None, grid_spacing=None):
     try:
         r_min, _ = estimate_equilibrium_distance(
             measured, weights=weights, grid_spacing=grid_spacing,
-            callback=bar)
+            callback=bar, time_limit=time_limit)
     except ValidationError as exc:
         message = str(exc)
         if not message.endswith('; give r_min'):
@@ -520,7 +700,17 @@ def run_reconstruction(args, measured, solver='adcg', alpha=None, r_min=None,
     result : `Reconstruction`
         ``result.info['estimated_r_min']`` holds an estimated ``r_min``.
     """
+    import time
+
     from odl_atoms import reconstruction
+
+    limit = getattr(args, 'time_limit', reconstruction.DEFAULT_TIME_LIMIT)
+    deadline = None if limit is None or math.isinf(limit) else (
+        time.monotonic() + limit)
+
+    def remaining():
+        return None if deadline is None else max(
+            deadline - time.monotonic(), 1e-3)
 
     cls = reconstruction.solver_class(solver)
     settings = {'alpha': alpha, 'r_min': r_min, 'weights': weights,
@@ -543,18 +733,26 @@ def run_reconstruction(args, measured, solver='adcg', alpha=None, r_min=None,
         grid_spacing = settings.get(
             'grid_spacing', reconstruction.default_grid_spacing(measured))
         estimated = equilibrium_distance(args, measured, weights,
-                                         grid_spacing)
+                                         grid_spacing, time_limit=remaining())
         info(args, f'estimated r_min {estimated:.3f} Å (nearest-neighbour '
                    f'distance of an energy-free reconstruction)')
         settings['r_min'] = estimated
     bar = IterationBar(args, desc or cls.__name__)
     try:
+        # Checked already (check_input), with the command line's names.
         result = reconstruction.reconstruct(measured, cls, initial=initial,
-                                            callback=bar, **settings)
+                                            callback=bar, checks=False,
+                                            time_limit=remaining(),
+                                            **settings)
     finally:
         bar.close()
     if estimated is not None:
         result.info['estimated_r_min'] = estimated
+    if result.info.get('stop_reason') == 'time_limit':
+        warn(f'{cls.__name__} stopped at the time limit of {limit:g} s '
+             f'(--time-limit) with its best answer so far, which may miss '
+             f'atoms; give a larger --time-limit (or "none") to let it '
+             f'finish')
     return result
 
 

@@ -5,10 +5,10 @@ import json
 import time
 from pathlib import Path
 
-from odl_atoms.cli.common import (UsageError, comparison_figure, info,
-                                  metrics_header, metrics_rows,
-                                  positive_int, run_reconstruction,
-                                  save_figure, write_text)
+from odl_atoms.cli.common import (UsageError, check_outputs,
+                                  comparison_figure, info, metrics_header,
+                                  metrics_rows, positive_int,
+                                  run_reconstruction, save_figure, write_text)
 from odl_atoms.defaults import DEFAULT_N_DETECTOR, DEFAULT_SIGMA
 
 HELP = 'the main job on the built-in example (no input needed)'
@@ -52,7 +52,10 @@ def run(args):
     if not outdir.parent.is_dir():
         raise UsageError(f'cannot create {str(outdir)!r}: the folder '
                          f'{str(outdir.parent)!r} does not exist')
+    if not outdir.exists():
+        check_outputs([('--output', outdir, None)])  # its parent writable
     outdir.mkdir(exist_ok=True)
+    check_outputs([('--output', outdir / 'projections.npz', None)])
     start = time.perf_counter()
     kwargs = {} if args.shape is None else {'shape': tuple(args.shape)}
     phantom = defect_phantom('vacancy', **kwargs)

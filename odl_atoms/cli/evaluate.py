@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from odl_atoms.cli.common import (UsageError, check_output, metrics_header,
+from odl_atoms.cli.common import (UsageError, check_outputs, metrics_header,
                                   metrics_rows, non_negative, read_atoms_file,
                                   read_reference, write_text)
 
@@ -33,16 +33,12 @@ def run(args):
     from odl_atoms.tables import markdown_table
 
     truth = read_reference(args.truth)
-    try:
-        recon = read_atoms_file(args.reconstruction, ndim=truth.ndim)
-    except UsageError:  # already says what is wrong
-        raise
-    except ValueError as exc:
-        raise UsageError(f'{args.reconstruction}: {exc} (the ground truth is '
-                         f'{truth.ndim}D)') from exc
-    if args.json:
-        if args.json != '-':
-            check_output(args.json, 'json')
+    recon = read_atoms_file(args.reconstruction, ndim=truth.ndim,
+                            hint=f' (the ground truth is {truth.ndim}D)')
+    if args.json and args.json != '-':
+        check_outputs([('--json', args.json, 'json')],
+                      inputs=[('RECON', args.reconstruction),
+                              ('TRUTH', args.truth)])
     match = match_atoms(truth, recon, tolerance=args.tolerance)
     scores = match.as_dict()
     if args.json == '-':

@@ -19,7 +19,8 @@ import os
 import sys
 
 from odl_atoms.cli.common import (OPTIONAL_DEPENDENCIES, Formatter,
-                                  UsageError, add_common_options)
+                                  add_common_options)
+from odl_atoms.errors import ValidationError
 
 __all__ = ('main', 'build_parser', 'COMMANDS')
 
@@ -84,8 +85,11 @@ def main(argv=None):
     Returns
     -------
     status : int
-        0 on success, 2 for bad input, 1 for an unexpected error, 130 when
-        interrupted.
+        0 on success; 2 for input the user can fix (a
+        `~odl_atoms.errors.ValidationError`, found before the work); 1 when
+        the run failed (a bug, memory or input/output failing during the
+        run; the message points to ``--debug``), or when some of a sweep's
+        reconstructions failed; 130 when interrupted.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = '--debug' in argv
@@ -123,22 +127,45 @@ def main(argv=None):
               f'which is not installed: {OPTIONAL_DEPENDENCIES[root]}',
               file=sys.stderr)
         return 2
-    except (UsageError, FileNotFoundError, IsADirectoryError,
-            NotADirectoryError, PermissionError, ValueError) as exc:
-        # ValueError includes the library's ValidationError: input the user
-        # can fix.
+    except ValidationError as exc:
+        # The library's and the command line's own error (UsageError is
+        # one): input the user can fix, found before the work.
         if debug:
             raise
-        message = str(exc) or type(exc).__name__
-        print(f'odl-atoms: error: {message}', file=sys.stderr)
+        print(f'odl-atoms: error: {_one_line(exc)}', file=sys.stderr)
         return 2
-    except Exception as exc:  # a bug: say so, keep the message short
+    except MemoryError as exc:
+        # The memory check before the run (odl_atoms.resources) estimates the
+        # large arrays; this is what it missed, or memory taken meanwhile.
         if debug:
             raise
-        print(f'odl-atoms: internal error: {type(exc).__name__}: {exc}\n'
-              f'(run again with --debug for the traceback, and please report '
-              f'it)', file=sys.stderr)
+        detail = _one_line(exc) if str(exc) else 'no details'
+        print(f'odl-atoms: error: out of memory during the run ({detail}); '
+              f'free memory or make the problem smaller (fewer detector '
+              f'cells, a coarser --grid-spacing, a smaller box)\n'
+              f'(run again with --debug for the traceback)', file=sys.stderr)
         return 1
+    except OSError as exc:
+        # Files and folders were checked before the work; this one failed
+        # during it (a full disk, a file system turned read-only, ...).
+        if debug:
+            raise
+        print(f'odl-atoms: error: input/output failed during the run: '
+              f'{type(exc).__name__}: {_one_line(exc)}\n(run again with '
+              f'--debug for the traceback)', file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug (a plain ValueError too): say so
+        if debug:
+            raise
+        print(f'odl-atoms: internal error: {type(exc).__name__}: '
+              f'{_one_line(exc)}\n(run again with --debug for the traceback, '
+              f'and please report it)', file=sys.stderr)
+        return 1
+
+
+def _one_line(exc):
+    """The message of ``exc`` on one line (or its class name)."""
+    return ' '.join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == '__main__':

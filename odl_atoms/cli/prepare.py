@@ -1,6 +1,6 @@
 """``odl-atoms prepare``: microscope images -> projection-data file."""
 
-from odl_atoms.cli.common import (UsageError, check_output, info,
+from odl_atoms.cli.common import (UsageError, check_outputs, info,
                                   parse_numbers, positive, positive_int)
 
 HELP = 'microscope tilt series (image stack) -> projection-data file'
@@ -132,11 +132,9 @@ def run(args):
     from odl_atoms.io import (prepare_projections, read_tilt_series,
                               write_projections)
 
-    out = check_output(args.output, 'projections')
     inputs = [Path(p) for p in args.images]
-    if any(out.resolve() == p.resolve() for p in inputs if p.exists()):
-        raise UsageError(f'the output {str(out)!r} is one of the input '
-                         f'images; give another name')
+    out, = check_outputs([('-o', args.output, 'projections')],
+                         inputs=[('IMAGES', p) for p in inputs])
     angles = _angles(args.angles)
     box = _box(args.box, args.ndim)
     background = _background(args.background)

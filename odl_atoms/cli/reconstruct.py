@@ -5,10 +5,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from odl_atoms.cli.common import (ATOM_SUFFIX_HELP, UsageError,
-                                  check_data_scale, check_output, fmt, info,
-                                  jsonable, metrics_header, metrics_rows,
-                                  noise_std, non_negative, parse_weights,
-                                  positive, read_atoms_file, read_projections,
+                                  add_limit_options, check_input,
+                                  check_outputs, fmt, info, jsonable,
+                                  metrics_header, metrics_rows, noise_std,
+                                  non_negative, parse_weights, positive,
+                                  read_atoms_file, read_projections,
                                   reconstruction_figure, run_reconstruction,
                                   save_figure, write_text)
 from odl_atoms.defaults import DEFAULT_ALPHA
@@ -81,6 +82,12 @@ def add_arguments(parser):
                              'not zone axes')
     parser.add_argument('--seed', type=int, default=None,
                         help='seed of randomised solvers (annealing)')
+    parser.add_argument('--intensity', type=positive('--intensity'),
+                        default=None, metavar='I',
+                        help='data of one atom of weight 1, in the units of '
+                             'the file (the data are divided by it), for '
+                             'data not in units of one atom')
+    add_limit_options(parser, time=True, force=True)
 
 
 def _lattice_starts(args, measured):
@@ -107,15 +114,24 @@ def run(args):
     from odl_atoms.tables import markdown_table
 
     measured = read_projections(args.data, args.sigma, args.noise_std,
-                                need_sigma=True)
-    out = check_output(args.output, 'atoms')
+                                need_sigma=True, intensity=args.intensity)
+    figure = extra = None
     if args.figure:
-        check_output(args.figure, 'figure')
-    if args.json:
-        check_output(args.json, 'json')
+        figure = Path(args.figure)
+        if measured.ndim == 3:  # a second figure: the projection images
+            extra = figure.with_name(figure.stem + '-projections'
+                                     + figure.suffix)
+    out, _, _, _ = check_outputs(
+        [('-o', args.output, 'atoms'), ('--figure', figure, 'figure'),
+         ('--figure (its projection images)', extra, 'figure'),
+         ('--json', args.json, 'json')],
+        inputs=[('DATA', args.data), ('--init', args.init)])
     weights = parse_weights(args.weights)
     cls = solver_class(args.solver)
-    check_data_scale(measured, weights)
+    starts = _lattice_starts(args, measured)
+    check_input(args, measured, args.solver, weights=weights,
+                r_min=args.r_min, grid_spacing=args.grid_spacing,
+                starts=starts)
     init = None
     if args.init is not None:
         space = measured.measure_space()
@@ -126,7 +142,6 @@ def run(args):
                f'angles, {measured.ndim}D, sigma {measured.sigma:g} Å, '
                f'noise_std {fmt("{:.4g}", measured.noise_std)}; '
                f'{cls.__name__}')
-    starts = _lattice_starts(args, measured)
     result = run_reconstruction(
         args, measured, solver=args.solver, alpha=args.alpha,
         r_min=args.r_min, weights=weights, initial=init,
@@ -170,11 +185,9 @@ def run(args):
     if args.figure:
         figs = reconstruction_figure(result, truth, measured.element(),
                                      measured.operator(), args.solver)
-        save_figure(figs[0], args.figure)
-        print(f'wrote {args.figure}')
+        save_figure(figs[0], figure)
+        print(f'wrote {figure}')
         if len(figs) > 1:
-            path = Path(args.figure)
-            extra = path.with_name(path.stem + '-projections' + path.suffix)
             save_figure(figs[1], extra)
             print(f'wrote {extra}')
     return 0

@@ -2,11 +2,13 @@
 
 import math
 
-from odl_atoms.cli.common import (UsageError, check_output, fmt, info,
+from odl_atoms.cli.common import (CLI_NAMES, UsageError, add_limit_options,
+                                  check_outputs, fmt, info, memory_limit,
                                   non_negative, parse_angles, parse_weights,
                                   positive, positive_int, read_atoms_file)
 from odl_atoms.defaults import (DEFAULT_SIGMA, NANOPARTICLE_SHAPES,
                                 PHANTOM_NAMES, PHANTOM_NAMES_2D)
+from odl_atoms.errors import ValidationError
 
 HELP = 'phantom or atom file -> simulated projection-data file'
 DESCRIPTION = ('Project a phantom (or the atoms of a file) at the given tilt '
@@ -85,13 +87,37 @@ def add_arguments(parser):
                           f'{DEFAULT_CELL_PER_SIGMA} sigma)')
     meas.add_argument('--seed', type=int, default=0,
                       help='seed of the noise (and of random phantoms)')
+    add_limit_options(parser)
 
 
 def phantom_from_args(args):
-    """Build the phantom ``--phantom`` names (with its parameters)."""
+    """Build the phantom ``--phantom`` names (with its parameters), after
+    checking that its atoms fit in the memory."""
+    try:
+        return _phantom(args)
+    except ValidationError:
+        raise
+    except ValueError as exc:  # the phantoms' checks of their parameters
+        raise UsageError(f'--phantom {args.phantom}: {exc}') from exc
+
+
+def _check_phantom_size(args, name):
+    """Refuse a phantom whose atoms alone exceed the memory, unbuilt."""
+    from odl_atoms.resources import (ATOM_BYTES, MemoryEstimate,
+                                     phantom_atoms)
+
+    n = phantom_atoms(name, shape=args.shape, size=args.size)
+    MemoryEstimate('simulate', ((f'a phantom of {n:.3g} atoms',
+                                 n * ATOM_BYTES, 'atoms'),)).check(
+        memory_limit(args), names=CLI_NAMES)
+
+
+def _phantom(args):
     from odl_atoms import phantoms
 
     name = args.phantom
+    if name in PHANTOM_NAMES:
+        _check_phantom_size(args, name)
     if name in PHANTOM_NAMES_2D:
         if args.size is not None or args.symbol is not None:
             raise UsageError(f'--size and --symbol are for the 3D phantoms; '
@@ -127,7 +153,8 @@ def run(args):
     from odl_atoms.io import write_projections
     from odl_atoms.simulation import simulate
 
-    out = check_output(args.output, 'projections')
+    out, = check_outputs([('-o', args.output, 'projections')],
+                         inputs=[('--atoms', args.atoms)])
     angles = parse_angles(args.angles)
     weights = parse_weights(args.weights)
     if args.atoms is not None:
@@ -157,13 +184,21 @@ def run(args):
     kwargs = ({'n_detector': args.detector} if args.detector else
               {'detector_cell': args.detector_cell
                or DEFAULT_CELL_PER_SIGMA * sigma})
+    # The memory of the whole simulation, before any of it is allocated
+    # (checked here to name the command line's options).
+    from odl_atoms.resources import simulation_memory
+    from odl_atoms.simulation import detector_size
+    size = detector_size(truth.space, angles, sigma, kwargs.get('n_detector'),
+                         kwargs.get('detector_cell'))
+    simulation_memory(truth.n_atoms, size).check(memory_limit(args),
+                                                 names=CLI_NAMES)
     info(args, f'simulating {source}: {truth.n_atoms} atoms in '
                f'{truth.ndim}D, {angles.size} angles '
                f'({", ".join(f"{a:g}" for a in np.degrees(angles))} degrees), '
                f'sigma {sigma:g} Å, noise {args.noise:g}'
                + (f', dose {args.dose:g}' if args.dose else ''))
     measured = simulate(truth, angles, sigma, noise=args.noise, dose=args.dose,
-                        seed=args.seed, **kwargs)
+                        seed=args.seed, max_memory=float('inf'), **kwargs)
     write_projections(out, measured)
     shape = 'x'.join(map(str, measured.data.shape))
     print(f'wrote {out} (data {shape}, noise_std '

@@ -3,12 +3,14 @@
 import sys
 from pathlib import Path
 
-from odl_atoms.cli.common import (UsageError, check_data_scale, check_output,
+from odl_atoms.cli.common import (CLI_NAMES, UsageError, add_limit_options,
+                                  check_input, check_outputs,
                                   equilibrium_distance, fmt, info, input_file,
-                                  noise_std, non_negative, parse_alphas,
-                                  parse_angles, parse_weights, positive,
-                                  positive_int, progress, pyplot,
-                                  read_projections, save_figure, write_text)
+                                  memory_limit, noise_std, non_negative,
+                                  parse_alphas, parse_angles, parse_weights,
+                                  positive, positive_int, progress, pyplot,
+                                  read_projections, save_figure, warn,
+                                  write_text)
 from odl_atoms.defaults import (DEFAULT_N_DETECTOR, DEFAULT_SIGMA,
                                 PHANTOM_NAMES)
 from odl_atoms.reconstruction import SOLVERS
@@ -42,7 +44,8 @@ DEFAULT_ALPHAS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 # Options that only one of the two modes uses.
 _GRID_ONLY = ('phantoms', 'angles', 'noise', 'seeds', 'solvers', 'detector',
               'shape', 'size', 'scheduler', 'workers', 'cache')
-_ALPHA_ONLY = ('figure', 'weights', 'noise_std')
+_ALPHA_ONLY = ('figure', 'weights', 'noise_std', 'intensity', 'force',
+               'time_limit')
 
 
 def add_arguments(parser):
@@ -75,6 +78,11 @@ def add_arguments(parser):
     parser.add_argument('--noise-std', type=noise_std, default=None,
                         help='noise std per data value, overriding the '
                              'file\'s')
+    parser.add_argument('--intensity', type=positive('--intensity'),
+                        default=None, metavar='I',
+                        help='data of one atom of weight 1 in the units of '
+                             'the file (the data are divided by it)')
+    add_limit_options(parser, time=True, force=True)
     grid = parser.add_argument_group(
         'grid of simulated reconstructions (--grid; each option takes one or '
         'more values, the grid is every combination)')
@@ -153,17 +161,22 @@ def run_alpha_sweep(args):
     from odl_atoms.tables import csv_table, markdown_table
 
     measured = read_projections(args.data, args.sigma, args.noise_std,
-                                need_sigma=True)
+                                need_sigma=True, intensity=args.intensity)
     alphas = parse_alphas(args.alphas or [str(a) for a in DEFAULT_ALPHAS])
-    for path, kind in ((args.figure, 'figure'), (args.table, 'table'),
-                       (args.output, 'atoms')):
-        if path:
-            check_output(path, kind)
+    check_outputs([('--figure', args.figure, 'figure'),
+                   ('--table', args.table, 'table'),
+                   ('-o', args.output, 'atoms')],
+                  inputs=[('DATA', args.data)])
     weights = parse_weights(args.weights)
-    check_data_scale(measured, weights)
+    # ADCG's own candidate grid (sigma) also in 3D, as below.
+    check_input(args, measured, 'adcg', weights=weights, r_min=args.r_min,
+                grid_spacing=measured.sigma)
     r_min = args.r_min
     if r_min is None and any(a > 0 for a in alphas):
-        r_min = equilibrium_distance(args, measured, weights)
+        r_min = equilibrium_distance(
+            args, measured, weights,
+            time_limit=None if args.time_limit == float('inf')
+            else args.time_limit)
         info(args, f'estimated r_min {r_min:.3f} Å (nearest-neighbour '
                    f'distance of the energy-free reconstruction)')
     bar = progress(args, total=len(alphas), desc='alpha sweep', unit=' alpha')
@@ -175,7 +188,7 @@ def run_alpha_sweep(args):
         # ADCG's own candidate grid also in 3D (reconstruct's is coarser).
         sweep = reconstruct_alphas(
             measured, alphas, 'adcg', weights=weights, callback=step,
-            grid_spacing=None,
+            grid_spacing=None, checks=False, time_limit=None,
             **({'potential': 'auto'} if r_min is None else {'r_min': r_min}))
     finally:
         bar.close()
@@ -231,8 +244,7 @@ def run_grid(args):
     output = args.output or args.table
     if args.output and args.table and args.output != args.table:
         raise UsageError('give the grid\'s table once: --table or -o')
-    if output:
-        check_output(output, 'table')
+    check_outputs([('--table', output, 'table')])
     for name in args.phantoms:
         if Path(name).suffix:
             input_file(name, 'atom')
@@ -256,6 +268,9 @@ def run_grid(args):
         if not cache.parent.is_dir():
             raise UsageError(f'--cache: the folder {str(cache.parent)!r} '
                              f'does not exist')
+        # Rows are written into it (or it is made in its parent).
+        probe = cache / 'row.json' if cache.is_dir() else cache
+        check_outputs([('--cache', probe, None)])
     options = {} if args.r_min is None else {'potential': args.r_min}
     tasks = sweep_tasks(
         phantom=args.phantoms, angles_deg=angle_sets,
@@ -269,9 +284,17 @@ def run_grid(args):
                                                 args.scheduler)
     info(args, f'sweep: {len(tasks)} reconstructions on {where}'
                + (f', cache {args.cache}' if args.cache else ''))
-    result = run_sweep(tasks, scheduler=args.scheduler, n_workers=args.workers,
-                       cache_dir=args.cache,
-                       progress=not getattr(args, 'quiet', False))
+    import warnings
+    with warnings.catch_warnings():
+        # The sweep's warnings (cache files not reused) as they happen, in
+        # the command line's form.
+        warnings.simplefilter('always', UserWarning)
+        warnings.showwarning = lambda message, *_, **__: warn(message)
+        result = run_sweep(tasks, scheduler=args.scheduler,
+                           n_workers=args.workers, cache_dir=args.cache,
+                           progress=not getattr(args, 'quiet', False),
+                           max_memory=memory_limit(args),
+                           memory_names=CLI_NAMES)
     print(result.as_markdown())
     print(f'\n{result.summary()}')
     if output:
