@@ -125,26 +125,72 @@ class Certificate:
         return self.data_misfit / self.noise_misfit
 
     def __str__(self):
-        lines = [
-            f'objective {self.objective:.3f} E_atom (data misfit '
-            f'{self.data_misfit:.3f}'
-            + (f', noise alone {self.noise_misfit:.3f}' if self.noise_misfit
-               else '') + ')',
-            f'local minimum: {"yes" if self.local_minimum else "NO"} '
-            f'(gradient {self.gradient:.2g} E_atom/sigma, best removal '
-            f'{self.best_removal:+.3f}, best addition {self.best_addition:+.3f}'
-            f' vs tolerance {self.addition_tol:.3f})']
+        """The certificate in plain quantities, one finding per line.
+
+        Objective changes are in atom energies (the data energy of one
+        atom: a change of 1 is what one whole atom's data is worth).
+        """
+        misfit = f'data misfit {self.data_misfit:.3f}'
+        if self.noise_misfit:
+            misfit += (f', {self.residual_ratio:.2f} times the '
+                       f'{self.noise_misfit:.3f} the noise alone explains')
+        lines = [f'objective {self.objective:.3f} atom energies (an atom '
+                 f"energy is what one atom's data are worth); {misfit}",
+                 f'local minimum: {"yes" if self.local_minimum else "NO"}',
+                 '  ' + self._gradient_text(),
+                 '  ' + self._removal_text(),
+                 '  ' + self._addition_text()]
         if len(self.starts) > 1:
             lines.append(
-                'starts: ' + ', '.join(
+                'starts (objective, atoms, F1 of their atoms against the '
+                'answer\'s): ' + ', '.join(
                     f"{s['start']} {s['objective']:.3f} ({s['n_atoms']} atoms, "
                     f"F1 {s['agreement']:.2f})" for s in self.starts)
-                + f"; best of starts: {'yes' if self.best_of_starts else 'NO'}")
+                + ('; no start found a lower objective' if self.best_of_starts
+                   else '; ANOTHER START FOUND A LOWER OBJECTIVE'))
         if self.worst_atoms is not None and len(self.worst_atoms):
             point = ', '.join(f'{v:.2f}' for v in self.worst_point)
-            lines.append(f'largest residual: atoms {list(self.worst_atoms)}, '
-                         f'around ({point})')
+            atoms = [str(int(i)) for i in self.worst_atoms]
+            atoms = (atoms[0] if len(atoms) == 1
+                     else ', '.join(atoms[:-1]) + ' and ' + atoms[-1])
+            lines.append(f'largest residual: at atom{"s" if len(self.worst_atoms) > 1 else ""} '
+                         f'{atoms}, and around ({point})')
         return '\n'.join(lines)
+
+    def _gradient_text(self):
+        if self.stationary:
+            return (f'no atom moves downhill (largest slope '
+                    f'{self.gradient:.2g} atom energies per sigma, below '
+                    f'{GRADIENT_TOL:g})')
+        return (f'atoms still move downhill: the objective falls by '
+                f'{self.gradient:.2g} atom energies per sigma of movement '
+                f'(above {GRADIENT_TOL:g}); the positions are not converged')
+
+    def _removal_text(self):
+        if not np.isfinite(self.best_removal):
+            return 'no atom to remove'
+        if self.best_removal >= 0:
+            return (f'removing any one atom would raise the objective by at '
+                    f'least {self.best_removal:.2f} atom energies')
+        verb = 'lower' if self.best_removal < -REMOVAL_TOL else 'barely lower'
+        return (f'removing one atom would {verb} the objective by '
+                f'{-self.best_removal:.3g} atom energies'
+                + (': an atom does not earn its place'
+                   if self.best_removal < -REMOVAL_TOL else ''))
+
+    def _addition_text(self):
+        need = (f'an atom must lower it by {self.addition_tol:.2f} to be '
+                f'worth adding')
+        if self.best_addition <= 0:
+            return (f'adding an atom anywhere would raise the objective by '
+                    f'at least {-self.best_addition:.2f} atom energies '
+                    f'({need})')
+        if self.best_addition <= self.addition_tol:
+            return (f'adding an atom would lower the objective by at most '
+                    f'{self.best_addition:.2f} atom energies ({need})')
+        return (f'adding an atom would lower the objective by '
+                f'{self.best_addition:.2f} atom energies ({need}): an atom is '
+                f'missing')
 
 
 def certify(context, measure, addition_tol, noise_std=None, refined_with=None,
