@@ -23,12 +23,16 @@ __all__ = ('to_ase', 'from_ase')
 DEFAULT_MARGIN = 3.0
 
 
-def to_ase(measure):
+def to_ase(measure, extra=None):
     """Return a sparse measure as `ase.Atoms`.
 
     Parameters
     ----------
     measure : `SparseMeasure`
+    extra : mapping, optional
+        More per-atom arrays, ``{name: array}`` with one row per atom (e.g.
+        the confidence of `odl_atoms.confidence.AtomConfidence.arrays`),
+        stored in ``atoms.arrays`` (extended XYZ keeps them).
 
     Returns
     -------
@@ -36,6 +40,12 @@ def to_ase(measure):
         Positions (2D ones at ``z = 0``), chemical symbols from the species
         labels, the per-atom array ``'weights'`` and the box in ``atoms.info``.
         The cell is the box, not periodic.
+
+    Raises
+    ------
+    ValueError
+        If an ``extra`` array does not have one row per atom, or its name is
+        one ASE or this conversion uses already.
 
     Examples
     --------
@@ -45,10 +55,26 @@ def to_ase(measure):
     (['Au'], [[1.0, 2.0, 0.0]])
     >>> atoms.arrays['weights']
     array([ 2.])
+    >>> to_ase(space.element([[1, 2]]), extra={'confidence': [0.9]}).arrays[
+    ...     'confidence']
+    array([ 0.9])
     """
     if not isinstance(measure, SparseMeasure):
         raise TypeError(f'expected a SparseMeasure, got {type(measure).__name__}')
-    return measure.to_ase()
+    atoms = measure.to_ase()
+    for name, values in dict(extra or {}).items():
+        if not isinstance(name, str) or name in atoms.arrays or name in (
+                'numbers', 'positions', 'species', 'pos', 'Z'):
+            raise ValueError(
+                f'per-atom array name {name!r} is taken (ASE and odl_atoms use '
+                f'{sorted(atoms.arrays)}, species and pos); choose another')
+        values = np.asarray(values)
+        if values.ndim == 0 or values.shape[0] != len(atoms):
+            raise ValueError(
+                f'per-atom array {name!r} must have one row per atom '
+                f'({len(atoms)}), got shape {values.shape}')
+        atoms.arrays[name] = values.copy()
+    return atoms
 
 
 def from_ase(atoms, space=None, weights=None, ndim=None, margin=DEFAULT_MARGIN):

@@ -115,7 +115,7 @@ def _snap_to_box(atoms, space):
         atoms.positions = positions
 
 
-def write_atoms(path, measure, format=None):
+def write_atoms(path, measure, format=None, extra=None):
     """Write an atomic configuration to a file, atomically, through ASE.
 
     Parameters
@@ -128,11 +128,16 @@ def write_atoms(path, measure, format=None):
         ASE format name. Default: from the suffix (``.xyz`` and ``.extxyz``
         give extended XYZ, which keeps weights, species and box; ``.cif``
         gives CIF). See the module documentation for what each format keeps.
+    extra : mapping, optional
+        More per-atom arrays ``{name: array}``, one row per atom (e.g.
+        ``AtomConfidence.arrays()`` of `odl_atoms.confidence`); extended XYZ
+        keeps them as columns (``ase.io.read(path).arrays[name]``).
 
     Raises
     ------
     ValueError
-        If the format is unknown or ASE cannot write it.
+        If the format is unknown or ASE cannot write it, or an ``extra``
+        array does not have one row per atom.
 
     Examples
     --------
@@ -165,14 +170,14 @@ def write_atoms(path, measure, format=None):
             f'ASE cannot write the format {format!r} (from {str(path)!r}); use '
             f'.extxyz or .xyz (keeps weights, species and box), .cif, or '
             f'another format ASE writes')
-    atoms = _atoms_for_format(measure, format)
+    atoms = _atoms_for_format(measure, format, extra)
     with atomic_path(path) as tmp:
         ase.io.write(tmp, atoms, format=format)
 
 
-def _atoms_for_format(measure, format):
+def _atoms_for_format(measure, format, extra=None):
     """`to_ase`, adapted to what CIF can represent (see the module notes)."""
-    atoms = to_ase(measure)
+    atoms = to_ase(measure, extra)
     if format == 'cif':
         space = measure.space
         shift = np.zeros(3)
