@@ -287,8 +287,10 @@ def check_measurement(measured, weights=None, intensity=None, names=None,
     if sigma < 0.1 * cell:
         refuse(f'the atom width sigma = {sigma:g} Å is below a tenth of a '
                f'detector cell ({cell:.3g} Å): an atom lies within one cell '
-               f'and its position cannot be found. Give the width in Å '
-               f'({width}; pixels or nm are a common mix-up)')
+               f'and its position cannot be found. Either the width is not '
+               f'in Å (give it with {width}; pixels or nm are a common '
+               f'mix-up), or the detector is too coarse for atoms this '
+               f'narrow (measure with finer cells: less binning)')
     elif sigma < 0.5 * cell:
         found.append(f'the atom width sigma = {sigma:g} Å is below half a '
                      f'detector cell ({cell:.3g} Å): positions are poorly '

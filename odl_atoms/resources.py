@@ -373,7 +373,7 @@ def reconstruction_memory(measured, solver='adcg', grid_spacing=None,
     >>> size = ProblemSize((-1e5, -1e5), (1e5, 1e5), 3, (96,), (0.3,), 0.43)
     >>> estimate = reconstruction_memory(size)
     >>> estimate.largest[0], size_text(estimate.total)
-    ('candidate grid of 2.16e+11 points (spacing 0.43 Å)', '446 TiB')
+    ('candidate grid of 2.16e+11 points (spacing 0.43 Å over a box of 2e+05 x 2e+05 Å)', '446 TiB')
     """
     size = ProblemSize.of(measured)
     name = solver if isinstance(solver, str) else getattr(solver, '__name__',
@@ -400,8 +400,10 @@ def reconstruction_memory(measured, solver='adcg', grid_spacing=None,
         else:
             per_point = (1.5 * size.atom_bytes() + 8 * d
                          + 8 * (4 + 3 * species))
+        box = ' x '.join(f'{e:.3g}' for e in size.extent)
         return (f'candidate grid of {_count(points)} points (spacing '
-                f'{spacing:.3g} Å)', points * per_point, setting)
+                f'{spacing:.3g} Å over a box of {box} Å)', points * per_point,
+                setting)
 
     if name in ('adcg',):
         spacing = grid_spacing or size.sigma * (1 if d == 2 else 2)
@@ -423,8 +425,10 @@ def reconstruction_memory(measured, solver='adcg', grid_spacing=None,
     elif name in ('sirt', 'sirt+learned', 'learnedsirt'):
         pixel = pixel_size or float(size.detector_cell[0])
         pixels = float(np.prod(np.maximum(np.ceil(size.extent / pixel), 1)))
+        box = ' x '.join(f'{e:.3g}' for e in size.extent)
         parts.append((f'image of {_count(pixels)} pixels (pixel size '
-                      f'{pixel:.3g} Å)', pixels * PIXEL_BYTES, 'pixel_size'))
+                      f'{pixel:.3g} Å over a box of {box} Å)',
+                      pixels * PIXEL_BYTES, 'pixel_size'))
     return MemoryEstimate(what, tuple(parts))
 
 

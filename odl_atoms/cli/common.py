@@ -164,9 +164,11 @@ def memory_limit(args):
 #: (`odl_atoms.resources.MemoryEstimate.check`) and the plausibility
 #: checks' settings (`odl_atoms.checks`).
 CLI_NAMES = {
-    'grid_spacing': 'a larger --grid-spacing',
+    'grid_spacing': 'a larger --grid-spacing (or a smaller box in the data '
+                    'file)',
     'proposal_spacing': 'a larger candidate spacing',
-    'pixel_size': 'a larger SIRT pixel',
+    'pixel_size': 'a smaller box (box_min, box_max of the data file; '
+                  'the SIRT pixel is the detector cell)',
     'n_detector': 'fewer detector cells (--detector N, or a larger '
                   '--detector-cell)',
     'atoms': 'fewer atoms (a smaller --shape or --size)',
@@ -553,8 +555,10 @@ def _degrees_hint(path, message):
         check_angles(arrays['angles'])
     except ValidationError as exc:
         if 'degrees' in str(exc):
-            return (f'{exc}; angle_min and angle_max are radians too '
-                    f'(np.radians)')
+            text = ', '.join(f'{a:g}' for a in arrays['angles'][:8])
+            return (f'the angles ({text}) look like degrees, while '
+                    f'angle_min and angle_max are radians: the file stores '
+                    f'radians (np.radians(angles))')
         return None
     except (KeyError, OSError, ValueError):
         return None
