@@ -127,16 +127,17 @@ configuration, against finer settings (numbers in the report of issue 19):
 - Potential sampling 0.04 angstrom, so that the detector's outer angle of
   200 mrad is simulated (abTEM's anti-aliasing keeps 2/3 of the Nyquist
   angle: 209 mrad at 0.04). An outer angle of 160 mrad (sampling 0.05)
-  would be 1.6x cheaper but collects 8-9 % less.
+  would be 1.6x cheaper but collects 8.5 % less.
 - Slices 1 angstrom thick. Against 0.5 angstrom: mean signal -0.4 %, peak
-  -5 %; 2 angstrom slices: +0.8 % and +3 % (not monotone: abTEM's
+  -5 %; 2 angstrom slices: about +1 % and +3 % (not monotone: abTEM's
   "infinite" projection puts each atom into one slice).
 - PRISM (abTEM's SMatrix) with interpolation only across the columns and a
   window of at least 7.5 angstrom (factor 4 for 7 x 7): within 1 % of
   factor 3 and within 1.6 % (of the peak) of plain multislice, at a third
   of the cost; the full period is kept along the columns.
-- FFT sizes with prime factors 2, 3, 5, 7 only (a 204-point axis, 2 x 2 x
-  3 x 17, made the same simulation 2.5x slower).
+- FFT sizes with prime factors 2, 3, 5, 7 only, FFTW plans measured: a
+  204-point axis (2 x 2 x 3 x 17) with estimated plans took 2.5x the CPU
+  time of 216 points with measured ones.
 - The periodic cell is 2-4 unit cells along the columns: the probe's tails
   wrap around after 8-16 angstrom (HAADF integrates over the detector, so
   the wrapped intensity adds nearly incoherently, along the same columns).
@@ -153,6 +154,8 @@ Commands
     # the case shipped in tests/data:
     python benchmarks/realistic_data.py --case tiny_au5_vacancy_zone --out tests/data
 
+``--workers N`` runs abTEM's dask graph on N threads (the frozen-phonon
+configurations of a tilt run in parallel; FFTW itself single-threaded).
 abTEM is needed only to generate (``pip install .[realistic]``); reading
 the files needs RosettaSciIO or tifffile.
 """
