@@ -160,7 +160,9 @@ sphinx_gallery_conf = {
     'download_all_examples': False,
     # Teaching order (examples/README.rst says it), not alphabetical.
     'within_subsection_order': _gallery_order(),
-    'matplotlib_animations': False,
+    # Animations (FuncAnimation objects an example keeps) are embedded as
+    # JavaScript players (matplotlib's to_jshtml: no ffmpeg needed).
+    'matplotlib_animations': (True, 'jshtml'),
     'reset_modules': ('matplotlib', 'seaborn'),
     'show_memory': False,
     'min_reported_time': 0,

@@ -544,7 +544,10 @@ def animate_reconstruction(measures, problem=None, truth=None, data=None,
     if ndim == 2:
         trails = LineCollection([], colors='0.4', linewidths=1.5)
         ax.add_collection(trails)
-    ax.legend(loc='upper right', fontsize='small', framealpha=0.6)
+    # Below the atoms, where it hides none of them.
+    ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=4,
+              fontsize='small', frameon=False, handletextpad=0.2,
+              columnspacing=0.8)
 
     if ndim == 2:
         u = data.space.partition.coord_vectors[1]
