@@ -543,8 +543,8 @@ def verdict(result, problem, confidence=None, certificate=None):
       more angles or a lattice would help`` when competitive starts found
       different atoms there;
     - ``one start only (name): nothing to compare the answer with`` for a
-      search with one start (or another solver), followed by the atoms of
-      low confidence, if any;
+      search with one start (``one search, ...`` for a method without
+      starts), followed by the atoms of low confidence, if any;
 
     and then whether the answer is a verified local minimum (the
     certificate) and how its data misfit compares with the noise: a misfit
@@ -602,8 +602,9 @@ def verdict(result, problem, confidence=None, certificate=None):
                   + f' ended >= {gap:.2f} atom energies higher with other '
                     f'atoms')
     if total <= 1:
-        name = starts[0]['start'] if starts else 'no starts recorded'
-        head = f'one start only ({name}): nothing to compare the answer with'
+        head = (f"one start only ({starts[0]['start']}): nothing to compare "
+                f"the answer with" if starts else
+                'one search, no other start to compare the answer with')
         weak = confidence.uncertain()
         if weak.size:
             groups = _regions(confidence.positions[weak], reach)
