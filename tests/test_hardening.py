@@ -177,7 +177,8 @@ def test_hdf5_declaring_45_gib_is_refused_by_the_command(data_file, tmp_path,
     status, _, err = run(capsys, 'reconstruct', path, '-o',
                          tmp_path / 'rec.extxyz')
     assert status == 2
-    assert 'declares 44.7 GiB' in one_line_error(err)
+    line = one_line_error(err)
+    assert 'declares 44.7 GiB' in line and '--max-memory' in line
 
 
 def test_library_checks_memory_too(measured):

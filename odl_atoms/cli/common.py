@@ -491,9 +491,10 @@ def save_figure(fig, path):
 
 
 def read_projections(path, sigma=None, noise_std=None, need_sigma=False,
-                     intensity=None):
+                     intensity=None, max_bytes=None):
     """Read a projection-data file; apply ``--sigma``/``--noise-std`` and
-    ``--intensity`` (the data and their noise divided by it).
+    ``--intensity`` (the data and their noise divided by it). ``max_bytes``
+    (``--max-memory``) replaces the limit of the sizes the file may declare.
 
     With ``need_sigma``, a file without an atom width (data prepared from
     microscope images) and no ``--sigma`` is a UsageError.
@@ -512,9 +513,14 @@ def read_projections(path, sigma=None, noise_std=None, need_sigma=False,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always', UserWarning)
         try:
-            measured = read(path)
+            measured = read(path, max_bytes=max_bytes)
         except ValidationError as exc:
-            hint = _degrees_hint(path, str(exc))
+            message = str(exc)
+            if 'max_bytes' in message:  # the library's override, named
+                raise UsageError(message.replace(
+                    'pass max_bytes=', 'give --max-memory GiB').replace(
+                    '(max_bytes)', '(--max-memory)')) from exc
+            hint = _degrees_hint(path, message)
             if hint is None:
                 raise
             raise UsageError(f'{exc}; {hint}') from exc

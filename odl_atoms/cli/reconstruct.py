@@ -7,9 +7,9 @@ from pathlib import Path
 from odl_atoms.cli.common import (ATOM_SUFFIX_HELP, UsageError,
                                   add_limit_options, check_input,
                                   check_outputs, fmt, info, jsonable,
-                                  metrics_header, metrics_rows, noise_std,
-                                  non_negative, parse_weights, positive,
-                                  read_atoms_file, read_projections,
+                                  memory_limit, metrics_header, metrics_rows,
+                                  noise_std, non_negative, parse_weights,
+                                  positive, read_atoms_file, read_projections,
                                   reconstruction_figure, run_reconstruction,
                                   save_figure, write_text)
 from odl_atoms.defaults import DEFAULT_ALPHA
@@ -114,7 +114,8 @@ def run(args):
     from odl_atoms.tables import markdown_table
 
     measured = read_projections(args.data, args.sigma, args.noise_std,
-                                need_sigma=True, intensity=args.intensity)
+                                need_sigma=True, intensity=args.intensity,
+                                max_bytes=memory_limit(args))
     figure = extra = None
     if args.figure:
         figure = Path(args.figure)

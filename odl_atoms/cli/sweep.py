@@ -161,7 +161,8 @@ def run_alpha_sweep(args):
     from odl_atoms.tables import csv_table, markdown_table
 
     measured = read_projections(args.data, args.sigma, args.noise_std,
-                                need_sigma=True, intensity=args.intensity)
+                                need_sigma=True, intensity=args.intensity,
+                                max_bytes=memory_limit(args))
     alphas = parse_alphas(args.alphas or [str(a) for a in DEFAULT_ALPHAS])
     check_outputs([('--figure', args.figure, 'figure'),
                    ('--table', args.table, 'table'),
