@@ -886,8 +886,7 @@ def run_sweep(tasks, scheduler=None, n_workers=2, cache_dir=None,
         if not isinstance(task, SweepTask):
             raise TypeError(f'tasks must be SweepTask objects, got {task!r}')
     rows, rejected = {}, []
-    if cache_dir is not None:
-        os.makedirs(cache_dir, exist_ok=True)
+    if cache_dir is not None and os.path.isdir(cache_dir):
         for task in tasks:
             row, problem = _read_cached(cache_dir, task)
             if row is not None:
@@ -904,6 +903,8 @@ def run_sweep(tasks, scheduler=None, n_workers=2, cache_dir=None,
         _check_memory(todo, 1 if scheduler == 'synchronous' else
                       min(int(n_workers), len(todo)), max_memory,
                       memory_names)
+    if cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)
     if progress and rows:
         print(f'odl_atoms.sweep: {len(rows)} of {len(tasks)} rows reused from '
               f'{str(cache_dir)!r}', file=sys.stderr)

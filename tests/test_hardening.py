@@ -181,6 +181,26 @@ def test_hdf5_declaring_45_gib_is_refused_by_the_command(data_file, tmp_path,
     assert 'declares 44.7 GiB' in line and '--max-memory' in line
 
 
+def test_sweep_tasks_are_sized_before_they_run(tmp_path, capsys,
+                                               monkeypatch):
+    from odl_atoms import sweep
+    forbid_reconstruction(monkeypatch)
+    status, _, err = run(capsys, 'sweep', '--grid', '--shape', '100000',
+                         '100000', '--scheduler', 'synchronous', '--cache',
+                         tmp_path / 'cache')
+    assert status == 2
+    line = one_line_error(err)
+    assert 'would need about' in line and '--shape' in line
+    assert not (tmp_path / 'cache').exists()
+    # Two local workers run two tasks at once: twice the memory.
+    task = sweep.SweepTask('vacancy', shape=(3, 3), n_detector=48)
+    one = sweep.task_memory(task).total
+    with pytest.raises(ValidationError, match='2 at once'):
+        sweep.run_sweep([task, sweep.SweepTask('interstitial', shape=(3, 3),
+                                               n_detector=48)],
+                        n_workers=2, max_memory=1.5 * one, progress=False)
+
+
 def test_library_checks_memory_too(measured):
     phantom = oa.defect_phantom('vacancy', shape=(3, 3))
     with pytest.raises(ValidationError, match='n_detector'):
