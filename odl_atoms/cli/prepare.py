@@ -1,7 +1,8 @@
 """``odl-atoms prepare``: microscope images -> projection-data file."""
 
 from odl_atoms.cli.common import (UsageError, check_outputs, info,
-                                  parse_numbers, positive, positive_int)
+                                  input_file, parse_numbers, positive,
+                                  positive_int)
 
 HELP = 'microscope tilt series (image stack) -> projection-data file'
 DESCRIPTION = (
@@ -124,7 +125,6 @@ def _tilt_axis(text):
 
 def run(args):
     import warnings
-    from pathlib import Path
 
     import numpy as np
 
@@ -132,7 +132,7 @@ def run(args):
     from odl_atoms.io import (prepare_projections, read_tilt_series,
                               write_projections)
 
-    inputs = [Path(p) for p in args.images]
+    inputs = [input_file(p, 'image') for p in args.images]
     out, = check_outputs([('-o', args.output, 'projections')],
                          inputs=[('IMAGES', p) for p in inputs])
     angles = _angles(args.angles)
