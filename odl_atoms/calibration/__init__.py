@@ -190,9 +190,7 @@ class Calibration:
             return None
         y = np.asarray(measured.data, dtype=float)
         shape = (-1,) + (1,) * (y.ndim - 1)
-        above = y - self.backgrounds.reshape(shape)
-        n = measured.pixels_averaged or 1
-        return self.noise.variance(above) / n / self._scale().reshape(
+        return _raw_variance(self.noise, measured) / self._scale().reshape(
             shape) ** 2
 
     def noise_std(self, measured):
@@ -283,9 +281,7 @@ class Calibration:
         op = dataclasses.replace(measured, sigma=self.sigma).operator()
         variance = None
         if weighted and self.noise is not None:
-            variance = self.noise.variance(
-                np.asarray(measured.data, float)) / (
-                    measured.pixels_averaged or 1)
+            variance = _raw_variance(self.noise, measured)
         y = np.asarray(measured.data, dtype=float)
         if not backgrounds:
             y = y - self.backgrounds.reshape((-1,) + (1,) * (y.ndim - 1))
@@ -325,7 +321,8 @@ class Calibration:
             'backgrounds': {'value': self.backgrounds.tolist()},
             'noise': (None if self.noise is None else
                       {'value': {'gain': self.noise.gain,
-                                 'read_noise': self.noise.read_noise}}),
+                                 'read_noise': self.noise.read_noise,
+                                 'offset': self.noise.offset}}),
         }
         for key in ('sigma', 'intensity'):
             if self.errors.get(key) is not None:
@@ -379,6 +376,24 @@ def _json(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     raise TypeError(f'not JSON-serialisable: {type(obj).__name__}')
+
+
+def _raw_variance(noise, measured):
+    """Variance of every value of prepared data: that of the values as
+    recorded (``data + background``), over the pixels averaged.
+
+    The means are the values smoothed over a cell: weights from the noisy
+    values themselves favour values that happen to be low and bias a
+    weighted fit down (by 3 % in areas at a hundred electrons per peak).
+    """
+    from scipy.ndimage import gaussian_filter
+
+    y = np.asarray(measured.data, dtype=float)
+    if measured.background is not None:
+        y = y + np.asarray(measured.background, float).reshape(
+            (-1,) + (1,) * (y.ndim - 1))
+    y = gaussian_filter(y, [0.0] + [1.0] * (y.ndim - 1), mode='nearest')
+    return noise.variance(y) / (measured.pixels_averaged or 1)
 
 
 def _noise_model(noise):
@@ -447,7 +462,7 @@ def calibrate(measured, images=None, sigma=None, intensity=None, noise=None,
     intensity : float, optional
         Intensity of one atom (data units times angstrom^(d-1)), if known.
     noise : `NoiseModel` or (gain, read_noise), optional
-        The noise of one pixel, if known.
+        The noise of one pixel (of the values as recorded), if known.
     scales : array-like or 1, optional
         Intensity factors of the projections, if known (``1``: all equal).
     backgrounds : array-like or 0, optional
@@ -525,7 +540,7 @@ def calibrate(measured, images=None, sigma=None, intensity=None, noise=None,
         data = np.asarray(measured.data, dtype=float)
         variance = None
         if noise is not None:
-            variance = noise.variance(data) / (measured.pixels_averaged or 1)
+            variance = _raw_variance(noise, measured)
 
         # Profiles are cheap to fit, images with hundreds of overlapping
         # columns are not: in 3D only the sharpest projections are fitted.

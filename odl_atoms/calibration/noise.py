@@ -1,15 +1,21 @@
 """The noise model of the data, estimated from the data themselves.
 
 Electron counting makes HAADF-STEM noise Poisson-Gaussian: a pixel whose
-mean is ``y`` above the dark level has the variance
+mean value is ``y`` (as the microscope recorded it, before any background
+is subtracted) has the variance
 
-    variance(y) = gain * y + read_noise ** 2,
+    variance(y) = gain * (y - offset) + read_noise ** 2,
 
 with ``gain`` the detector units per electron (``1 / dose`` for data in
-fractions of the beam) and ``read_noise`` the standard deviation at zero
-signal (detector read-out, and the shot noise of a background that was
-subtracted). `NoiseModel` holds the two numbers; `estimate_noise` finds
-them from the images.
+fractions of the beam), ``offset`` the value of no electrons (the dark
+level) and ``read_noise`` the standard deviation there. `NoiseModel` holds
+the numbers; `estimate_noise` finds them from the images. The
+mean-variance relation fixes ``gain`` and the intercept ``read_noise ** 2 -
+gain * offset``, not the two apart: a positive intercept is reported as
+read noise (offset 0), a negative one as an offset (read noise 0); the
+variance of every value is the same either way. Prepared data had a
+background subtracted (``ProjectionData.background``): their variances are
+those of ``data + background``.
 
 How the estimate works
 ----------------------
@@ -83,10 +89,10 @@ _N_BINS = 24
 @dataclass(frozen=True)
 class NoiseModel:
 
-    """Poisson-Gaussian noise: ``variance(y) = gain * y + read_noise ** 2``.
+    """Poisson-Gaussian noise: ``variance(y) = gain * (y - offset) + read_noise ** 2``.
 
-    ``y`` is a pixel's mean above the dark level (the background that
-    `~odl_atoms.io.prepare_projections` subtracts), in the data's units.
+    ``y`` is a pixel's mean as recorded (before a background is
+    subtracted), in the data's units.
 
     Parameters
     ----------
@@ -94,7 +100,9 @@ class NoiseModel:
         Data units per detected electron (``1 / dose`` for fractions of
         the beam, the detector's conversion factor for counts).
     read_noise : float >= 0
-        Standard deviation of a pixel at zero signal, in data units.
+        Standard deviation of a pixel at the dark level, in data units.
+    offset : float, optional
+        The dark level: the value of a pixel that detected no electron.
     details : dict, optional
         How the values were obtained (for reports; not compared).
 
@@ -111,11 +119,15 @@ class NoiseModel:
 
     gain: float
     read_noise: float
+    offset: float = 0.0
     details: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __repr__(self):
-        return (f'{type(self).__name__}(gain={self.gain:.6g}, '
-                f'read_noise={self.read_noise:.6g})')
+        text = (f'{type(self).__name__}(gain={self.gain:.6g}, '
+                f'read_noise={self.read_noise:.6g}')
+        if self.offset:
+            text += f', offset={self.offset:.6g}'
+        return text + ')'
 
     def __post_init__(self):
         for name in ('gain', 'read_noise'):
@@ -126,6 +138,11 @@ class NoiseModel:
                     f'{name} must be a number >= 0 (data units), got '
                     f'{value!r}')
             object.__setattr__(self, name, float(value))
+        if not (isinstance(self.offset, numbers.Real)
+                and np.isfinite(self.offset)):
+            raise ValidationError(f'offset must be a finite number, got '
+                                  f'{self.offset!r}')
+        object.__setattr__(self, 'offset', float(self.offset))
         if self.gain == 0 and self.read_noise == 0:
             raise ValidationError(
                 'a noise model needs gain > 0 or read_noise > 0 (both 0 is '
@@ -148,14 +165,15 @@ class NoiseModel:
         return cls(1.0 / float(dose), read_noise)
 
     def variance(self, values):
-        """Variance of pixels of mean ``values``.
+        """Variance of pixels of mean ``values`` (as recorded).
 
-        Means below one electron (``gain``) count as one electron: data
-        values are noisy estimates of the means, and a pixel of vacuum that
-        happened to count nothing still has a variance.
+        Means below one electron above the offset count as one electron:
+        data values are noisy estimates of the means, and a pixel of vacuum
+        that happened to count nothing still has a variance.
         """
         values = np.asarray(values, dtype=float)
-        return self.gain * np.maximum(values, self.gain) + self.read_noise ** 2
+        return self.gain * np.maximum(values - self.offset, self.gain) + \
+            self.read_noise ** 2
 
     def std_of_mean(self, values, n=1):
         """Standard deviation of the mean of ``n`` pixels of mean ``values``.
@@ -205,6 +223,7 @@ class NoiseModel:
     def to_dict(self):
         """The values (and how they were found) as a JSON-able dict."""
         return {'gain': self.gain, 'read_noise': self.read_noise,
+                'offset': self.offset,
                 **{k: v for k, v in self.details.items()}}
 
 
@@ -264,22 +283,16 @@ def periodic_component(images):
     return u - np.real(np.fft.ifftn(s_hat, axes=axes))
 
 
-def estimate_noise(images, background=None, pixels_averaged=1,
-                   tolerance=BAND_TOLERANCE):
+def estimate_noise(images, pixels_averaged=1, tolerance=BAND_TOLERANCE):
     """Estimate the Poisson-Gaussian noise of images (see the module notes).
 
     Parameters
     ----------
     images : `~odl_atoms.io.TiltSeries`, `~odl_atoms.io.ProjectionData` or array-like
-        The images: a tilt series as read (its backgrounds are estimated
-        and removed first, as `~odl_atoms.io.prepare_projections` does),
-        prepared projection data (background already removed; 3D images, or
-        2D profiles whose values average ``pixels_averaged`` pixels), or an
+        The images: a tilt series as read, prepared projection data (their
+        values as recorded, ``data + background``; 3D images, or 2D
+        profiles whose values average ``pixels_averaged`` pixels), or an
         array ``(n_images, ny, nx)`` or ``(n_profiles, n)``.
-    background : 'auto', float or array-like, optional
-        Dark level subtracted from each image of an array first:
-        ``'auto'`` estimates it (`~odl_atoms.io.estimate_background`).
-        Default: ``'auto'`` for a `TiltSeries`, none otherwise.
     pixels_averaged : int, optional
         Pixels averaged into each value of an array (taken from prepared
         data otherwise). The model returned is that of one pixel.
@@ -320,7 +333,7 @@ def estimate_noise(images, background=None, pixels_averaged=1,
     >>> round(model.gain * 400, 1), round(model.read_noise, 3)
     (1.0, 0.02)
     """
-    values, n_avg, source = _images_of(images, background, pixels_averaged)
+    values, n_avg, source = _images_of(images, pixels_averaged)
     if values.ndim not in (2, 3):
         raise ValidationError(
             f'the images must have shape (n_images, ny, nx) or (n_profiles, '
@@ -385,21 +398,25 @@ def estimate_noise(images, background=None, pixels_averaged=1,
     if gain <= 0 and c <= 0:
         raise ValidationError('no noise found in the images (the band holds '
                               'no power); give the noise model')
-    return NoiseModel(max(gain, 0.0), float(np.sqrt(max(c, 0.0))),
-                      details=details)
+    if c >= 0 or gain <= 0:
+        return NoiseModel(max(gain, 0.0), float(np.sqrt(max(c, 0.0))),
+                          details=details)
+    # A negative intercept: a dark level above zero (detector offset).
+    return NoiseModel(gain, 0.0, offset=-c / gain, details=details)
 
 
-def _images_of(images, background, pixels_averaged):
-    """``(values above background, pixels averaged, description)``."""
+def _images_of(images, pixels_averaged):
+    """``(values as recorded, pixels averaged, description)``."""
     from odl_atoms.io import ProjectionData, TiltSeries
-    from odl_atoms.io.prepare import estimate_background
 
     if isinstance(images, TiltSeries):
         values = np.array(images.images, dtype=float)
-        background = 'auto' if background is None else background
         n_avg, source = 1, 'tilt-series images'
     elif isinstance(images, ProjectionData):
         values = np.array(images.data, dtype=float)
+        if images.background is not None:
+            values = values + np.asarray(images.background, float).reshape(
+                (-1,) + (1,) * (values.ndim - 1))
         n_avg = images.pixels_averaged or 1
         source = ('prepared profiles' if images.ndim == 2
                   else 'prepared images')
@@ -413,17 +430,6 @@ def _images_of(images, background, pixels_averaged):
     if not (isinstance(n_avg, numbers.Integral) and n_avg >= 1):
         raise ValidationError(f'pixels_averaged must be an integer >= 1, got '
                               f'{n_avg!r}')
-    if background is not None:
-        if isinstance(background, str):
-            if background != 'auto':
-                raise ValidationError(f"background must be 'auto', a number or "
-                                      f"one number per image, got "
-                                      f"{background!r}")
-            levels = np.array([estimate_background(v) for v in values])
-        else:
-            levels = np.broadcast_to(np.asarray(background, dtype=float),
-                                     (values.shape[0],))
-        values = values - levels.reshape((-1,) + (1,) * (values.ndim - 1))
     return values, int(n_avg), source
 
 
@@ -471,7 +477,7 @@ def _noise_band(spectra, tolerance):
         n_in = counts[c:].sum()
         excess = float(np.sum(counts[c:] * (level[c:] - 1.0))) / max(n_in, 1)
         se = 1.0 / np.sqrt(max(n_in, 1) * spectra.shape[0] / 2.0)
-        if excess <= tolerance + 2.0 * se:
+        if excess <= tolerance + se:
             first = c
     # ... and where no ring (averaged with its neighbours) stands out: a
     # leak of signal in a few rings biases the slope of the regression more
@@ -481,7 +487,7 @@ def _noise_band(spectra, tolerance):
         np.maximum(np.convolve(counts, np.ones(3), 'same'), 1)
     smooth_counts = np.convolve(counts, np.ones(3), 'same')
     ring_se = 1.0 / np.sqrt(np.maximum(smooth_counts, 1) * n_img / 2.0)
-    loud = np.flatnonzero(smooth_level > 1.0 + tolerance + 4.5 * ring_se)
+    loud = np.flatnonzero(smooth_level > 1.0 + tolerance + 3.0 * ring_se)
     if loud.size:
         first = max(first, int(loud.max()) + 1)
     first = min(first, n_rings - 1)
@@ -497,6 +503,13 @@ def _noise_band(spectra, tolerance):
     mask &= smooth <= 1.0 + patch_slack
     if mask.mean() < 0.01:
         mask = (ring >= first) & (radius > 0)
+    # Signal that leaks into the band's lower edge sits where the images
+    # change fastest and biases the regression's slope far more than the
+    # band's mean: the regression uses the band's outer half (measured on
+    # abTEM images and smooth blobs).
+    outer = radius >= np.median(radius[mask]) if mask.any() else mask
+    if (mask & outer).mean() >= 0.005:
+        mask &= outer
     fraction = float(mask.mean())
     # Flatness inside the band: its lower frequencies against its higher
     # ones (signal would raise the lower).
@@ -529,13 +542,10 @@ def _fit_line(z, r2, rho):
         if np.all(pred > 0):
             weights = nb / pred ** 2
     gain, c = coef
-    if c < 0 or gain < 0:
-        # On the boundary: one of the two is 0 (no read noise, or no
-        # signal-dependent noise); fit the other alone.
-        col = 0 if c < 0 else 1
-        d = design[:, col]
-        value = float(np.sum(weights * d * rb) / np.sum(weights * d * d))
-        gain, c = (value, 0.0) if col == 0 else (0.0, value)
+    if gain < 0:
+        # No signal-dependent noise: a constant variance.
+        gain = 0.0
+        c = float(np.sum(weights * rb) / np.sum(weights * rho))
         coef = np.array([gain, c])
     pred = design @ coef
     chi2 = float(np.sum(weights * (rb - pred) ** 2)) / max(n_bins - 2, 1)

@@ -493,41 +493,46 @@ def _two_gaussians(fixed, common_fraction, sigma_bounds):
     return ssr, n_par, params
 
 
-def _free_intensities(fixed, sigma_bounds, rounds=6):
-    """An intensity per atom with factors and backgrounds per projection."""
+def _free_intensities(fixed, sigma_bounds, rounds=3, inner=4):
+    """An intensity per atom with factors and backgrounds per projection.
+
+    Alternates: the width (Brent, the intensities fixed), the intensities
+    (weighted linear least squares through the exact projection and its
+    adjoint, LSQR) and the factors and backgrounds (closed form).
+    """
     from scipy.sparse.linalg import LinearOperator, lsqr
 
     y, w, m = fixed.y, fixed.w, fixed.m
     n = fixed.positions.shape[0]
-    # The width of the model with factors (what the free intensities then
-    # cannot change much).
-    sigma = _minimise_sigma(
-        lambda s: _linear_fit(y, w, [fixed.project(s)], True, True)[2],
-        fixed.op.sigma, sigma_bounds)
-    stencil = fixed.stencil(sigma)
-    coef, bg, ssr = _linear_fit(y, w, [fixed.project(sigma)], True, True)
-    s = coef[0]
     weights = fixed.weights * 1.0
+    sigma = fixed.op.sigma
     for _ in range(rounds):
-        # Intensities at fixed factors and backgrounds: weighted linear
-        # least squares through the exact projection and its adjoint.
-        scale = s[:, None] * np.sqrt(w)
-        target = ((y - bg[:, None]) * np.sqrt(w)).ravel()
+        sigma = _minimise_sigma(
+            lambda t: _linear_fit(y, w, [fixed.project(t, weights)], True,
+                                  True)[2], sigma, sigma_bounds)
+        stencil = fixed.stencil(sigma)
+        coef, bg, ssr = _linear_fit(y, w, [fixed.project(sigma, weights)],
+                                    True, True)
+        s = coef[0]
+        for _ in range(inner):
+            scale = s[:, None] * np.sqrt(w)
+            target = ((y - bg[:, None]) * np.sqrt(w)).ravel()
 
-        def matvec(v):
-            return (scale * stencil.project(np.ravel(v)).reshape(m, -1)).ravel()
+            def matvec(v, scale=scale, stencil=stencil):
+                return (scale * stencil.project(np.ravel(v)).reshape(
+                    m, -1)).ravel()
 
-        def rmatvec(r):
-            return stencil.correlate((scale * r.reshape(m, -1)).ravel())
+            def rmatvec(r, scale=scale, stencil=stencil):
+                return stencil.correlate((scale * r.reshape(m, -1)).ravel())
 
-        A = LinearOperator((y.size, n), matvec=matvec, rmatvec=rmatvec,
-                           dtype=float)
-        weights = lsqr(A, target, x0=weights, atol=1e-10, btol=1e-10,
-                       iter_lim=500)[0]
-        p = stencil.project(weights).reshape(m, -1)
-        coef, bg, ssr = _linear_fit(y, w, [p], True, True)
-        s = coef[0] / np.mean(coef[0])
-        weights = weights * np.mean(coef[0])
+            A = LinearOperator((y.size, n), matvec=matvec, rmatvec=rmatvec,
+                               dtype=float)
+            weights = lsqr(A, target, x0=weights, atol=1e-12, btol=1e-12,
+                           iter_lim=1000)[0]
+            p = stencil.project(weights).reshape(m, -1)
+            coef, bg, ssr = _linear_fit(y, w, [p], True, True)
+            weights = weights * np.mean(coef[0])
+            s = coef[0] / np.mean(coef[0])
     mean_w = float(np.mean(weights))
     params = {'sigma': sigma, 'intensity': mean_w,
               'atom_intensity_spread': float(np.std(weights) / mean_w),
