@@ -17,16 +17,32 @@ therefore fast on a GPU and accurate to float32 rounding.
 
 torch is imported inside the functions (as everywhere in the package), so
 this module imports without it and only ``impl='pytorch'`` needs it.
+
+Threads: on the CPU every projection here runs with `cpu_threads` (one
+torch thread unless ``ODL_ATOMS_TORCH_THREADS`` says otherwise). The
+tensors are small (a few atoms' windows), and with torch's default of one
+thread per core the threads wait on one another: measured on 2 shared
+cores under load, a 1000-atom 2D projection took 2.5 s of wall time and
+0.23 s of CPU with 2 threads, 0.15 s and 0.008 s with one (see
+``benchmarks/speed.py``). A GPU is where this path pays; on the CPU the
+NumPy and compiled paths are faster.
 """
 
+import contextlib
+import functools
 import math
+import os
 
 import numpy as np
 
 from odl_atoms.projection import WindowedProfiles
 
 __all__ = ('TorchFrame', 'TorchStencil', 'check_torch_device',
-           'require_torch')
+           'cpu_threads', 'require_torch', 'TORCH_CPU_THREADS')
+
+#: Torch threads on the CPU while this package computes (`cpu_threads`);
+#: the environment variable ``ODL_ATOMS_TORCH_THREADS`` overrides it.
+TORCH_CPU_THREADS = 1
 
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -100,6 +116,63 @@ def check_torch_device(device):
             f'`device={device!r}`: there are only {torch.cuda.device_count()} '
             f'CUDA device(s)')
     return f'cuda:{index}'
+
+
+def _thread_count(threads=None):
+    """``threads``, else ``ODL_ATOMS_TORCH_THREADS``, else the default."""
+    if threads is None:
+        text = os.environ.get('ODL_ATOMS_TORCH_THREADS', '').strip()
+        try:
+            threads = int(text) if text else TORCH_CPU_THREADS
+        except ValueError:
+            raise ValueError(f'ODL_ATOMS_TORCH_THREADS must be a whole '
+                             f'number of threads, got {text!r}') from None
+    if threads < 1:
+        raise ValueError(f'torch needs at least one thread, got {threads!r}')
+    return int(threads)
+
+
+@contextlib.contextmanager
+def cpu_threads(device, threads=None):
+    """Run the block with ``threads`` torch threads if ``device`` is the CPU.
+
+    Default: `TORCH_CPU_THREADS` (one), or the environment variable
+    ``ODL_ATOMS_TORCH_THREADS``. Torch's own setting is restored afterwards;
+    on a GPU nothing changes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> before = torch.get_num_threads()
+    >>> with cpu_threads('cpu', 1):
+    ...     torch.get_num_threads()
+    1
+    >>> torch.get_num_threads() == before
+    True
+    """
+    torch = require_torch()
+    if torch.device(device).type != 'cpu':
+        yield
+        return
+    threads = _thread_count(threads)
+    before = torch.get_num_threads()
+    if before == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _on_cpu_threads(method):
+    """Run a method of an object with a ``device`` under `cpu_threads`."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with cpu_threads(self.device):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def torch_dtype(dtype):
@@ -216,6 +289,10 @@ class TorchStencil(WindowedProfiles):
 
     def __init__(self, frame, positions, sigma, truncate=6.0,
                  mode='integrate', dtype='float64'):
+        with cpu_threads(frame.device):
+            self._setup(frame, positions, sigma, truncate, mode, dtype)
+
+    def _setup(self, frame, positions, sigma, truncate, mode, dtype):
         torch = require_torch()
         self.frame = frame
         self.dtype = torch_dtype(dtype)
@@ -264,6 +341,7 @@ class TorchStencil(WindowedProfiles):
 
     # --- Linear maps
 
+    @_on_cpu_threads
     def project(self, weights):
         """Return ``sum_i w_i P_i`` as a flat tensor of the data size."""
         torch = require_torch()
@@ -273,6 +351,7 @@ class TorchStencil(WindowedProfiles):
             self._scatter(out, sl, self._outer(sl) * self._bcast(weights[sl]))
         return out
 
+    @_on_cpu_threads
     def apply_jacobian(self, weights, d_positions, d_weights):
         """Directional derivative along ``(d_positions, d_weights)``."""
         torch = require_torch()
@@ -289,6 +368,7 @@ class TorchStencil(WindowedProfiles):
             self._scatter(out, sl, vals)
         return out
 
+    @_on_cpu_threads
     def adjoint_jacobian(self, weights, data):
         """Return ``(grad_positions (n, d), grad_weights (n,))`` of <P(x,w), data>.
 

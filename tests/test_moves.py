@@ -4,6 +4,8 @@ The checks use independent ground truths (phantoms) and compare against
 separate runs or exact constructions, never a run with itself.
 """
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -276,3 +278,87 @@ def test_default_moves_depend_on_the_number_of_starts():
     assert oa.ADCG(moves=[]).moves == ()
     with pytest.raises(ValueError, match="'auto'"):
         oa.ADCG(moves='none')
+
+
+def _snapshot(config):
+    return (config.positions.copy(), config.weights.copy(),
+            config.labels.copy(), config.value)
+
+
+@functools.lru_cache(maxsize=1)
+def _exact_answer():
+    """A 4 x 4 vacancy at 0/45/90 degrees (noise-free), solved exactly by
+    plain ADCG: no escape move finds anything lower there."""
+    phantom, measured = generic_problem('vacancy', angles=(0, 45, 90),
+                                        noise=0.0)
+    problem = problem_of(measured, potential=phantom.lattice_spacing,
+                         noise_std=0.0)
+    answer = oa.ADCG(moves=[], polish=False).solve(problem)
+    assert oa.match_atoms(phantom.measure, answer.measure).exact
+    return problem, np.array(answer.measure.positions)
+
+
+#: A coarse lattice search keeps RefitLattice's trials cheap here.
+COARSE = oa.LatticeStart('square', n_orientations=9, n_offsets=4)
+
+
+def _escape_setup(moves):
+    """ADCG with ``moves``, its search context and the exact answer."""
+    problem, x = _exact_answer()
+    solver = oa.ADCG(moves=moves, starts=[oa.GreedyStart(), COARSE],
+                     polish=False)
+    context = solver.context(problem)
+    config = Configuration(x.copy(), np.full(len(x), problem.allowed[0]),
+                           np.full(len(x), problem.labels[0]))
+    config.value = context.objective(config.positions, config.weights)
+    return solver, problem, context, config
+
+
+def test_a_failing_escape_leaves_configuration_and_objective_unchanged():
+    """Every escape move in turn from an exact answer: none is taken, and
+    the configuration (positions, weights, labels, objective value) and
+    the objective itself come back bit for bit, in both tolerance stages
+    (the second pass replays the first one's trials from memory)."""
+    moves = [Relocate(), Regrow(), RegrowColumn(), Stiffen(),
+             RefitLattice(COARSE)]
+    solver, problem, context, config = _escape_setup(moves)
+    objective = context.objective
+    before = _snapshot(config)
+    value = objective(config.positions, config.weights)
+    for tol in (solver.tol, solver.fine_tol):
+        threshold = solver.stop_threshold(objective, tol, problem.noise_std)
+        moved, name, budget = solver.escape(
+            context, moves, config, threshold, 10 ** 6,
+            np.random.default_rng(0))
+        assert moved is None and name is None and budget < 10 ** 6
+        after = _snapshot(config)
+        for old, new in zip(before, after):
+            assert np.array_equal(old, new)
+        assert context.objective is objective
+        assert objective(config.positions, config.weights) == value
+
+
+@pytest.mark.parametrize('move', [Relocate(), Regrow(), RegrowColumn(),
+                                  Stiffen(), RefitLattice(COARSE)],
+                         ids=lambda m: m.name)
+def test_trials_replayed_from_memory_equal_fresh_ones(move):
+    """The trials of the second tolerance stage, made after the first
+    stage's from the same configuration (steps kept in the search's
+    memo), are bit for bit those of a search that never ran the first
+    stage."""
+    solver, problem, context, config = _escape_setup([move])
+    objective = context.objective
+    high, low = (solver.stop_threshold(objective, tol, problem.noise_std)
+                 for tol in (solver.tol, solver.fine_tol))
+    rng = np.random.default_rng(0)
+    list(move.trials(context, config, high, rng))
+    replayed = list(move.trials(context, config, low, rng))
+    context.scratch = {}
+    fresh = list(move.trials(context, config, low, rng))
+    assert len(replayed) == len(fresh) > 0
+    for a, b in zip(replayed, fresh):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.value == b.value
+            assert np.array_equal(a.positions, b.positions)
+            assert np.array_equal(a.weights, b.weights)

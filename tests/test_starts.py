@@ -144,6 +144,87 @@ def test_box_qp_matches_scipy_bounded_least_squares():
         assert np.all(w[k, n:] == 0)
 
 
+def loop_best(fit, region, bases, offsets, background, incumbent=None,
+              mask=None):
+    """The lattice search one lattice at a time: the reference for the
+    stacked `_LatticeFit.best` (each basis's site sets in one `_box_qp`
+    call, occupations rounded at 1/2, misfit from the Gram matrix)."""
+    from odl_atoms.solvers.starts import _box_qp, _inside
+
+    best = (np.inf, np.zeros((0, len(region[0]))), None)
+    if incumbent is not None:
+        best = (fit.value(incumbent, background), incumbent, None)
+    for j, basis in enumerate(bases):
+        lattices = []
+        for offset in offsets @ basis:
+            points, index, values, gram = fit.lattice(basis, offset)
+            keep = _inside(points, *region)
+            if mask is not None:
+                keep &= mask(points)
+            if keep.any():
+                lattices.append((points[keep], None if index is None else
+                                 (index[keep], values[keep],
+                                  gram[np.ix_(keep, keep)])))
+        if not lattices:
+            continue
+        candidates, misfits = [], []
+        if fit.occupancy_fit:
+            size = max(len(points) for points, _ in lattices)
+            hessians = np.zeros((len(lattices), size, size))
+            linear = np.zeros((len(lattices), size))
+            for k, (points, (index, values, gram)) in enumerate(lattices):
+                hessians[k, :len(points), :len(points)] = gram
+                linear[k, :len(points)] = -(values
+                                            * background[index]).sum(axis=1)
+            w = _box_qp(hessians, linear)
+            for k, (points, (index, values, gram)) in enumerate(lattices):
+                occupied = w[k, :len(points)] > 0.5
+                candidates.append(points[occupied])
+                misfits.append(fit.value(points[occupied], background))
+        else:
+            candidates = [points for points, _ in lattices]
+            misfits = [fit.value(points, background) for points in candidates]
+        k = int(np.argmin(misfits))
+        if misfits[k] < best[0]:
+            best = (misfits[k], candidates[k], j)
+    return best
+
+
+@pytest.mark.parametrize('occupancy', [True, False])
+def test_stacked_lattice_search_equals_the_loop_over_lattices(occupancy):
+    """`_LatticeFit.best` (every offset of a basis at once) against a loop
+    over the lattices with misfits recomputed by projecting the chosen
+    sites: the same sites and misfits, over the box, a patch, a half-plane
+    mask and with an incumbent and another side as background."""
+    phantom, measured = generic_problem('vacancy', shape=(5, 5),
+                                        angles=(0, 60, 120))
+    a = phantom.lattice_spacing
+    op, data = measured.operator(), measured.element()
+    start = oa.LatticeStart('square', n_orientations=6, n_offsets=4,
+                            occupancy=occupancy)
+    fit, bases, offsets, box, _ = start._search(op, data, a)
+    centre = 0.5 * (box[0] + box[1])
+    half = (box[0], np.array([centre[0], box[1][1]]))
+    side = np.asarray(phantom.measure.positions)
+    others = side[side[:, 0] >= centre[0]]
+    cases = [(box, -fit.y, None, None),
+             (half, -fit.y, None, None),
+             (box, fit.project(others) - fit.y, None,
+              lambda p: p[:, 0] < centre[0]),
+             (half, -fit.y, side[side[:, 0] < centre[0]], None)]
+    for region, background, incumbent, mask in cases:
+        got = fit.best(region, bases, offsets, background,
+                       incumbent=incumbent, mask=mask)
+        want = loop_best(fit, region, bases, offsets, background,
+                         incumbent=incumbent, mask=mask)
+        assert got[2] == want[2]
+        assert np.array_equal(got[1], want[1])
+        assert np.isclose(got[0], want[0], rtol=1e-10, atol=1e-12)
+        # The misfit it reports is that of the sites it returns.
+        assert np.isclose(got[0], fit.value(got[1], background),
+                          rtol=1e-10, atol=1e-12)
+
+
 def test_occupancy_fit_finds_the_lattice_all_occupied_sites_miss():
     """7 x 7 vacancy at 63.9/66.7/142.3 degrees (a random set of the
     benchmark): with every supported site counted as occupied the best

@@ -16,6 +16,7 @@ import numpy as np
 
 from odl_atoms.learned.data import normalise_image
 from odl_atoms.learned.network import build_network, count_parameters
+from odl_atoms.projection_torch import cpu_threads
 
 __all__ = ('LearnedModel', 'load_model', 'default_model_path',
            'DEFAULT_MODEL', 'NORMALISATION', 'resolve_device', 'require_torch')
@@ -186,7 +187,9 @@ class LearnedModel:
             arr = arr[None]
         if arr.ndim != 3:
             raise ValueError(f'expected 2D images, got shape {arr.shape}')
-        with torch.no_grad():
+        # One torch thread on the CPU (`cpu_threads`): measured 0.05 s per
+        # image with one, 1.3 s with torch's default under load.
+        with torch.no_grad(), cpu_threads(self.device):
             x = torch.from_numpy(np.ascontiguousarray(arr))[:, None]
             x = x.to(self.device)
             out = self.network(x)

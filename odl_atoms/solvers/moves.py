@@ -48,6 +48,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from odl_atoms.solvers.adcg.context import GrowPath
 from odl_atoms.solvers.configuration import Configuration
 from odl_atoms.solvers.starts import (LatticeStart, near_orientations,
                                       orientation_index)
@@ -82,33 +83,38 @@ class Relocate:
         self.screen = float(screen)
 
     def trials(self, context, config, threshold, rng):
-        objective = context.objective
         if config.n_atoms == 0:
             return
+        removal = context.memo(config, 'removal',
+                               lambda: context.removal_changes(config))
+        for i in np.argsort(removal):
+            path = context.memo(config, (self, int(i)), lambda i=i: self._path(
+                context, config, i, removal[i]))
+            yield None if path is None else path.finish(threshold, config)
+
+    def _path(self, context, config, i, change):
+        """The relocation of atom ``i``, relaxed near its two places, as a
+        `GrowPath` (None if screened out)."""
+        objective = context.objective
         radius = (self.tabu_radius if self.tabu_radius is not None
                   else 2 * context.operator.sigma)
-        screen = self.screen * objective.atom_energy
-        removal = context.removal_changes(config)
-        for i in np.argsort(removal):
-            trial = config.without(i)
-            trial.value = config.value + removal[i]  # exact, see removal_changes
-            candidate = context.best_candidate(
-                trial, exclude=(config.positions[i], radius))
-            # Screen before refining and relaxing: a relocation that is far
-            # worse before relaxing rarely ends better after it. The grid
-            # gain is exact for the unrefined addition.
-            if not candidate[2] > 0 or \
-                    trial.value - candidate[2] > config.value + screen:
-                yield None
-                continue
-            trial = context.add_atom(trial, candidate=candidate)
-            # Relax around the two changed places first (cheap); only
-            # promising trials get a full relaxation.
-            region = context.near(trial.positions,
-                           [config.positions[i], trial.positions[-1]])
-            trial = context.local_move(trial, active=region)
-            trial = context.grow(trial, threshold)
-            yield context.finish_trial(trial, config)
+        trial = config.without(i)
+        trial.value = config.value + change  # exact, see removal_changes
+        candidate = context.best_candidate(
+            trial, exclude=(config.positions[i], radius))
+        # Screen before refining and relaxing: a relocation that is far
+        # worse before relaxing rarely ends better after it. The grid
+        # gain is exact for the unrefined addition.
+        if not candidate[2] > 0 or trial.value - candidate[2] > \
+                config.value + self.screen * objective.atom_energy:
+            return None
+        trial = context.add_atom(trial, candidate=candidate)
+        # Relax around the two changed places first (cheap); only
+        # promising trials get a full relaxation.
+        region = context.near(trial.positions,
+                              [config.positions[i], trial.positions[-1]])
+        trial = context.local_move(trial, active=region)
+        return GrowPath(context, trial)
 
     def __repr__(self):
         return f'Relocate(tabu_radius={self.tabu_radius!r}, screen={self.screen!r})'
@@ -139,10 +145,12 @@ class Regrow:
         objective = context.objective
         if config.n_atoms < 3:
             return
-        suspects = list(np.argsort(context.removal_changes(config))
-                        [:self.n_suspects])
+        suspects = list(np.argsort(context.memo(
+            config, 'removal', lambda: context.removal_changes(config)))
+            [:self.n_suspects])
         if objective.potential is not None:
-            site = -objective.potential.removal_energies(config.positions)
+            site = -context.memo(config, 'site energies', lambda: (
+                objective.potential.removal_energies(config.positions)))
             suspects += list(np.argsort(site)[::-1][:self.n_suspects])
         radius = self.radius
         if radius is None:
@@ -156,14 +164,18 @@ class Regrow:
                 continue
             seen.add(i)
             centre = config.positions[i]
-            region = tree.query_ball_point(centre, radius)
-            trial = config.without(region)
-            trial.value = objective(trial.positions, trial.weights)
-            trial = context.grow(
-                trial, threshold, max_new=len(region) + 2,
-                region=lambda p, c=centre: (np.linalg.norm(p - c, axis=1)
-                                            < 2 * radius))
-            yield context.finish_trial(trial, config)
+
+            def regrowth(centre=centre):
+                region = tree.query_ball_point(centre, radius)
+                trial = config.without(region)
+                trial.value = objective(trial.positions, trial.weights)
+                return GrowPath(
+                    context, trial, max_new=len(region) + 2,
+                    region=lambda p: (np.linalg.norm(p - centre, axis=1)
+                                      < 2 * radius))
+
+            yield context.memo(config, (self, int(i)), regrowth).finish(
+                threshold, config)
 
     def __repr__(self):
         return f'Regrow(radius={self.radius!r}, n_suspects={self.n_suspects!r})'
@@ -283,13 +295,16 @@ class RegrowColumn:
             badness = [-float(removal[c].mean()) for c in columns]
         for k in np.argsort(badness)[::-1][:self.max_trials]:
             column = columns[k]
-            trial = config.without(column)
-            trial.value = objective(trial.positions, trial.weights)
-            removed = config.positions[column]
-            grown = context.grow(
-                trial, threshold, max_new=column.size + 2,
-                region=lambda p, r=removed: context.near(p, r))
-            yield context.finish_trial(grown, config)
+
+            def regrowth(column=column):
+                trial = config.without(column)
+                trial.value = objective(trial.positions, trial.weights)
+                removed = config.positions[column]
+                return GrowPath(context, trial, max_new=column.size + 2,
+                                region=lambda p: context.near(p, removed))
+
+            yield context.memo(config, (self, tuple(column)),
+                               regrowth).finish(threshold, config)
 
     def __repr__(self):
         return f'RegrowColumn(max_trials={self.max_trials!r})'
@@ -446,28 +461,36 @@ class Stiffen:
         objective = context.objective
         if not objective.energy_weight or config.n_atoms < 2:
             return
-        tolerance = self.tolerance * objective.potential.r_min
         for alpha in self.alphas:
             if alpha <= objective.alpha:
                 continue
-            stiff = objective.with_alpha(alpha)
-            trial = config.copy()
-            trial.value = stiff(trial.positions, trial.weights)
-            trial = context.with_objective(stiff).local_move(trial)
-            # Back under the true objective, from where the stiff one
-            # ended: relaxed in full first (the stiff arrangement's data
-            # misfit is large until the atoms the data see move back).
-            # ``trial`` is a copy, so its value can be replaced.
-            trial.value = objective(trial.positions, trial.weights)
-            trial = context.local_move(trial)
-            trial = context.finish_trial(trial, config)
-            if _same_sites(trial.positions, config.positions, tolerance):
-                # The same arrangement, relaxed a little differently: not
-                # an escape, and taking it would steer the other moves'
-                # search away from where they were going.
-                yield None
-                continue
-            yield trial
+            # The trial does not depend on the threshold: kept for the
+            # next pass from the same configuration.
+            yield context.memo(config, (self, alpha),
+                               lambda: self._trial(context, config, alpha))
+
+    def _trial(self, context, config, alpha):
+        """Relaxed at ``alpha``, then under the true objective; None if it
+        is the same arrangement."""
+        objective = context.objective
+        stiff = objective.with_alpha(alpha)
+        trial = config.copy()
+        trial.value = stiff(trial.positions, trial.weights)
+        trial = context.with_objective(stiff).local_move(trial)
+        # Back under the true objective, from where the stiff one
+        # ended: relaxed in full first (the stiff arrangement's data
+        # misfit is large until the atoms the data see move back).
+        # ``trial`` is a copy, so its value can be replaced.
+        trial.value = objective(trial.positions, trial.weights)
+        trial = context.local_move(trial)
+        trial = context.finish_trial(trial, config)
+        if _same_sites(trial.positions, config.positions,
+                       self.tolerance * objective.potential.r_min):
+            # The same arrangement, relaxed a little differently: not
+            # an escape, and taking it would steer the other moves'
+            # search away from where they were going.
+            return None
+        return trial
 
     def __repr__(self):
         return (f'Stiffen(alphas={self.alphas!r}, '
@@ -604,52 +627,74 @@ class RefitLattice:
         positions = config.positions
         centre = positions.mean(axis=0)
         refits = []
-        for phi in np.arange(self.n_normals) * np.pi / self.n_normals:
+        for k, phi in enumerate(np.arange(self.n_normals) * np.pi
+                                / self.n_normals):
             normal = np.array([np.cos(phi), np.sin(phi)])
-            for cut in np.quantile((positions - centre) @ normal, self.cuts):
+            for q, cut in enumerate(np.quantile((positions - centre) @ normal,
+                                                self.cuts)):
                 for sign in (1.0, -1.0):
                     on_side = _half_plane(centre, sign * normal, sign * cut)
                     side = on_side(positions)
                     if side.sum() < 2 or side.all():
                         continue
-                    rest = config.without(np.flatnonzero(side))
-                    orientations = near_orientations(len(bases), [
-                        best, orientation_index(positions[side], bases, spacing),
-                        orientation_index(rest.positions, bases, spacing)])
-                    sites = fit.best(box, bases[orientations], offsets,
-                                     fit.project(rest.positions) - fit.y,
-                                     mask=on_side)[1]
-                    if _same_sites(sites, positions[side],
-                                   self.tolerance * spacing):
+
+                    def refit(on_side=on_side, side=side):
+                        # The side's lattice against the other side's atoms
+                        # (None if it gives back the side's atoms), and the
+                        # trial up to its regrowth.
+                        rest = config.without(np.flatnonzero(side))
+                        orientations = near_orientations(len(bases), [
+                            best,
+                            orientation_index(positions[side], bases, spacing),
+                            orientation_index(rest.positions, bases, spacing)])
+                        sites = fit.best(box, bases[orientations], offsets,
+                                         fit.project(rest.positions) - fit.y,
+                                         mask=on_side)[1]
+                        if _same_sites(sites, positions[side],
+                                       self.tolerance * spacing):
+                            return None
+                        return (on_side, rest, sites, orientations,
+                                self._path(context, config, rest, sites,
+                                           screen))
+
+                    key = (self, k, q, sign)
+                    single = context.memo(config, key, refit)
+                    if single is None:
                         yield None
                         continue
-                    yield self._trial(context, config, threshold, rest,
-                                      sites, screen)
-                    refits.append((on_side, rest, sites, orientations))
+                    path = single[-1]
+                    yield None if path is None else path.finish(threshold,
+                                                                config)
+                    refits.append((key, single))
         if not self.chain:
             return
         # Only when no single refit helped: each again, with the other side
         # refitted against the new sites (two lattices meeting at the cut,
         # as in the split start, seeded by the current answer). After the
         # single ones, so that a search they get right takes the same path.
-        for on_side, rest, sites, orientations in refits:
-            if len(sites) > 2:
-                orientations = near_orientations(len(bases), [
-                    best, orientation_index(sites, bases, spacing),
-                    orientation_index(rest.positions, bases, spacing)])
-            others = fit.best(box, bases[orientations], offsets,
-                              fit.project(sites) - fit.y,
-                              mask=lambda p, inside=on_side: ~inside(p))[1]
-            if _same_sites(others, rest.positions, self.tolerance * spacing):
-                yield None
-                continue
-            yield self._trial(context, config, threshold,
-                              context.lightest(others), sites,
-                              screen, everywhere=True)
+        for key, single in refits:
+            def chained(single=single):
+                on_side, rest, sites, orientations, _ = single
+                if len(sites) > 2:
+                    orientations = near_orientations(len(bases), [
+                        best, orientation_index(sites, bases, spacing),
+                        orientation_index(rest.positions, bases, spacing)])
+                others = fit.best(
+                    box, bases[orientations], offsets,
+                    fit.project(sites) - fit.y,
+                    mask=lambda p, inside=on_side: ~inside(p))[1]
+                if _same_sites(others, rest.positions,
+                               self.tolerance * spacing):
+                    return None
+                return self._path(context, config, context.lightest(others),
+                                  sites, screen, everywhere=True)
 
-    def _trial(self, context, config, threshold, rest, sites, screen,
-               everywhere=False):
-        """``rest`` plus atoms at ``sites``, relaxed, pruned and grown.
+            path = context.memo(config, key + ('chained',), chained)
+            yield None if path is None else path.finish(threshold, config)
+
+    def _path(self, context, config, rest, sites, screen, everywhere=False):
+        """``rest`` plus atoms at ``sites``, relaxed and pruned: the
+        `GrowPath` of the trial.
 
         None if still worse than ``config`` by more than ``screen`` after
         the first relaxation: of the new sites and their neighbours, or of
@@ -668,9 +713,7 @@ class RefitLattice:
         trial = context.local_move(trial, active=active)
         if trial.value > config.value + screen:
             return None
-        trial = context.prune(context.local_move(trial))
-        trial = context.grow(trial, threshold)
-        return context.finish_trial(trial, config)
+        return GrowPath(context, context.prune(context.local_move(trial)))
 
     def __repr__(self):
         return (f'RefitLattice(start={self.start!r}, n_normals='

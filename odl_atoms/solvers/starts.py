@@ -58,6 +58,9 @@ OCCUPANCY_SITES = 1000
 #: Bytes of lattice data (windows, Gram matrices) a lattice search keeps.
 _KEEP_BYTES = 2 ** 28
 
+#: Bytes of Gram matrices whose occupations are fitted in one batch.
+_QP_BYTES = 2 ** 26
+
 #: Names `LatticeStart` knows: 2D (orientation searched) and 3D cubic.
 NAMED_LATTICES = ('square', 'hexagonal') + tuple(CUBIC)
 
@@ -603,77 +606,117 @@ class _LatticeFit:
         the flat data indices and values of their unit-atom windows
         ``(n, K)`` (`Stencil.windows`) and ``G^T G`` ``(n, n)``, ``G`` the
         unit-atom data of the sites as columns; the last three are None
-        without ``occupancy``.
+        without ``occupancy``. Not kept: `stack` keeps every offset of a
+        basis at once.
         """
-        key = (basis.tobytes(), offset.tobytes())
-        entry = self._lattices.get(key)
-        if entry is None:
-            points = _lattice_sites(*self.box, basis) + offset
-            points = points[_inside(points, *self.box)]
-            if len(points):
-                points = points[self.support(points) >= self.threshold]
-            op = self.operator
-            n = len(points)
-            if not self.occupancy_fit:
-                # Every site occupied: the misfit is one projection
-                # (`value`). No windows and no Gram matrix: in 3D a
-                # lattice has thousands of sites.
-                entry = (points, None, None, None)
-                self._keep(key, entry)
-                return entry
-            if n == 0:
-                entry = (points, np.zeros((0, 1), int), np.zeros((0, 1)),
-                         np.zeros((0, 0)))
-                self._keep(key, entry)
-                return entry
+        points = _lattice_sites(*self.box, basis) + offset
+        points = points[_inside(points, *self.box)]
+        if len(points):
+            points = points[self.support(points) >= self.threshold]
+        op = self.operator
+        n = len(points)
+        if not self.occupancy_fit:
+            # Every site occupied: the misfit is one projection
+            # (`value`). No windows and no Gram matrix: in 3D a
+            # lattice has thousands of sites.
+            return points, None, None, None
+        if n == 0:
+            return (points, np.zeros((0, 1), int), np.zeros((0, 1)),
+                    np.zeros((0, 0)))
+        index, values = Stencil(self.frame, points, op.sigma,
+                                op.truncate, op.mode).windows()
+        # The columns as a dense matrix (a 2D sinogram and a few dozen
+        # sites: dense beats sparse here); repeated entries (zeros
+        # outside the detector) are summed.
+        flat = index * n + np.arange(n)[:, None]
+        g = np.bincount(flat.ravel(), weights=values.ravel(),
+                        minlength=self.y.size * n).reshape(-1, n)
+        return points, index, values, g.T @ g
+
+    def stack(self, basis, offsets):
+        """Every offset of one basis at once: `_LatticeStack` (kept).
+
+        ``offsets`` are fractions of the basis vectors, ``(m, d)``. The
+        sites, their support and their windows are computed for all
+        offsets together; each lattice is then what `lattice` gives.
+        """
+        key = ('stack', basis.tobytes(), offsets.tobytes())
+        stack = self._lattices.get(key)
+        if stack is not None:
+            return stack
+        sites = _lattice_sites(*self.box, basis)
+        every = sites[None] + (offsets @ basis)[:, None]
+        inside = _inside(every.reshape(-1, sites.shape[1]), *self.box)
+        which = np.repeat(np.arange(len(offsets)), len(sites))[inside]
+        points = every.reshape(-1, sites.shape[1])[inside]
+        if len(points):
+            supported = self.support(points) >= self.threshold
+            which, points = which[supported], points[supported]
+        op = self.operator
+        if self.occupancy_fit and len(points):
             index, values = Stencil(self.frame, points, op.sigma,
                                     op.truncate, op.mode).windows()
-            # The columns as a dense matrix (a 2D sinogram and a few dozen
-            # sites: dense beats sparse here); repeated entries (zeros
-            # outside the detector) are summed.
-            flat = index * n + np.arange(n)[:, None]
-            g = np.bincount(flat.ravel(), weights=values.ravel(),
-                            minlength=self.y.size * n).reshape(-1, n)
-            entry = (points, index, values, g.T @ g)
-            self._keep(key, entry)
-        return entry
+        entries = []
+        for k in range(len(offsets)):
+            rows = np.flatnonzero(which == k)
+            n = len(rows)
+            if not self.occupancy_fit:
+                entries.append((points[rows], None, None, None))
+            elif n == 0:
+                entries.append((points[rows], np.zeros((0, 1), int),
+                                np.zeros((0, 1)), np.zeros((0, 0))))
+            else:
+                # As in `lattice`: the columns as a dense matrix.
+                flat = index[rows] * n + np.arange(n)[:, None]
+                g = np.bincount(flat.ravel(), weights=values[rows].ravel(),
+                                minlength=self.y.size * n).reshape(-1, n)
+                entries.append((points[rows], index[rows], values[rows],
+                                g.T @ g))
+        stack = _LatticeStack(entries, sites.shape[1])
+        if self._kept + stack.nbytes <= _KEEP_BYTES:
+            self._lattices[key] = stack
+            self._kept += stack.nbytes
+        return stack
 
-    def _keep(self, key, entry):
-        """Keep a lattice's data while they fit in ``_KEEP_BYTES``."""
-        size = sum(a.nbytes for a in entry if a is not None)
-        if self._kept + size <= _KEEP_BYTES:
-            self._lattices[key] = entry
-            self._kept += size
+    def occupancies(self, problems, background):
+        """Each site set's best 0/1 occupation and its misfit.
 
-    def occupancies(self, lattices, background):
-        """Return ``[(value, occupied)]``: each site set's best occupation.
-
-        ``lattices`` holds ``(points, index, values, gram)`` tuples (see
-        `lattice`). The occupations ``w`` in ``[0, 1]`` minimising
-        ``0.5 c ||G w + background||^2`` (a convex box-constrained
-        quadratic, `_box_qp`, solved for all site sets at once) are rounded
-        at 1/2; ``value`` is the misfit of the occupied sites. Measured on
-        the 7 x 7 vacancy at 63.9/66.7/142.3 degrees: the true lattice had
-        a misfit of 33 atom energies with every supported site occupied
-        (rank 1097 of 1620 lattices), 0.02 with this occupation (rank 1).
+        ``problems`` holds one ``(index, values, gram, filled)`` per basis:
+        its site sets stacked and zero-padded, ``index`` and ``values (m,
+        n, K)``, ``gram (m, n, n)`` (see `lattice`), ``filled (m, n)``
+        telling real sites from padding. The occupations ``w`` in ``[0,
+        1]`` minimising ``0.5 c ||G w + background||^2`` (a convex
+        box-constrained quadratic, `_box_qp`, solved for every site set of
+        a basis at once, and for the bases whose sets have the same size
+        together) are rounded at 1/2. Returns ``[(values (m,), occupied
+        (m, n) bool)]``, ``values`` the misfits of the occupied sites.
+        Measured on the 7 x 7 vacancy at 63.9/66.7/142.3 degrees: the true
+        lattice had a misfit of 33 atom energies with every supported site
+        occupied (rank 1097 of 1620 lattices), 0.02 with this occupation
+        (rank 1).
         """
-        size = max(len(entry[0]) for entry in lattices)
-        hessians = np.zeros((len(lattices), size, size))
-        linear = np.zeros((len(lattices), size))
-        for k, (points, index, values, gram) in enumerate(lattices):
-            n = len(points)
-            hessians[k, :n, :n] = gram
-            linear[k, :n] = -(values * background[index]).sum(axis=1)
-        w = _box_qp(hessians, linear)
+        linear = [np.where(filled, -(values * background[index]).sum(axis=-1),
+                           0.0) for index, values, _, filled in problems]
+        w = [None] * len(problems)
+        sizes = [gram.shape[-1] for _, _, gram, _ in problems]
+        for size in sorted(set(sizes)):
+            same = [j for j, s in enumerate(sizes) if s == size]
+            counts = [len(linear[j]) for j in same]
+            found = _box_qp(np.concatenate([problems[j][2] for j in same]),
+                            np.concatenate([linear[j] for j in same]),
+                            groups=np.repeat(np.arange(len(same)), counts))
+            for j, part in zip(same, np.split(found, np.cumsum(counts)[:-1])):
+                w[j] = part
         base = float(background @ background)
         out = []
-        for k, (points, _, _, gram) in enumerate(lattices):
-            n = len(points)
-            occupied = (w[k, :n] > 0.5).astype(float)
+        for (_, _, gram, filled), b, weights in zip(problems, linear, w):
+            occupied = (weights > 0.5) & filled
+            o = occupied.astype(float)
             # ||G o + r||^2 from the Gram matrix and G^T r alone.
-            square = (base - 2 * linear[k, :n] @ occupied
-                      + occupied @ gram @ occupied)
-            out.append((0.5 * self.c * square, occupied > 0))
+            square = (base - 2 * np.einsum('kn,kn->k', b, o)
+                      + np.einsum('kn,kn->k', o,
+                                  np.matmul(gram, o[..., None])[..., 0]))
+            out.append((0.5 * self.c * square, occupied))
         return out
 
     def best_single(self, bases, offsets):
@@ -692,42 +735,124 @@ class _LatticeFit:
         won). Sites lie in ``region = (lo, hi)`` (and where
         ``mask(points)``, if given, is true) and pass the support test
         (and, with ``occupancy``, are occupied); ``background`` is the rest
-        of the model minus the data.
+        of the model minus the data. All offsets of a basis are judged at
+        once (`stack`), and the occupations of many bases together
+        (`occupancies`, at most `_QP_BYTES` of Gram matrices at a time).
         """
         best = (np.inf, np.zeros((0, len(region[0]))), None)
         if incumbent is not None:
             best = (self.value(incumbent, background), incumbent, None)
+        pending, size = [], 0
         for j, basis in enumerate(bases):
-            lattices = []
-            for offset in offsets @ basis:
-                points, index, values, gram = self.lattice(basis, offset)
-                keep = _inside(points, *region)
-                if mask is not None:
-                    keep &= mask(points)
-                if not keep.any():
-                    continue
-                if self.occupancy_fit:
-                    lattices.append((points[keep], index[keep],
-                                     values[keep], gram[np.ix_(keep, keep)]))
-                else:
-                    lattices.append((points[keep],))
-            if not lattices:
+            stack = self.stack(basis, offsets)
+            keep = stack.select(region, mask)
+            if keep is None:
                 continue
-            if self.occupancy_fit:
-                fits = self.occupancies(lattices, background)
-                candidates = [entry[0][occupied] for entry, (_, occupied)
-                              in zip(lattices, fits)]
-                values = [value for value, _ in fits]
-            else:
-                candidates = [entry[0] for entry in lattices]
-                values = [self.value(p, background) for p in candidates]
-            k = int(np.argmin(values))
-            if values[k] < best[0]:
-                best = (values[k], candidates[k], j)
+            lattices, order, filled = keep
+            points = stack.points[lattices[:, None], order]
+            if not self.occupancy_fit:
+                values = np.array([self.value(p[f], background)
+                                   for p, f in zip(points, filled)])
+                best = self._better(best, j, values, points, filled)
+                continue
+            rows = lattices[:, None]
+            pair = filled[:, :, None] & filled[:, None, :]
+            gram = np.where(pair, stack.gram[rows[:, :, None],
+                                             order[:, :, None],
+                                             order[:, None, :]], 0.0)
+            pending.append((j, points, (
+                stack.index[rows, order],
+                np.where(filled[..., None], stack.values[rows, order], 0.0),
+                gram, filled)))
+            size += gram.nbytes
+            if size > _QP_BYTES or j == len(bases) - 1:
+                best = self._judge(best, pending, background)
+                pending, size = [], 0
+        if pending:
+            best = self._judge(best, pending, background)
+        return best
+
+    def _judge(self, best, pending, background):
+        """`best` updated with the occupancy fits of ``pending`` bases
+        (``(j, points, problem)``, in order)."""
+        fits = self.occupancies([problem for _, _, problem in pending],
+                                background)
+        for (j, points, _), (values, occupied) in zip(pending, fits):
+            best = self._better(best, j, values, points, occupied)
+        return best
+
+    @staticmethod
+    def _better(best, j, values, points, occupied):
+        """``best``, or basis ``j``'s best lattice if lower."""
+        k = int(np.argmin(values))
+        if values[k] < best[0]:
+            return (float(values[k]), points[k][occupied[k]], j)
         return best
 
 
-def _box_qp(hessian, linear, n_iter=200, tol=1e-4):
+class _LatticeStack:
+
+    """The site sets of one basis at every offset, zero-padded to one size.
+
+    ``entries`` are `_LatticeFit.lattice` tuples, one per offset. Holds
+    ``points (m, n, d)``, ``valid (m, n)`` (real sites), and with the
+    occupancy fit ``index``, ``values (m, n, K)`` and ``gram (m, n, n)``.
+    """
+
+    def __init__(self, entries, d):
+        m = len(entries)
+        n = max([len(entry[0]) for entry in entries] + [1])
+        self.points = np.zeros((m, n, d))
+        self.valid = np.zeros((m, n), bool)
+        occupancy = entries[0][1] is not None
+        if occupancy:
+            size = max(entry[1].shape[1] for entry in entries)
+            self.index = np.zeros((m, n, size), int)
+            self.values = np.zeros((m, n, size))
+            self.gram = np.zeros((m, n, n))
+        else:
+            self.index = self.values = self.gram = None
+        for k, (points, index, values, gram) in enumerate(entries):
+            count = len(points)
+            self.points[k, :count] = points
+            self.valid[k, :count] = True
+            if occupancy and count:
+                self.index[k, :count, :index.shape[1]] = index
+                self.values[k, :count, :values.shape[1]] = values
+                self.gram[k, :count, :count] = gram
+
+    @property
+    def nbytes(self):
+        return sum(a.nbytes for a in (self.points, self.valid, self.index,
+                                      self.values, self.gram)
+                   if a is not None)
+
+    def select(self, region, mask=None):
+        """The sites in ``region`` (and ``mask``), packed to the front.
+
+        Returns None if no lattice has a site there, else ``(lattices,
+        order, filled)``: the lattices (offsets) with at least one site,
+        ``order (len(lattices), s)`` the positions of their selected sites
+        first (in their order), padding after, ``filled`` which entries
+        are sites; ``s`` is the most selected sites of any lattice.
+        """
+        m, n, d = self.points.shape
+        flat = self.points.reshape(-1, d)
+        keep = self.valid & _inside(flat, *region).reshape(m, n)
+        if mask is not None:
+            keep &= np.asarray(mask(flat), bool).reshape(m, n)
+        counts = keep.sum(axis=1)
+        lattices = np.flatnonzero(counts)
+        if not lattices.size:
+            return None
+        keep = keep[lattices]
+        size = int(counts.max())
+        order = np.argsort(~keep, axis=1, kind='stable')[:, :size]
+        filled = np.take_along_axis(keep, order, axis=1)
+        return lattices, order, filled
+
+
+def _box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
     """Minimise ``0.5 w^T H w - b^T w`` over ``0 <= w <= 1``, in batches.
 
     ``hessian`` ``(..., n, n)`` and ``linear`` ``(..., n)`` hold a stack of
@@ -736,7 +861,8 @@ def _box_qp(hessian, linear, n_iter=200, tol=1e-4):
     ``1 / L`` with ``L`` each problem's largest absolute row sum of ``H``
     (a bound on its largest eigenvalue), until no occupation moves by more
     than ``tol`` (the lattice occupations it serves round at 1/2) or after
-    ``n_iter`` iterations.
+    ``n_iter`` iterations. With ``groups`` (one label per problem of a
+    ``(p, n, n)`` stack) each group stops on its own, as if solved alone.
 
     Examples
     --------
@@ -752,6 +878,23 @@ def _box_qp(hessian, linear, n_iter=200, tol=1e-4):
         linear / np.where(diagonal > 0, diagonal, 1.0), 0.0), 1.0)
     lipschitz = np.abs(hessian).sum(axis=-1).max(axis=-1, keepdims=True)
     lipschitz = np.where(lipschitz > 0, lipschitz, 1.0)
+    if groups is None:
+        z, t = w.copy(), 1.0
+        for _ in range(n_iter):
+            grad = np.matmul(hessian, z[..., None])[..., 0] - linear
+            new = np.minimum(np.maximum(z - grad / lipschitz, 0.0), 1.0)
+            t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+            step = new - w
+            z = new + ((t - 1.0) / t_new) * step
+            w, t = new, t_new
+            if np.abs(step).max() < tol:
+                break
+        return w
+    # The same iteration on every group; a group that has converged is
+    # taken out of the stack (its answer kept), the others go on.
+    out = w.copy()
+    active = np.arange(len(w))
+    labels = np.unique(groups, return_inverse=True)[1]
     z, t = w.copy(), 1.0
     for _ in range(n_iter):
         grad = np.matmul(hessian, z[..., None])[..., 0] - linear
@@ -760,9 +903,20 @@ def _box_qp(hessian, linear, n_iter=200, tol=1e-4):
         step = new - w
         z = new + ((t - 1.0) / t_new) * step
         w, t = new, t_new
-        if np.abs(step).max() < tol:
-            break
-    return w
+        largest = np.zeros(labels.max() + 1)
+        np.maximum.at(largest, labels, np.abs(step).max(axis=-1))
+        done = largest[labels] < tol
+        if done.any():
+            out[active[done]] = w[done]
+            keep = ~done
+            if not keep.any():
+                return out
+            active, labels = active[keep], labels[keep]
+            hessian, linear, lipschitz = (hessian[keep], linear[keep],
+                                          lipschitz[keep])
+            w, z = w[keep], z[keep]
+    out[active] = w
+    return out
 
 
 def _emptied(context, positions, kind=Configuration, groups=None):

@@ -13,7 +13,10 @@ import numpy as np
 from odl_atoms.solvers.configuration import Configuration
 from odl_atoms.solvers.adcg.descent import removal_changes
 
-__all__ = ('SearchContext',)
+__all__ = ('SearchContext', 'GrowPath', 'MEMO_CONFIGURATIONS')
+
+#: Configurations whose escape trials `SearchContext.memo` keeps.
+MEMO_CONFIGURATIONS = 2
 
 
 class SearchContext:
@@ -107,22 +110,34 @@ class SearchContext:
 
         ``region(positions) -> bool mask`` relaxes only the atoms it selects
         (and the new one) after each addition (cheap regional growth).
+        `GrowPath` is the same growth kept for other thresholds.
         """
-        count = 0
-        while max_new is None or count < max_new:
-            more = self.add_atom(config)
-            if more is None:
-                break
-            active = None
-            if region is not None:
-                active = region(more.positions)
-                active[-1] = True
-            more = self.local_move(more, active=active)
-            if config.value - more.value <= threshold:
-                break
-            config = more
-            count += 1
-        return config
+        return GrowPath(self, config, max_new, region).grow(threshold)
+
+    def memo(self, config, key, make):
+        """What an escape trial from ``config`` computed, kept for the next
+        pass from the same configuration.
+
+        Returns the value stored under ``key`` for ``config`` (its atoms,
+        exactly) under this objective, made by ``make()`` the first time.
+        ADCG tries the escapes from the configuration where each tolerance
+        stage stopped, often the same one in both stages; a trial's steps
+        that do not depend on the stage's threshold (removals, relocations,
+        stiff relaxations, lattice refits, and a `GrowPath`'s additions)
+        are then made once. Kept for the last `MEMO_CONFIGURATIONS`
+        configurations of the search.
+        """
+        memo = self.scratch.setdefault('escape memo', {})
+        state = (self.objective, config.positions.tobytes(),
+                 config.weights.tobytes())
+        entries = memo.get(state)
+        if entries is None:
+            while len(memo) >= MEMO_CONFIGURATIONS:
+                del memo[next(iter(memo))]
+            entries = memo[state] = {}
+        if key not in entries:
+            entries[key] = make()
+        return entries[key]
 
     def finish_trial(self, trial, current):
         """Relax, reweigh and prune a promising escape trial in full.
@@ -149,3 +164,72 @@ class SearchContext:
         dist = np.linalg.norm(positions[:, None, :]
                               - np.asarray(centres)[None], axis=-1)
         return dist.min(axis=1) < reach
+
+
+class GrowPath:
+
+    """Greedy additions from one configuration, kept for any threshold.
+
+    ``steps[k]`` is the configuration after ``k + 1`` additions, each the
+    oracle's best atom followed by a local move (of the atoms
+    ``region(positions)`` selects and the new one, or of all), or None
+    where the oracle had no candidate. A step depends only on the one
+    before it, not on the threshold that accepted that one, so `grow` with
+    a lower threshold continues the path where a higher one stopped
+    instead of starting again; `finish` keeps the finished trial of each
+    end point.
+
+    Parameters
+    ----------
+    context : `SearchContext`
+    start : `Configuration`
+    max_new : int, optional
+        Most atoms added.
+    region : callable, optional
+        ``region(positions) -> bool mask`` of the atoms relaxed after an
+        addition (the new one always is).
+    """
+
+    def __init__(self, context, start, max_new=None, region=None):
+        self.context = context
+        self.start = start
+        self.max_new = max_new
+        self.region = region
+        self.steps = []
+        self._finished = {}
+
+    def _step(self, k):
+        while len(self.steps) <= k:
+            previous = self.steps[-1] if self.steps else self.start
+            more = None if previous is None else self.context.add_atom(
+                previous)
+            if more is not None:
+                active = None
+                if self.region is not None:
+                    active = self.region(more.positions)
+                    active[-1] = True
+                more = self.context.local_move(more, active=active)
+            self.steps.append(more)
+        return self.steps[k]
+
+    def _end(self, threshold):
+        """Number of atoms added at ``threshold`` and the configuration."""
+        config, count = self.start, 0
+        while self.max_new is None or count < self.max_new:
+            more = self._step(count)
+            if more is None or config.value - more.value <= threshold:
+                break
+            config = more
+            count += 1
+        return count, config
+
+    def grow(self, threshold):
+        """Add atoms while each lowers the objective by > ``threshold``."""
+        return self._end(threshold)[1]
+
+    def finish(self, threshold, current):
+        """`SearchContext.finish_trial` of `grow` (kept per end point)."""
+        count, config = self._end(threshold)
+        if count not in self._finished:
+            self._finished[count] = self.context.finish_trial(config, current)
+        return self._finished[count]

@@ -46,6 +46,7 @@ class Oracle:
         self.grid_spacing = float(grid_spacing)
         self._grid = None
         self._field = None
+        self._tree = None
 
     def candidate_grid(self):
         """Return the coarse grid, its stencil and ``||g_x||^2`` (cached)."""
@@ -89,12 +90,20 @@ class Oracle:
                     potential, points).update(config.positions)
             else:
                 attraction, nearest = addition_energies(
-                    potential, config.positions, points, attractive_only=True)
+                    potential, config.positions, points, attractive_only=True,
+                    points_tree=self._grid_tree(points))
                 excluded = nearest < exclusion_radius(potential)
             gains -= objective.energy_weight * attraction[:, None]
             gains[excluded] = -np.inf
         best = np.argmax(gains, axis=1)
         return points, gains[np.arange(points.shape[0]), best], best
+
+    def _grid_tree(self, points):
+        """The (cached) KD-tree of the candidate grid ``points``."""
+        tree = self._tree
+        if tree is None or tree[0] is not points:
+            tree = self._tree = (points, cKDTree(points))
+        return tree[1]
 
     def _attraction_field(self, potential, points):
         """The (cached) `_AttractionField` of the grid for ``potential``."""
@@ -108,16 +117,34 @@ class Oracle:
 
     def refine(self, objective, config, point):
         """Move a candidate to the local maximum of the residual correlation."""
-        space = self.operator.domain
-        residual = objective.data.space.element(
-            -objective.residual(config.positions, config.weights).reshape(
-                objective.data.space.shape))
+        op = self.operator
+        space = op.domain
+        residual = -objective.residual(config.positions, config.weights)
         lo = np.maximum(point - self.grid_spacing, space.min_pt)
         hi = np.minimum(point + self.grid_spacing, space.max_pt)
+        if op.impl == 'numpy':
+            # `GaussianRayTransform.correlation` without its checks of the
+            # residual (one projection-space membership test per
+            # evaluation cost as much as the correlation).
+            # (Through the data's dtype, as the projection-space element.)
+            flat = np.asarray(residual.astype(objective.data.space.dtype,
+                                              copy=False), float).ravel()
+            weight = op.inner_weight
+
+            def correlation(x):
+                grad, value = Stencil(op.frame, x[None, :], op.sigma,
+                                      op.truncate, op.mode).adjoint_jacobian(
+                    np.ones(1), flat)
+                return weight * value, weight * grad
+        else:
+            element = objective.data.space.element(
+                residual.reshape(objective.data.space.shape))
+
+            def correlation(x):
+                return op.correlation(element, x[None, :], gradient=True)
 
         def negative_correlation(x):
-            value, grad = self.operator.correlation(residual, x[None, :],
-                                                    gradient=True)
+            value, grad = correlation(x)
             return -value[0], -grad[0]
 
         res = minimize(negative_correlation, point, jac=True, method='L-BFGS-B',
@@ -233,16 +260,20 @@ def exclusion_radius(potential):
     return 0.5 * potential.r_min
 
 
-def addition_energies(potential, positions, points, attractive_only=False):
+def addition_energies(potential, positions, points, attractive_only=False,
+                      points_tree=None):
     """Energy change of adding one atom at each of ``points``.
 
     Returns ``(energies, nearest)``: the energy change (only its
     attractive, negative pair terms with ``attractive_only``) and the
-    distance from each point to the nearest atom.
+    distance from each point to the nearest atom. ``points_tree``: the
+    ``cKDTree`` of ``points``, if there is one already.
     """
     tree = cKDTree(positions)
     nearest = tree.query(points)[0]
-    pairs = cKDTree(points).sparse_distance_matrix(
+    if points_tree is None:
+        points_tree = cKDTree(points)
+    pairs = points_tree.sparse_distance_matrix(
         tree, potential.cutoff, output_type='coo_matrix')
     pair = np.asarray(potential.pair_energy(pairs.data), float)
     if attractive_only:
