@@ -1,4 +1,4 @@
-"""Speed of the reconstruction's inner loop: NumPy path vs compiled kernels.
+"""Speed of the reconstruction: kernels, whole runs phase by phase, torch.
 
 Sections (each a function returning a markdown block; `main` runs them):
 
@@ -15,24 +15,37 @@ Sections (each a function returning a markdown block; `main` runs them):
   ``forward.py``);
 - `cold_start_section`: the first-call cost of the compiled kernels, in a
   fresh process with an empty numba cache (compilation) and again with the
-  cache filled (loading).
+  cache filled (loading);
+- `phases_section`: whole ADCG reconstructions, the demo's and a
+  lattice-start case, timed phase by phase (starts, additions, local
+  moves, each escape move, polish, certificate) with the code of
+  `BASELINE` (the commit before the escape memo and the vectorised lattice
+  fits, from a ``git archive`` on ``PYTHONPATH``) and with this tree, side
+  by side, each in a fresh process; the answers are compared too, and the
+  demo's SIRT + picking is timed on the same data;
+- `torch_section`: the torch CPU path with one thread (the package's
+  setting) against torch's default.
 
-Times are CPU seconds of this process (``time.process_time``: the machine
-is shared, and CPU time is what another job's load disturbs least), medians;
-the load average (``os.getloadavg``, 1 minute) when each row was measured
-stands next to it. Compare ratios more than absolute times.
+Times are CPU seconds of the process (``time.process_time``: the machine
+is shared, and CPU time is what another job's load disturbs least), medians
+(the fastest of the repeats for whole reconstructions); the load average
+(``os.getloadavg``, 1 minute) when each row was measured stands next to
+it. Compare ratios more than absolute times.
 
 Usage::
 
-    python benchmarks/speed.py            # all sections (a few minutes)
+    python benchmarks/speed.py            # all sections (10-20 minutes)
     python benchmarks/speed.py --quick    # fewer sizes and repeats
+    python benchmarks/speed.py --sections phases torch   # the others kept
 
-Writes ``benchmarks/results/speed.md``.
+Writes ``benchmarks/results/speed.md`` (sections not run are kept from the
+file as it was).
 """
 
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -289,8 +302,337 @@ def cold_start_section():
             + markdown_table(header, rows))
 
 
+# --- Per-phase time of whole reconstructions, old code against new
+
+#: The commit before the escape screening and the vectorised lattice fits
+#: (issue 21's solver side): the "old" code of `phases_section`.
+BASELINE = 'ec33293'
+
+#: The reconstructions timed phase by phase: the demo's ADCG (`odl-atoms
+#: demo`: 7 x 7 vacancy, 0/45/90 degrees, 1 % noise, default ADCG) and a
+#: lattice-start case (the 7 x 7 vacancy of ``zone_axes.py`` at 0/60/120
+#: degrees, 1 % noise, `lattice_starts('square')`).
+PHASE_CASES = ('demo', 'lattice')
+
+_PHASE_WORKER = r"""
+import json, os, sys, time, warnings
+warnings.filterwarnings('ignore')
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import odl_atoms as oa
+from odl_atoms import kernels
+from odl_atoms.problem import Problem
+from odl_atoms.solvers import moves as moves_module, starts as starts_module
+from odl_atoms.solvers.adcg import context as context_module
+from odl_atoms.solvers.adcg import descent as descent_module
+from odl_atoms.solvers.adcg import oracle as oracle_module
+from odl_atoms.solvers.adcg import solver as solver_module
+
+kernels.warm_up()
+clock = time.process_time
+totals, active = {}, [None]
+
+
+def timed(phase, func):
+    # Time goes to the outermost phase (an escape's additions are the
+    # escape's).
+    def wrapper(*args, **kwargs):
+        if active[0] is not None:
+            return func(*args, **kwargs)
+        active[0], t0 = phase, clock()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            totals[phase] = totals.get(phase, 0.0) + clock() - t0
+            active[0] = None
+    return wrapper
+
+
+def timed_trials(phase, func):
+    # A move's trials are a generator: time each step of it.
+    def wrapper(*args, **kwargs):
+        steps = iter(func(*args, **kwargs))
+        while True:
+            outer = active[0] is None
+            if outer:
+                active[0], t0 = phase, clock()
+            try:
+                trial = next(steps)
+            except StopIteration:
+                return
+            finally:
+                if outer:
+                    totals[phase] = totals.get(phase, 0.0) + clock() - t0
+                    active[0] = None
+            totals['trials: ' + phase] = totals.get('trials: ' + phase, 0) + 1
+            yield trial
+    return wrapper
+
+
+for cls in (starts_module.GreedyStart, starts_module.LatticeStart,
+            starts_module.SplitLatticeStart):
+    if 'configuration' in vars(cls):
+        cls.configuration = timed('starts', cls.configuration)
+for name in moves_module.__all__:
+    cls = getattr(moves_module, name)
+    if isinstance(cls, type) and 'trials' in vars(cls):
+        cls.trials = timed_trials('escape: ' + cls.name, cls.trials)
+Context = context_module.SearchContext
+Context.add_atom = timed('additions', Context.add_atom)
+oracle_module.Oracle.add_atoms = timed('additions',
+                                       oracle_module.Oracle.add_atoms)
+for name in ('local_move', 'choose_weights', 'prune'):
+    setattr(Context, name, timed('local moves', getattr(Context, name)))
+descent_module.LocalDescent.block_move = timed(
+    'local moves', descent_module.LocalDescent.block_move)
+solver_module.ADCG._polish = timed('polish', solver_module.ADCG._polish)
+solver_module.certify = timed('certificate', solver_module.certify)
+
+case = sys.argv[1]
+from global_search import BLUR, N_DETECTOR, make_phantom
+
+# Warm up: a tiny solve first, so that first-call costs (imports, caches)
+# land in no phase.
+tiny = oa.defect_phantom('vacancy', shape=(3, 3))
+tiny_data = oa.simulate(tiny.measure, np.radians([0, 45, 90]), 0.43,
+                        n_detector=48, noise=0.01, seed=0)
+oa.ADCG(starts=oa.lattice_starts('square') if case == 'lattice'
+        else starts_module.DEFAULT_STARTS).solve(Problem(
+            tiny_data.operator(), tiny_data.element(),
+            potential=tiny.lattice_spacing, noise_std=tiny_data.noise_std))
+totals.clear()
+if case == 'demo':
+    from odl_atoms.cli import (DEMO_ANGLES_DEG, DEMO_DETECTOR, DEMO_NOISE,
+                               DEMO_SEED, DEMO_SIGMA)
+    phantom = oa.defect_phantom('vacancy')
+    measured = oa.simulate(phantom.measure, np.radians(DEMO_ANGLES_DEG),
+                           DEMO_SIGMA, n_detector=DEMO_DETECTOR,
+                           noise=DEMO_NOISE, seed=DEMO_SEED)
+    starts = starts_module.DEFAULT_STARTS
+else:
+    phantom = make_phantom('vacancy')
+    a = phantom.lattice_spacing
+    measured = oa.simulate(phantom.measure, np.radians([0, 60, 120]),
+                           BLUR * a, n_detector=N_DETECTOR, noise=0.01,
+                           seed=0)
+    starts = oa.lattice_starts('square')
+# As `odl-atoms demo` and the benchmarks build it: the true spacing as the
+# potential's r_min, the noise level known.
+problem = Problem(measured.operator(), measured.element(),
+                  potential=phantom.lattice_spacing,
+                  noise_std=measured.noise_std or 0.0)
+solver = oa.ADCG(starts=starts)
+t0 = clock()
+result = solver.solve(problem)
+total = clock() - t0
+match = oa.match_atoms(phantom.measure, result.measure)
+out = dict(total=total, phases=totals, n_atoms=result.n_atoms,
+           f1=match.f1, exact=bool(match.exact),
+           objective=result.info['certificate'].objective,
+           moves_taken=result.info['moves_taken'],
+           module=oa.__file__)
+if case == 'demo':
+    sirt = oa.SIRT()
+    sirt_problem = Problem(measured.operator(), measured.element())
+    sirt.solve(sirt_problem)  # warm up ASTRA
+    t0 = clock()
+    picked = sirt.solve(sirt_problem)
+    out['sirt'] = clock() - t0
+    out['sirt_f1'] = oa.match_atoms(phantom.measure, picked.measure).f1
+print(json.dumps(out))
+"""
+
+
+def old_checkout(commit, repo=None):
+    """A temporary directory holding ``commit`` of this repository
+    (``git archive``), to import the old code from."""
+    repo = repo or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    target = tempfile.mkdtemp(prefix=f'odl_atoms_{commit}_')
+    archive = subprocess.run(['git', '-C', repo, 'archive', commit],
+                             capture_output=True, check=True).stdout
+    subprocess.run(['tar', '-x', '-C', target], input=archive, check=True)
+    return target
+
+
+def run_phases(case, root):
+    """One reconstruction of ``case`` with the code under ``root``, timed
+    phase by phase in a fresh process; the worker's JSON answer."""
+    env = dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS='1',
+               OPENBLAS_NUM_THREADS='1')
+    out = subprocess.run(
+        [sys.executable, '-c', _PHASE_WORKER, case,
+         os.path.join(root, 'benchmarks')],
+        env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f'{case} with {root} failed:\n{out.stderr}')
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    if not answer['module'].startswith(root):
+        raise RuntimeError(f'{case}: imported {answer["module"]}, not the '
+                           f'code under {root}')
+    return answer
+
+
+def phases_section(commit=BASELINE, cases=PHASE_CASES, repeat=1,
+                   current=None):
+    """Per-phase CPU time of whole reconstructions, old and new code.
+
+    ``current``: a commit to time as the new code (default this tree).
+    """
+    old_root = old_checkout(commit)
+    new_root = (old_checkout(current) if current else
+                os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    blocks, summary = [], []
+    try:
+        for case in cases:
+            runs = {}
+            for label, root in (('old', old_root), ('new', new_root)):
+                best = None
+                for _ in range(repeat):
+                    before = load()
+                    answer = run_phases(case, root)
+                    answer['load'] = 0.5 * (before + load())
+                    if best is None or answer['total'] < best['total']:
+                        best = answer
+                runs[label] = best
+                print(case, label, round(best['total'], 2), flush=True)
+            old, new = runs['old'], runs['new']
+            names = [p for p in ('starts', 'additions', 'local moves')
+                     if p in old['phases'] or p in new['phases']]
+            names += sorted({p for r in (old, new) for p in r['phases']
+                             if p.startswith('escape: ')})
+            names += [p for p in ('polish', 'certificate')
+                      if p in old['phases'] or p in new['phases']]
+            rows = []
+            for name in names + ['other', 'total']:
+                times = []
+                for run in (old, new):
+                    phases = run['phases']
+                    if name == 'total':
+                        times.append(run['total'])
+                    elif name == 'other':
+                        times.append(run['total'] - sum(
+                            v for k, v in phases.items()
+                            if not k.startswith('trials: ')))
+                    else:
+                        times.append(phases.get(name, 0.0))
+                trials = [run['phases'].get('trials: ' + name[8:], '')
+                          if name.startswith('escape: ') else ''
+                          for run in (old, new)]
+                rows.append([name, f'{times[0]:.2f}', f'{times[1]:.2f}',
+                             f'{times[0] / times[1]:.1f}' if times[1] > 0.005
+                             else '-', trials[0], trials[1]])
+            rows.append(['answer (atoms, F1, objective)',
+                         *(f'{r["n_atoms"]}, {r["f1"]:.3f}, '
+                           f'{r["objective"]:.6f}' for r in (old, new)),
+                         '', '', ''])
+            rows.append(['load', f'{old["load"]:.1f}', f'{new["load"]:.1f}',
+                         '', '', ''])
+            header = ['phase', f'old {commit} (s)', 'new (s)', 'old / new',
+                      'trials (old)', 'trials (new)']
+            title = {'demo': "`odl-atoms demo`'s ADCG (48 atoms, 0/45/90, "
+                             "1 % noise, default options)",
+                     'lattice': 'Lattice-start case (7 x 7 vacancy, '
+                                '0/60/120, 1 % noise, '
+                                "`lattice_starts('square')`)"}[case]
+            blocks.append(f'### {title}\n\n' + markdown_table(header, rows))
+            summary.append([case, f'{old["total"]:.2f}', f'{new["total"]:.2f}',
+                            f'{old["total"] / new["total"]:.1f}',
+                            'yes' if old['exact'] == new['exact']
+                            and old['n_atoms'] == new['n_atoms'] else 'NO'])
+            if case == 'demo':
+                summary[-1].append(f'{new["sirt"]:.2f} (ADCG / SIRT '
+                                   f'{new["total"] / new["sirt"]:.1f}x)')
+            else:
+                summary[-1].append('')
+    finally:
+        shutil.rmtree(old_root, ignore_errors=True)
+        if current:
+            shutil.rmtree(new_root, ignore_errors=True)
+    header = ['case', 'old total (s)', 'new total (s)', 'old / new',
+              'same answer', 'SIRT + picking (s)']
+    return ('## Whole reconstructions, phase by phase: old code against new\n\n'
+            f'Each reconstruction runs in a fresh process, once with the code '
+            f'of commit {commit} (a `git archive` of it on `PYTHONPATH`) and '
+            f'once with {"commit " + current if current else "this tree"}, '
+            f'CPU seconds of the process '
+            f'(`time.process_time`, one BLAS thread; the numba kernels '
+            f'compiled before timing). Phases: the starts, the additions '
+            f'(oracle and its refinement), the local moves (relaxation, '
+            f'weights, pruning), each escape move (with the additions and '
+            f'relaxations its trials make), the polish and the certificate; '
+            f'time spent inside another phase counts for the outermost one. '
+            f'"Trials": escape trials each move yielded.\n\n'
+            + markdown_table(header, summary) + '\n\n' + '\n\n'.join(blocks))
+
+
+_TORCH_SCRIPT = r'''
+import json, os, sys, time
+import numpy as np
+import odl
+from odl.applications import tomo
+from odl_atoms.geometry import DetectorFrame
+from odl_atoms.projection_torch import TorchFrame, TorchStencil
+geometry = tomo.Parallel2dGeometry(odl.uniform_partition(0, np.pi, 5),
+                                   odl.uniform_partition(-30, 30, 200))
+frame = TorchFrame(DetectorFrame.from_geometry(geometry), 'cpu')
+x = np.random.default_rng(0).uniform(-20, 20, (1000, 2))
+w = np.ones(1000)
+TorchStencil(frame, x, 0.4).project(w)
+repeat = int(sys.argv[1])
+t0, c0 = time.perf_counter(), time.process_time()
+for _ in range(repeat):
+    TorchStencil(frame, x, 0.4).project(w)
+print(json.dumps([(time.perf_counter() - t0) / repeat,
+                  (time.process_time() - c0) / repeat]))
+'''
+
+
+def torch_section(repeat=5):
+    """The torch CPU path with one thread (the package's setting) and with
+    torch's default, in fresh processes."""
+    import torch
+
+    default = torch.get_num_threads()
+    rows = []
+    for label, threads in ((f'torch default ({default})', default),
+                           ('one (`cpu_threads`)', 1)):
+        env = dict(os.environ, ODL_ATOMS_TORCH_THREADS=str(threads))
+        before = load()
+        out = subprocess.run([sys.executable, '-c', _TORCH_SCRIPT,
+                              str(repeat)], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        wall, cpu = json.loads(out.strip().splitlines()[-1])
+        rows.append([label, f'{wall * 1e3:.1f}', f'{cpu * 1e3:.1f}',
+                     f'{0.5 * (before + load()):.1f}'])
+        print(rows[-1], flush=True)
+    return ('## Torch on the CPU: threads\n\n'
+            'A `TorchStencil` (`impl=\'pytorch\'` on the CPU) of 1000 atoms '
+            'built and projected (5 angles, 200 cells), mean of '
+            f'{repeat} calls, with the torch threads '
+            '`odl_atoms.projection_torch.cpu_threads` sets (one, or '
+            '`ODL_ATOMS_TORCH_THREADS`) and with torch\'s default of one per '
+            'core. The package uses one; the torch path is for GPUs, the '
+            'NumPy and compiled paths are faster on the CPU.\n\n'
+            + markdown_table(['threads', 'wall (ms)', 'CPU (ms)', 'load'],
+                             rows))
+
+
 SECTIONS = {'objective': objective_section, 'forward': forward_section,
-            'cold': cold_start_section}
+            'cold': cold_start_section, 'phases': phases_section,
+            'torch': torch_section}
+
+
+def previous_sections(path):
+    """``{heading: text}`` of the ``## `` sections of an earlier results
+    file (kept when this run does not redo them)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        text = f.read()
+    blocks = {}
+    for part in text.split('\n## ')[1:]:
+        blocks[part.split('\n', 1)[0]] = '## ' + part.rstrip('\n')
+    return blocks
 
 
 def main(argv=None):
@@ -298,7 +640,15 @@ def main(argv=None):
     parser.add_argument('--quick', action='store_true',
                         help='10^3 atoms only, fewer repeats')
     parser.add_argument('--sections', nargs='+', choices=list(SECTIONS),
-                        default=list(SECTIONS), help='sections to run')
+                        default=list(SECTIONS),
+                        help='sections to run (the others are kept from the '
+                             'existing results file)')
+    parser.add_argument('--current', default=None,
+                        help='commit timed as the new code in the phases '
+                             'section (default: this tree)')
+    parser.add_argument('--baseline', default=BASELINE,
+                        help='commit whose code is "old" in the phases '
+                             f'section (default {BASELINE})')
     parser.add_argument('--output', default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), 'results', 'speed.md'))
     args = parser.parse_args(argv)
