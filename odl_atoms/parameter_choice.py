@@ -32,6 +32,7 @@ plot).
 """
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -248,7 +249,7 @@ class AlphaSweep:
             self.alphas, self.discrepancies, self.energies, self.n_atoms)]
 
 
-def alpha_sweep(solver, problem, alphas, callback=None):
+def alpha_sweep(solver, problem, alphas, callback=None, time_limit=None):
     """Reconstruct for every ``alpha`` and collect discrepancy and energy.
 
     Parameters
@@ -263,6 +264,9 @@ def alpha_sweep(solver, problem, alphas, callback=None):
     callback : callable, optional
         Called after each reconstruction with ``(alpha, result)`` (for
         progress bars).
+    time_limit : positive float, optional
+        Seconds for the whole sweep: each reconstruction stops at the time
+        left (`Solver.solve`'s ``time_limit``); default no limit.
 
     Returns
     -------
@@ -275,9 +279,13 @@ def alpha_sweep(solver, problem, alphas, callback=None):
         # Every alpha as given: ADCG's own discrepancy principle would
         # lower the large ones and flatten the curves.
         solver = solver.with_options(discrepancy=None)
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     results = []
     for alpha in alphas:
-        result = solver.solve(problem.with_alpha(float(alpha)))
+        left = (None if deadline is None
+                else max(deadline - time.monotonic(), 1e-3))
+        result = solver.solve(problem.with_alpha(float(alpha)),
+                              time_limit=left)
         results.append(result)
         if callback is not None:
             callback(float(alpha), result)

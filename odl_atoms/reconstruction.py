@@ -549,8 +549,8 @@ def reconstruct_alphas(measured, alphas, solver='adcg', r_min=None,
     callback : callable, optional
         Called after each reconstruction with ``(alpha, result)``.
     time_limit : float, optional
-        Seconds for the ``r_min`` estimate (as for `reconstruct`; the
-        sweep's reconstructions run to their end).
+        Seconds for the whole sweep, the ``r_min`` estimate included (as
+        for `reconstruct`).
 
     Returns
     -------
@@ -590,4 +590,5 @@ def reconstruct_alphas(measured, alphas, solver='adcg', r_min=None,
         raise ValidationError(f'{cls.__name__} needs an optional '
                               f'dependency: {exc}') from exc
     problem = Problem(measured.operator(), measured.element(), **settings)
-    return alpha_sweep(method, problem, alphas, callback=callback)
+    return alpha_sweep(method, problem, alphas, callback=callback,
+                       time_limit=_remaining(deadline))

@@ -1,6 +1,7 @@
 """``odl-atoms sweep``: an alpha sweep on a data file, or a grid on Dask."""
 
 import sys
+import time
 from pathlib import Path
 
 from odl_atoms.cli.common import (CLI_NAMES, UsageError, add_limit_options,
@@ -173,11 +174,11 @@ def run_alpha_sweep(args):
     check_input(args, measured, 'adcg', weights=weights, r_min=args.r_min,
                 grid_spacing=measured.sigma)
     r_min = args.r_min
+    limit = None if args.time_limit == float('inf') else args.time_limit
+    started = time.monotonic()
     if r_min is None and any(a > 0 for a in alphas):
-        r_min = equilibrium_distance(
-            args, measured, weights,
-            time_limit=None if args.time_limit == float('inf')
-            else args.time_limit)
+        r_min = equilibrium_distance(args, measured, weights,
+                                     time_limit=limit)
         info(args, f'estimated r_min {r_min:.3f} Å (nearest-neighbour '
                    f'distance of the energy-free reconstruction)')
     bar = progress(args, total=len(alphas), desc='alpha sweep', unit=' alpha')
@@ -189,7 +190,9 @@ def run_alpha_sweep(args):
         # ADCG's own candidate grid also in 3D (reconstruct's is coarser).
         sweep = reconstruct_alphas(
             measured, alphas, 'adcg', weights=weights, callback=step,
-            grid_spacing=None, checks=False, time_limit=None,
+            grid_spacing=None, checks=False,
+            time_limit=None if limit is None
+            else max(limit - (time.monotonic() - started), 1e-3),
             **({'potential': 'auto'} if r_min is None else {'r_min': r_min}))
     finally:
         bar.close()
