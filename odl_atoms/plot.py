@@ -68,8 +68,11 @@ def _draw_confidence(ax, pos, confidence, colorbar, title, projection=None):
         ax.scatter(*np.asarray(sites).T, marker='x', color='C1', s=size,
                    linewidths=1.5, label='other starts differ')
     if colorbar:
-        ax.figure.colorbar(sc, ax=ax, shrink=1.0 if projection is None
-                           else 0.6, label='confidence')
+        if projection is None:
+            ax.figure.colorbar(sc, ax=ax, label='confidence')
+        else:  # clear of the z axis label
+            ax.figure.colorbar(sc, ax=ax, shrink=0.6, pad=0.12,
+                               label='confidence')
     if title is None:
         title = (f'{pos.shape[0]} atoms, {int(np.sum(uncertain))} '
                  f'uncertain')
