@@ -462,7 +462,8 @@ def run_phases(case, root):
     out = subprocess.run(
         [sys.executable, '-c', _PHASE_WORKER, case,
          os.path.join(root, 'benchmarks')],
-        env=env, capture_output=True, text=True)
+        env=env, capture_output=True, text=True,
+        cwd=root)  # not this tree's: `-c` puts the cwd first on sys.path
     if out.returncode:
         raise RuntimeError(f'{case} with {root} failed:\n{out.stderr}')
     answer = json.loads(out.stdout.strip().splitlines()[-1])
