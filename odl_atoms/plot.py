@@ -17,11 +17,9 @@ import numpy as np
 from odl_atoms.metrics import match_atoms
 from odl_atoms.space import SparseMeasure
 
-# animate_reconstruction and save_movie join __all__ together with the
-# package's export table (odl_atoms/__init__.py, _EXPORTS['plot']), which
-# tests/test_architecture.py keeps equal to it.
 __all__ = ('plot_atoms', 'plot_projections', 'plot_alpha_sweep',
-           'plot_atoms_3d', 'plot_projection_images', 'plot_comparison')
+           'plot_atoms_3d', 'plot_projection_images', 'plot_comparison',
+           'animate_reconstruction', 'save_movie')
 
 #: Colour map of the confidence (red: uncertain, green: trusted).
 CONFIDENCE_CMAP = 'RdYlGn'

@@ -373,7 +373,7 @@ def check_output(path, kind, flag=None):
     """Check an output path before the work starts (not after an hour): a
     file name (not a folder) in a writable folder, with a suffix of its
     kind (``'atoms'``, ``'projections'``, ``'figure'``, ``'table'``,
-    ``'json'``)."""
+    ``'json'``, ``'movie'``)."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f'output {str(path)!r} is a directory; give a file '
@@ -423,6 +423,10 @@ def check_output(path, kind, flag=None):
     elif kind == 'json':
         if suffix != '.json':
             raise UsageError(f'JSON output ends in .json, got {str(path)!r}')
+    elif kind == 'movie':
+        if suffix != '.gif':
+            raise UsageError(f'the film is written as an animated GIF: '
+                             f'--movie ends in .gif, got {str(path)!r}')
     _check_writable(path)
     return path
 
@@ -697,7 +701,8 @@ _OPTION_OF = {'r_min': 'potential'}
 
 
 def run_reconstruction(args, measured, solver='adcg', alpha=None, r_min=None,
-                       weights=None, initial=None, desc=None, **options):
+                       weights=None, initial=None, desc=None, callback=None,
+                       **options):
     """`odl_atoms.reconstruct` with progress bars and messages.
 
     Settings that the solver does not use and that were written on the
@@ -748,6 +753,12 @@ def run_reconstruction(args, measured, solver='adcg', alpha=None, r_min=None,
                    f'distance of an energy-free reconstruction)')
         settings['r_min'] = estimated
     bar = IterationBar(args, desc or cls.__name__)
+    if callback is not None:
+        both = bar
+
+        def bar(iterate):
+            both(iterate)
+            callback(iterate)
     try:
         # Checked already (check_input), with the command line's names.
         result = reconstruction.reconstruct(measured, cls, initial=initial,
@@ -755,7 +766,7 @@ def run_reconstruction(args, measured, solver='adcg', alpha=None, r_min=None,
                                             time_limit=remaining(),
                                             **settings)
     finally:
-        bar.close()
+        (both if callback is not None else bar).close()
     if estimated is not None:
         result.info['estimated_r_min'] = estimated
     if result.info.get('stop_reason') == 'time_limit':
@@ -777,19 +788,24 @@ def pyplot():
     return plt
 
 
-def comparison_figure(results, truth, data, op, fit_label=None):
+def comparison_figure(results, truth, data, op, fit_label=None,
+                      confidences=None):
     """`odl_atoms.plot.plot_comparison` with the non-interactive backend."""
     from odl_atoms.plot import plot_comparison
 
     pyplot()
-    return plot_comparison(results, truth, data, op, fit_label=fit_label)
+    return plot_comparison(results, truth, data, op, fit_label=fit_label,
+                           confidences=confidences)
 
 
-def reconstruction_figure(result, truth, data, op, name):
-    """Figure of one reconstruction (2D: atoms + fit; 3D: atoms + images)."""
+def reconstruction_figure(result, truth, data, op, name, confidence=None):
+    """Figure of one reconstruction (2D: atoms + fit; 3D: atoms + images);
+    without a truth, the atoms are coloured by ``confidence``."""
     from odl_atoms.plot import plot_projection_images
 
-    fig = comparison_figure({name: result}, truth, data, op)
+    fig = comparison_figure({name: result}, truth, data, op,
+                            confidences=None if confidence is None
+                            else {name: confidence})
     if op.domain.ndim == 3:
         return [fig, plot_projection_images(data, op(result.measure))]
     return [fig]

@@ -87,6 +87,10 @@ def add_arguments(parser):
                         help='data of one atom of weight 1, in the units of '
                              'the file (the data are divided by it), for '
                              'data not in units of one atom')
+    parser.add_argument('--movie', metavar='PATH', default=None,
+                        help='also save the search as an animated GIF (atoms '
+                             'added and moved, iteration by iteration, over '
+                             'the data fit)')
     add_limit_options(parser, time=True, force=True)
 
 
@@ -108,9 +112,15 @@ def _lattice_starts(args, measured):
 
 
 def run(args):
+    import odl
+
+    from odl_atoms.confidence import atom_confidence, verdict
     from odl_atoms.io import write_atoms
     from odl_atoms.metrics import match_atoms
-    from odl_atoms.reconstruction import solver_class
+    from odl_atoms.plot import save_movie
+    from odl_atoms.problem import Problem
+    from odl_atoms.reconstruction import default_grid_spacing, solver_class
+    from odl_atoms.solvers import ADCG
     from odl_atoms.tables import markdown_table
 
     measured = read_projections(args.data, args.sigma, args.noise_std,
@@ -122,10 +132,10 @@ def run(args):
         if measured.ndim == 3:  # a second figure: the projection images
             extra = figure.with_name(figure.stem + '-projections'
                                      + figure.suffix)
-    out, _, _, _ = check_outputs(
+    out, _, _, _, movie = check_outputs(
         [('-o', args.output, 'atoms'), ('--figure', figure, 'figure'),
          ('--figure (its projection images)', extra, 'figure'),
-         ('--json', args.json, 'json')],
+         ('--json', args.json, 'json'), ('--movie', args.movie, 'movie')],
         inputs=[('DATA', args.data), ('--init', args.init)])
     weights = parse_weights(args.weights)
     cls = solver_class(args.solver)
@@ -143,11 +153,20 @@ def run(args):
                f'angles, {measured.ndim}D, sigma {measured.sigma:g} Å, '
                f'noise_std {fmt("{:.4g}", measured.noise_std)}; '
                f'{cls.__name__}')
+    store = odl.solvers.CallbackStore() if movie is not None else None
     result = run_reconstruction(
         args, measured, solver=args.solver, alpha=args.alpha,
         r_min=args.r_min, weights=weights, initial=init,
-        grid_spacing=args.grid_spacing, starts=starts)
-    write_atoms(out, result.measure)
+        grid_spacing=args.grid_spacing, starts=starts, callback=store)
+    # How far to trust each atom, without a truth: written with the atoms
+    # and drawn in the figure; the verdict sums it up in one line.
+    problem = Problem(measured.operator(), measured.element(),
+                      weights=weights, noise_std=measured.noise_std)
+    judge = (ADCG(grid_spacing=args.grid_spacing
+                  or default_grid_spacing(measured))
+             if measured.ndim == 3 else None)
+    confidence = atom_confidence(result, problem, solver=judge)
+    write_atoms(out, result.measure, extra=confidence.arrays())
     r_est = result.info.get('estimated_r_min')
     print(f'{cls.__name__}: {result.n_atoms} atoms in {result.time:.1f} s, '
           f'{result.n_iterations} iterations, data misfit '
@@ -164,6 +183,7 @@ def run(args):
     certificate = result.info.get('certificate')
     if certificate is not None:
         print('certificate:\n  ' + str(certificate).replace('\n', '\n  '))
+    print('verdict: ' + verdict(result, problem, confidence=confidence))
     print(f'wrote {out}')
     truth = measured.ground_truth()
     report = {'solver': cls.__name__, 'data': str(args.data),
@@ -185,10 +205,14 @@ def run(args):
         print(f'wrote {args.json}')
     if args.figure:
         figs = reconstruction_figure(result, truth, measured.element(),
-                                     measured.operator(), args.solver)
+                                     measured.operator(), args.solver,
+                                     confidence=confidence)
         save_figure(figs[0], figure)
         print(f'wrote {figure}')
         if len(figs) > 1:
             save_figure(figs[1], extra)
             print(f'wrote {extra}')
+    if movie is not None:
+        save_movie(movie, store.results, problem, truth=truth)
+        print(f'wrote {movie}')
     return 0
