@@ -14,10 +14,16 @@ that was screened out (it still counts against the budget). ``context`` is
 the search's `~odl_atoms.solvers.adcg.context.SearchContext`: the objective
 (``context.objective``) and ADCG's steps on configurations (add the best
 atom, relax, prune, regrow); ``threshold`` is the objective decrease that
-counts as progress. A move may also have a method ``check(starts,
-ndim=None)``, which `ADCG` calls when it is built and again (with the
-atoms' dimension) before it solves, so that a move the search cannot serve
-fails at once. Moves here:
+counts as progress. ADCG tries the escapes again from the configuration
+where each tolerance stage stopped, often the same one in both stages: the
+moves here keep what their trials computed that does not depend on the
+threshold (``context.memo``; a regrowth as a
+`~odl_atoms.solvers.adcg.context.GrowPath`, continued where a higher
+threshold stopped), so that the second pass replays the first one's failed
+trials instead of redoing them, with the same results bit for bit. A move
+may also have a method ``check(starts, ndim=None)``, which `ADCG` calls
+when it is built and again (with the atoms' dimension) before it solves, so
+that a move the search cannot serve fails at once. Moves here:
 
 - `Relocate`: remove one atom and re-add greedily, the first re-addition
   away from where it was (a tabu radius) — fixes an atom placed in the
@@ -174,6 +180,10 @@ class Regrow:
                     region=lambda p: (np.linalg.norm(p - centre, axis=1)
                                       < 2 * radius))
 
+            # The full regrowth, unscreened: a cheap bound (the exact
+            # removal and a one-shot re-addition of the region, relaxed)
+            # did not tell the trials that are taken from the others
+            # (benchmarks/results/speed.md).
             yield context.memo(config, (self, int(i)), regrowth).finish(
                 threshold, config)
 
