@@ -516,7 +516,7 @@ def phases_section(commit=BASELINE, cases=PHASE_CASES, repeat=1,
                             if not k.startswith('trials: ')))
                     else:
                         times.append(phases.get(name, 0.0))
-                trials = [run['phases'].get('trials: ' + name[8:], '')
+                trials = [run['phases'].get('trials: ' + name, '')
                           if name.startswith('escape: ') else ''
                           for run in (old, new)]
                 rows.append([name, f'{times[0]:.2f}', f'{times[1]:.2f}',
