@@ -210,6 +210,12 @@ def test_width_warns_without_resolved_columns():
     assert width.sigma > 0.4     # an upper bound
 
 
+def test_calibrate_asks_for_the_width_without_resolved_columns():
+    measured, series, _ = _zone_axis_case(angles=(10, 70, 130))
+    with pytest.raises(ValidationError, match='give it .*sigma'):
+        calibrate(measured, images=series)
+
+
 def test_integer_unit_finds_one_atom_columns():
     rng = np.random.default_rng(2)
     counts = np.concatenate([np.arange(1, 8), np.arange(6, 0, -1),

@@ -20,8 +20,9 @@ the least misfit is no criterion. `integer_unit` compares units by their
 marginal likelihood under a mixture model (the areas as a comb of Gaussians
 at ``I, 2 I, ..., M I``, equally likely, ``M`` up to the largest area):
 a smaller unit spreads the same probability over more counts and is paid
-for by ``log M`` per peak, so the fit prefers the largest unit that the
-areas allow, in the spirit of the ICL criterion StatSTEM uses to count
+for by ``log M`` per peak, and of the units within `SUPPORT` of the best
+likelihood the largest is taken, so the fit prefers the largest unit that
+the areas allow, in the spirit of the ICL criterion StatSTEM uses to count
 atoms (De Backer et al., Ultramicroscopy 134, 2013), without collapsing to
 tiny units. Each count's spread is the area's standard error plus a
 relative model error (fitted from a few values, at least 5 %), the teeth
@@ -59,6 +60,10 @@ RELATIVE_ERRORS = (0.05, 0.08, 0.12, 0.16)
 #: columns of a few atoms along a zone axis channel the beam, so the area
 #: per atom grows with the column's length.
 POWERS = (1.0, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3)
+
+#: Log-likelihood within which a larger unit is preferred to the best
+#: (a likelihood ratio of e^2: "support" in Edwards' sense).
+SUPPORT = 2.0
 
 #: Weight of the uniform (stray peak) component.
 _OUTLIER_WEIGHT = 0.05
@@ -163,21 +168,29 @@ def integer_unit(areas, errors=None, max_count=100,
         raise ValidationError(f'max_count must be >= 1, got {max_count!r}')
     a_max = float(a.max())
     units = np.geomspace(a_max / int(max_count), 1.25 * a_max, 2500)
-    best = None
+    profile = np.full(units.size, -np.inf)
+    best_power = np.ones(units.size)
+    best_eps = np.zeros(units.size)
     for power in powers:
         table = np.array([_log_likelihood(a, s, units, eps, power)
                           for eps in relative_errors])      # (n_eps, n_units)
-        best_eps = np.argmax(table, axis=0)
-        profile = table[best_eps, np.arange(units.size)]
+        j = np.argmax(table, axis=0)
+        value = table[j, np.arange(units.size)]
         # The responses are a bounded family (a prior, not a free
         # parameter): no price for a power other than 1.
-        score = profile
-        i = int(np.argmax(score))
-        if best is None or score[i] > best[0]:
-            best = (score[i], power, i, profile,
-                    float(relative_errors[best_eps[i]]))
-    _, power, i, profile, eps = best
-    unit = float(units[i])
+        better = value > profile
+        profile = np.where(better, value, profile)
+        best_power = np.where(better, power, best_power)
+        best_eps = np.where(better, np.asarray(relative_errors)[j], best_eps)
+    # The largest unit whose likelihood is within SUPPORT of the best (a
+    # finer comb that fits a little better by chance is no evidence), at
+    # its local maximum.
+    top = float(profile.max())
+    largest = float(units[profile >= top - SUPPORT].max())
+    near = (units >= largest / 1.15) & (units <= largest * 1.15)
+    i = int(np.flatnonzero(near)[np.argmax(profile[near])])
+    unit, power, eps = float(units[i]), float(best_power[i]), \
+        float(best_eps[i])
     smaller = units <= 0.75 * unit
     evidence = float(profile[i] - profile[smaller].max()) if smaller.any() \
         else np.inf

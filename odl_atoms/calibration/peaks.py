@@ -257,8 +257,8 @@ class _GaussianSum:
 
 
 def fit_peaks(values, edges, sigma=None, fix_sigma=False, variance=None,
-              max_peaks=None, significance=SIGNIFICANCE, max_rounds=None,
-              min_height=MIN_HEIGHT):
+              weighted=True, max_peaks=None, significance=SIGNIFICANCE,
+              max_rounds=None, min_height=MIN_HEIGHT):
     """Fit a profile or an image with Gaussian peaks of one common width.
 
     Parameters
@@ -274,9 +274,15 @@ def fit_peaks(values, edges, sigma=None, fix_sigma=False, variance=None,
     fix_sigma : bool, optional
         Keep ``sigma`` fixed.
     variance : array-like, optional
-        Variance of each value (the noise model's): the fit is weighted by
-        its inverse and the misfit is in units of the noise. Default: an
-        unweighted fit.
+        Variance of each value (the noise model's): it sets which peaks are
+        significant, and with ``weighted`` the fit is weighted by its
+        inverse and the misfit is in units of the noise. Default: an
+        unweighted fit, the noise guessed from the values.
+    weighted : bool, optional
+        Weight the fit by the inverse variances (if given). Unweighted,
+        the width is the one the solvers' unweighted data term prefers:
+        where the atoms' profile is not exactly Gaussian (a probe's tails)
+        the best width depends on the weights.
     max_peaks : int, optional
         Most peaks (default: a quarter of the values).
     significance : float, optional
@@ -326,12 +332,14 @@ def fit_peaks(values, edges, sigma=None, fix_sigma=False, variance=None,
     if variance is None:
         sd = np.ones_like(y)
         weighted = False
+        noise_sd = _noise_level(y, None)
     else:
         var = np.broadcast_to(np.asarray(variance, dtype=float), y.shape)
         if np.any(~np.isfinite(var)) or np.any(var <= 0):
             raise ValidationError('variance must be positive and finite')
-        sd = np.sqrt(var)
-        weighted = True
+        noise_sd = _noise_level(y, np.sqrt(var))
+        weighted = bool(weighted)
+        sd = np.sqrt(var) if weighted else np.ones_like(y)
     if max_peaks is None:
         max_peaks = max(1, y.size // 4)
     if max_rounds is None:
@@ -343,7 +351,6 @@ def fit_peaks(values, edges, sigma=None, fix_sigma=False, variance=None,
         sigma = float(sigma)
     elif fix_sigma:
         raise ValidationError('fix_sigma needs a sigma')
-    noise_sd = _noise_level(y, sd if weighted else None)
     if sigma is None:
         sigma = half_width(y, edges)
     mids = [0.5 * (e[1:] + e[:-1]) for e in edges]
