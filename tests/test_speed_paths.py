@@ -100,10 +100,16 @@ def test_grouped_box_qp_equals_one_call_per_group():
     assert not np.array_equal(*iterations)
 
 
-def test_lattice_stack_equals_each_lattice():
-    """Every offset of every basis at once (`_LatticeFit.stack`) against
-    `_LatticeFit.lattice` one offset at a time: the same sites, windows
-    and Gram matrices, bit for bit, with and without the occupancy fit."""
+@pytest.mark.parametrize('batch', [None, 50], ids=['one batch', 'chunks'])
+def test_lattice_stack_equals_each_lattice(batch, monkeypatch):
+    """Every offset of every basis at once (`_LatticeFit.stack`, in one
+    batch or in chunks of offsets) against `_LatticeFit.lattice` one
+    offset at a time: the same sites, windows and Gram matrices, bit for
+    bit, with and without the occupancy fit."""
+    from odl_atoms.solvers import starts
+
+    if batch is not None:
+        monkeypatch.setattr(starts, '_STACK_SITES', batch)
     phantom, measured = defect_problem('vacancy', shape=(5, 5))
     op, data = measured.operator(), measured.element()
     for occupancy in (True, False):

@@ -61,6 +61,9 @@ _KEEP_BYTES = 2 ** 28
 #: Bytes of Gram matrices whose occupations are fitted in one batch.
 _QP_BYTES = 2 ** 26
 
+#: Candidate lattice sites (all offsets together) tested in one batch.
+_STACK_SITES = 2 ** 18
+
 #: Names `LatticeStart` knows: 2D (orientation searched) and 3D cubic.
 NAMED_LATTICES = ('square', 'hexagonal') + tuple(CUBIC)
 
@@ -645,13 +648,25 @@ class _LatticeFit:
         if stack is not None:
             return stack
         sites = _lattice_sites(*self.box, basis)
-        every = sites[None] + (offsets @ basis)[:, None]
-        inside = _inside(every.reshape(-1, sites.shape[1]), *self.box)
-        which = np.repeat(np.arange(len(offsets)), len(sites))[inside]
-        points = every.reshape(-1, sites.shape[1])[inside]
-        if len(points):
-            supported = self.support(points) >= self.threshold
-            which, points = which[supported], points[supported]
+        d = sites.shape[1]
+        shifts = offsets @ basis
+        # In chunks of offsets: a 3D box of 10^4 atoms has 10^5 sites per
+        # offset, and 216 offsets at once would take gigabytes.
+        per = max(1, _STACK_SITES // max(len(sites), 1))
+        which, points = [np.zeros(0, int)], [np.zeros((0, d))]
+        for begin in range(0, len(shifts), per):
+            every = (sites[None] + shifts[begin:begin + per, None]).reshape(
+                -1, d)
+            inside = _inside(every, *self.box)
+            chunk = every[inside]
+            owner = np.repeat(np.arange(begin, begin + len(
+                shifts[begin:begin + per])), len(sites))[inside]
+            if len(chunk):
+                supported = self.support(chunk) >= self.threshold
+                chunk, owner = chunk[supported], owner[supported]
+            which.append(owner)
+            points.append(chunk)
+        which, points = np.concatenate(which), np.concatenate(points)
         op = self.operator
         if self.occupancy_fit and len(points):
             index, values = Stencil(self.frame, points, op.sigma,
@@ -672,7 +687,7 @@ class _LatticeFit:
                                 minlength=self.y.size * n).reshape(-1, n)
                 entries.append((points[rows], index[rows], values[rows],
                                 g.T @ g))
-        stack = _LatticeStack(entries, sites.shape[1])
+        stack = _LatticeStack(entries, d)
         if self._kept + stack.nbytes <= _KEEP_BYTES:
             self._lattices[key] = stack
             self._kept += stack.nbytes
