@@ -111,32 +111,65 @@ def parse_potential(ndim, potential):
 def estimate_r_min(positions, sigma):
     """Equilibrium distance for ``potential='auto'``, or None.
 
-    The upper quartile over the atoms of the distance to the nearest other
-    atom at least ``2 sigma`` away. Without the energy, two atoms often share
-    one site (their data fit a site of double weight next to an empty one),
-    and the data cannot tell apart two atoms closer than about ``2 sigma``
-    anyway; counting such pairs would make the estimate a fraction of the
-    lattice spacing. Few-angle ghosts (atoms bunched along the rays of one
-    projection) still shorten some distances, while a lattice's
-    nearest-neighbour distances are all alike: the upper quartile, not the
-    median, is the lattice's.
+    From the atoms of an energy-free reconstruction: the nearest-neighbour
+    distance of the lattice they sit on, ignoring pairs closer than
+    ``2 sigma`` (without the energy, two atoms often share one site, and
+    the data cannot tell apart two atoms closer than about ``2 sigma``
+    anyway).
+
+    - 2D: the upper quartile over the atoms of the distance to the nearest
+      other atom at least ``2 sigma`` away (few-angle ghosts shorten some
+      of these distances, while a lattice's nearest-neighbour distances are
+      all alike);
+    - 3D: the mode of the distances to each atom's 6 nearest neighbours
+      (a kernel density estimate, 3 % bandwidth): the first shell of fcc,
+      bcc and simple cubic lattices alike, where ghosts and surface atoms
+      spread the tail. Measured from 5 tilts in +-70 degrees: on a
+      simulated 54-atom decahedron the quartile was 17 % short of the true
+      spacing, the mode 0.5 % long; on the abTEM 140-atom octahedron
+      (from the images alone) 10 % and 0.6 % short; octahedra of 44 and 146
+      atoms 0.0-0.1 %, a 55-atom icosahedron 3 % long. In 2D the mode was
+      worse than the quartile at generic angles (the second shell
+      competes) and is not used.
 
     Examples
     --------
     >>> grid = np.stack(np.meshgrid(np.arange(5), np.arange(5)), -1)
     >>> estimate_r_min(2.5 * grid.reshape(-1, 2), sigma=0.4)
     2.5
+    >>> cube = np.stack(np.meshgrid(*[np.arange(4)] * 3), -1).reshape(-1, 3)
+    >>> round(estimate_r_min(2.0 * cube, sigma=0.3), 2)
+    2.0
     """
     positions = np.asarray(positions, dtype=float)
     n = positions.shape[0]
     if n < 2:
         return None
+    if positions.shape[1] == 3:
+        return _distance_mode(positions, sigma, min(n - 1, 6))
     k = min(n, 8)
     dist = cKDTree(positions).query(positions, k=k)[0][:, 1:]
     dist = np.where(dist >= 2 * sigma, dist, np.inf)
     nearest = dist.min(axis=1)
     nearest = nearest[np.isfinite(nearest)]
     return float(np.percentile(nearest, 75)) if nearest.size else None
+
+
+def _distance_mode(positions, sigma, k, bandwidth=0.03):
+    """Mode of the distances to each atom's ``k`` nearest neighbours beyond
+    ``2 sigma`` (Gaussian kernel density, ``bandwidth`` relative to their
+    median), or None."""
+    dist = cKDTree(positions).query(positions, k=k + 1)[0][:, 1:].ravel()
+    dist = dist[np.isfinite(dist) & (dist >= 2 * sigma)]
+    if dist.size < 3:
+        return None
+    width = bandwidth * float(np.median(dist))
+    grid = np.linspace(dist.min(), dist.max(), 2000)
+    density = np.zeros(grid.size)
+    for chunk in np.array_split(dist, max(1, dist.size // 2000)):
+        density += np.exp(-0.5 * ((grid[:, None] - chunk[None]) / width)
+                          ** 2).sum(axis=1)
+    return float(grid[np.argmax(density)])
 
 
 def expected_atoms(operator, data, min_weight=1.0):

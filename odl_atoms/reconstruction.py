@@ -37,6 +37,18 @@ __all__ = ('reconstruct', 'reconstruct_alphas',
 #: (``result.info['stop_reason'] == 'time_limit'``).
 DEFAULT_TIME_LIMIT = 3600.0
 
+#: Most reconstructions after the first one in `reconstruct`'s calibration
+#: loop (each refits the atom model at the atoms found, then searches again
+#: from them).
+CALIBRATION_ROUNDS = 3
+
+#: The calibration loop stops when the atom width and intensity change by
+#: less than this (relative) ...
+CALIBRATION_TOLERANCE = 5e-3
+
+#: ... and no detector shift by more than this many detector cells.
+SHIFT_TOLERANCE = 0.01
+
 #: The reconstruction methods by name (the command line's ``--solver``):
 #: ``'module:Class'``, imported when first used. A class may stand in for
 #: the text (a method registered at run time).
@@ -418,7 +430,8 @@ def check_reconstruction(measured, solver='adcg', weights=None, r_min=None,
 def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
                 weights=None, initial=None, seed=None, callback=None,
                 time_limit=DEFAULT_TIME_LIMIT, max_memory=None, checks=True,
-                **options):
+                calibration='auto', sigma=None, intensity=None, images=None,
+                align='auto', rounds=CALIBRATION_ROUNDS, **options):
     """Reconstruct the atoms of a measurement with one method.
 
     Parameters
@@ -461,6 +474,36 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         Check the input's plausibility and the memory first
         (`check_reconstruction`; implausible input is refused, unusual input
         warned about). Default True.
+    calibration : 'auto', `~odl_atoms.calibration.Calibration`, bool or None
+        The atom model of data in a microscope's units. ``'auto'`` (default):
+        when the measurement lacks the atom width or is not in units of one
+        atom (`needs_calibration`: prepared from microscope images), the
+        width, the intensity of one atom, a factor and a background per
+        projection and the noise are estimated from the data
+        (`odl_atoms.calibration.calibrate`), the data are brought to atom
+        units, and after the reconstruction they are fitted again at the
+        atoms found and the reconstruction repeated from its answer, up to
+        ``rounds`` times, until they change by less than
+        `CALIBRATION_TOLERANCE` (alternating minimisation of the misfit over
+        the atoms and the model). A `Calibration` is used as given (and
+        refined); False or None: the data are taken as they are.
+    sigma, intensity : float, optional
+        The atom width (angstrom) and the intensity of one atom (data units)
+        when known; the calibration then keeps them.
+    images : `~odl_atoms.io.TiltSeries`, optional
+        The images ``measured`` was prepared from: the calibration estimates
+        the noise from them (the averaged profiles of 2D data hold too few
+        values for it; ``odl-atoms prepare`` records the images' noise model
+        in the file instead).
+    align : 'auto' or bool, optional
+        Refine a detector shift of every projection (drift, a tilt-axis
+        offset; `odl_atoms.alignment`) with the atom model: first from the
+        projections' centres of mass, then at the atoms found in each
+        round. ``'auto'``: with a calibration, when the angles determine
+        shifts (3 angles or more in 2D).
+    rounds : int, optional
+        Most reconstructions after the first one in the calibration loop
+        (default `CALIBRATION_ROUNDS`).
     **options
         Options of the method (``solver.option_names()``: ``grid_spacing``,
         ``starts``, ``n_iter``, ...; in 3D ``grid_spacing`` defaults to
@@ -473,7 +516,11 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     -------
     result : `Reconstruction`
         If ``r_min`` was estimated here, ``result.info['estimated_r_min']``
-        holds it.
+        holds it. With a calibration, ``info['calibration']`` holds the
+        final one (`Calibration.to_dict`), ``info['calibrated']`` the
+        measurement in atom units the answer fits, ``info['alignment']``
+        the shifts, and ``info['calibration_rounds']`` each round's width,
+        intensity, shifts and atom count.
 
     Raises
     ------
@@ -505,6 +552,19 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     """
     deadline = _deadline(time_limit)
     cls = solver_class(solver)
+    raw, cal = measured, None
+    if isinstance(calibration, str) and calibration != 'auto':
+        raise ValidationError(f"`calibration` must be 'auto', a Calibration, "
+                              f"True, False or None, got {calibration!r}")
+    if calibration is True or (calibration == 'auto'
+                               and needs_calibration(measured)):
+        from odl_atoms.calibration import calibrate
+        cal = calibrate(measured, images=images, sigma=sigma,
+                        intensity=intensity)
+    elif calibration not in (None, False, 'auto'):
+        cal = calibration
+    if cal is not None:
+        measured = cal.apply(raw)
     settings, options, estimate = _split(cls, measured, alpha, r_min, weights,
                                          seed, options, [alpha])
     # --- Checks before any work (issue 22): one call, before anything heavy
@@ -522,12 +582,89 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
                 'grid_spacing', default_grid_spacing(measured)),
             time_limit=_remaining(deadline))
         settings['potential'] = estimated
-    result = _run_solver(cls, measured.operator(), measured.element(),
+    operator, shifts = measured.operator(), None
+    aligning = bool(align) if align != 'auto' else cal is not None
+    if aligning:
+        from odl_atoms.alignment import centre_of_mass_shifts
+        with warnings.catch_warnings():
+            # Too few angles: reported in info, not by a warning here.
+            warnings.simplefilter('ignore', UserWarning)
+            start = centre_of_mass_shifts(operator, measured.element())
+        aligning = bool(start.identifiable)
+        if aligning:
+            shifts = start.shifts
+            operator = operator.shifted(shifts)
+    result = _run_solver(cls, operator, measured.element(),
                          settings, options, initial=initial,
                          callback=callback, deadline=deadline)
+    if cal is not None or aligning:
+        result, cal, measured, shifts, history = _calibration_rounds(
+            result, cls, raw, cal, measured, shifts, settings, options,
+            rounds, callback, deadline)
+        if cal is not None:
+            result.info['calibration'] = cal.to_dict()
+            result.info['calibrated'] = measured
+        if shifts is not None:
+            result.info['alignment'] = {
+                'shifts': [[float(v) for v in row] for row in shifts],
+                'unit': 'angstrom along the detector'}
+        result.info['calibration_rounds'] = history
     if estimated is not None:
         result.info['estimated_r_min'] = estimated
     return result
+
+
+def needs_calibration(measured):
+    """Whether a measurement needs its atom model estimated: it has no atom
+    width, or its data are not in units of one atom (an ``intensity_unit``
+    other than ``'atoms'``, as microscope data prepared by
+    `~odl_atoms.io.prepare_projections` have)."""
+    return (measured.sigma is None
+            or measured.intensity_unit not in (None, 'atoms'))
+
+
+def _calibration_rounds(result, cls, raw, cal, measured, shifts, settings,
+                        options, rounds, callback, deadline):
+    """Alternate: fit the atom model (and the shifts) at the atoms found,
+    reconstruct again from them; until the model stops changing."""
+    import numpy as np
+
+    history = []
+    cell = float(np.min(measured.geometry.det_partition.cell_sides))
+    for _ in range(rounds):
+        if result.n_atoms == 0 or (deadline is not None
+                                   and time.monotonic() > deadline):
+            break
+        positions = result.measure.positions
+        atom_weights = result.measure.weights
+        moved = 0.0
+        if shifts is not None:
+            from odl_atoms.alignment import refine_shifts
+            fit = refine_shifts(measured.operator(), measured.element(),
+                                positions, atom_weights, shifts=shifts)
+            moved = float(np.abs(fit.shifts - shifts).max()) / cell
+            shifts = fit.shifts
+        change = 0.0
+        if cal is not None:
+            new = cal.refined(raw, result.measure, shifts=shifts)
+            change = max(abs(new.sigma / cal.sigma - 1),
+                         abs(new.intensity / cal.intensity - 1))
+            cal, measured = new, new.apply(raw)
+        history.append({
+            'n_atoms': result.n_atoms, 'data_misfit': result.data_misfit,
+            'sigma': None if cal is None else cal.sigma,
+            'intensity': None if cal is None else cal.intensity,
+            'shift_change_cells': moved, 'model_change': change})
+        if change < CALIBRATION_TOLERANCE and moved < SHIFT_TOLERANCE:
+            break
+        settings = dict(settings, noise_std=measured.noise_std)
+        operator = measured.operator()
+        if shifts is not None:
+            operator = operator.shifted(shifts)
+        result = _run_solver(cls, operator, measured.element(), settings,
+                             options, initial=result.measure,
+                             callback=callback, deadline=deadline)
+    return result, cal, measured, shifts, history
 
 
 def reconstruct_alphas(measured, alphas, solver='adcg', r_min=None,

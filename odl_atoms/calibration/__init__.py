@@ -244,7 +244,7 @@ class Calibration:
             source=json.dumps(source, ensure_ascii=False, default=_json))
 
     def refined(self, measured, atoms, weights=None, scales=True,
-                backgrounds=True, weighted=False):
+                backgrounds=True, weighted=False, shifts=None):
         """Return this calibration fitted again at given atoms.
 
         The width, intensity, factors and backgrounds are fitted by least
@@ -263,6 +263,10 @@ class Calibration:
             Fit the factors and backgrounds (else keep this calibration's).
         weighted : bool, optional
             Weight the fit by the noise model's variances.
+        shifts : array-like, optional
+            Detector shifts of the projections
+            (`~odl_atoms.GaussianRayTransform.shifted`), when the atoms
+            were found with aligned projections.
 
         Returns
         -------
@@ -280,6 +284,8 @@ class Calibration:
             raise ValidationError('refining needs atoms: positions of shape '
                                   '(n, d) with n >= 1')
         op = dataclasses.replace(measured, sigma=self.sigma).operator()
+        if shifts is not None:
+            op = op.shifted(shifts)
         variance = None
         if weighted and self.noise is not None:
             variance = _raw_variance(self.noise, measured)
@@ -395,6 +401,25 @@ def _raw_variance(noise, measured):
             (-1,) + (1,) * (y.ndim - 1))
     y = gaussian_filter(y, [0.0] + [1.0] * (y.ndim - 1), mode='nearest')
     return noise.variance(y) / (measured.pixels_averaged or 1)
+
+
+def recorded_noise(measured):
+    """The noise model recorded in a measurement's ``source`` (written by
+    ``odl-atoms prepare`` from the images), or None."""
+    try:
+        source = json.loads(measured.source) if measured.source else {}
+    except (json.JSONDecodeError, TypeError):
+        return None
+    entry = source.get('noise_model') if isinstance(source, dict) else None
+    if not isinstance(entry, dict):
+        return None
+    try:
+        model = NoiseModel(float(entry['gain']), float(entry['read_noise']),
+                           offset=float(entry.get('offset', 0.0)))
+    except (KeyError, TypeError, ValueError, ValidationError):
+        return None
+    model.details['method'] = entry.get('method', 'recorded')
+    return model
 
 
 def _noise_model(noise):
@@ -532,8 +557,16 @@ def calibrate(measured, images=None, sigma=None, intensity=None, noise=None,
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         noise = _noise_model(noise)
+        recorded = None if noise is not None or images is not None \
+            else recorded_noise(measured)
         if noise is not None:
             sources['noise'] = 'given'
+        elif recorded is not None:
+            # Estimated from the images when the file was prepared
+            # (``odl-atoms prepare``): better than from the profiles.
+            noise = recorded
+            sources['noise'] = recorded.details.get(
+                'method', 'recorded when the data were prepared')
         else:
             try:
                 noise = estimate_noise(images if images is not None

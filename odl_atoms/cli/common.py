@@ -495,13 +495,16 @@ def save_figure(fig, path):
 
 
 def read_projections(path, sigma=None, noise_std=None, need_sigma=False,
-                     intensity=None, max_bytes=None):
+                     intensity=None, max_bytes=None, calibrate=False):
     """Read a projection-data file; apply ``--sigma``/``--noise-std`` and
     ``--intensity`` (the data and their noise divided by it). ``max_bytes``
     (``--max-memory``) replaces the limit of the sizes the file may declare.
 
     With ``need_sigma``, a file without an atom width (data prepared from
-    microscope images) and no ``--sigma`` is a UsageError.
+    microscope images) and no ``--sigma`` is a UsageError. With
+    ``calibrate``, a file that needs its atom model estimated
+    (`odl_atoms.reconstruction.needs_calibration`) is returned as read:
+    ``--sigma`` and ``--intensity`` are then the calibration's to keep.
     """
     import dataclasses
 
@@ -530,6 +533,12 @@ def read_projections(path, sigma=None, noise_std=None, need_sigma=False,
             raise UsageError(f'{exc}; {hint}') from exc
     for w in caught:
         warn(w.message)
+    if calibrate:
+        from odl_atoms.reconstruction import needs_calibration
+        if needs_calibration(measured):
+            if noise_std == 'none':
+                measured = dataclasses.replace(measured, noise_std=None)
+            return measured
     changes = {}
     if intensity is not None:
         changes['data'] = measured.data / intensity
@@ -700,10 +709,37 @@ _FLAGS = {'alpha': '--alpha', 'r_min': '--r-min', 'weights': '--weights',
 _OPTION_OF = {'r_min': 'potential'}
 
 
+def calibrate_measurement(args, measured):
+    """``(measured, calibration)``: data in microscope units calibrated
+    (`odl_atoms.calibration.calibrate`, keeping ``--sigma`` and
+    ``--intensity``), its estimates printed; other data as they are, with
+    calibration None."""
+    from odl_atoms.reconstruction import needs_calibration
+
+    if not needs_calibration(measured):
+        return measured, None
+    from odl_atoms.calibration import calibrate
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always', UserWarning)
+        calibration = calibrate(measured, sigma=getattr(args, 'sigma', None),
+                                intensity=getattr(args, 'intensity', None))
+    for w in caught:
+        warn(w.message)
+    info(args, 'calibrated from the data (refined at the atoms after the '
+               'reconstruction):\n  ' + '\n  '.join(
+                   repr(calibration).splitlines()[1:-1]))
+    return calibration.apply(measured), calibration
+
+
 def run_reconstruction(args, measured, solver='adcg', alpha=None, r_min=None,
                        weights=None, initial=None, desc=None, callback=None,
-                       **options):
+                       raw=None, calibration=None, **options):
     """`odl_atoms.reconstruct` with progress bars and messages.
+
+    With a ``calibration`` (`calibrate_measurement`), ``measured`` is the
+    calibrated measurement and ``raw`` the one read: `odl_atoms.reconstruct`
+    refines the calibration at the atoms it finds.
 
     Settings that the solver does not use and that were written on the
     command line (``args._explicit``) are reported and dropped; ``r_min``
@@ -761,7 +797,11 @@ def run_reconstruction(args, measured, solver='adcg', alpha=None, r_min=None,
             callback(iterate)
     try:
         # Checked already (check_input), with the command line's names.
-        result = reconstruction.reconstruct(measured, cls, initial=initial,
+        extra = ({} if calibration is None else
+                 {'calibration': calibration})
+        result = reconstruction.reconstruct(raw if calibration is not None
+                                            else measured, cls,
+                                            initial=initial, **extra,
                                             callback=bar, checks=False,
                                             time_limit=remaining(),
                                             **settings)

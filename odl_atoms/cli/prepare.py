@@ -156,6 +156,7 @@ def run(args):
                                        binning=args.binning)
     for w in caught:
         warn(str(w.message))
+    measured = _with_noise_model(args, series, measured)
 
     if measured.background is not None:
         b = measured.background
@@ -171,9 +172,40 @@ def run(args):
                f', detector {det} Å, box {box_text} Å')
     write_projections(out, measured)
     print(f'wrote {out} ({measured.n_angles} projections, '
-          f'{measured.ndim}D; no sigma or noise level yet: calibrate, or give '
-          f'--sigma and --noise-std to reconstruct)')
+          f'{measured.ndim}D; the atom width, the intensity of one atom and '
+          f'the noise level are estimated by reconstruct, or give --sigma, '
+          f'--intensity, --noise-std)')
     return 0
+
+
+def _with_noise_model(args, series, measured):
+    """``measured`` with the noise model of the images in its ``source``.
+
+    The images hold the noise better than the averaged profiles do
+    (`odl_atoms.calibration.estimate_noise`), and reconstruct, which reads
+    only the projection-data file, calibrates with it.
+    """
+    import dataclasses
+    import json
+
+    from odl_atoms.calibration import estimate_noise
+    from odl_atoms.errors import ValidationError
+
+    try:
+        noise = estimate_noise(series)
+    except ValidationError as exc:
+        info(args, f'noise model not estimated from the images ({exc})')
+        return measured
+    info(args, f'noise model of the images: {noise}')
+    try:
+        source = json.loads(measured.source) if measured.source else {}
+    except json.JSONDecodeError:
+        source = {'text': measured.source}
+    if not isinstance(source, dict):
+        source = {'source': source}
+    source['noise_model'] = noise.to_dict()
+    return dataclasses.replace(measured, source=json.dumps(
+        source, ensure_ascii=False, default=str))
 
 
 def _signal(text):

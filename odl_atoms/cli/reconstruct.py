@@ -5,7 +5,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from odl_atoms.cli.common import (ATOM_SUFFIX_HELP, UsageError,
-                                  add_limit_options, check_input,
+                                  add_limit_options, calibrate_measurement,
+                                  check_input,
                                   check_outputs, fmt, info, jsonable,
                                   memory_limit, metrics_header, metrics_rows,
                                   noise_std, non_negative, parse_weights,
@@ -123,13 +124,13 @@ def run(args):
     from odl_atoms.solvers import ADCG
     from odl_atoms.tables import markdown_table
 
-    measured = read_projections(args.data, args.sigma, args.noise_std,
-                                need_sigma=True, intensity=args.intensity,
-                                max_bytes=memory_limit(args))
+    raw = read_projections(args.data, args.sigma, args.noise_std,
+                           intensity=args.intensity, calibrate=True,
+                           max_bytes=memory_limit(args))
     figure = extra = None
     if args.figure:
         figure = Path(args.figure)
-        if measured.ndim == 3:  # a second figure: the projection images
+        if raw.ndim == 3:  # a second figure: the projection images
             extra = figure.with_name(figure.stem + '-projections'
                                      + figure.suffix)
     out, _, _, _, movie = check_outputs(
@@ -137,6 +138,10 @@ def run(args):
          ('--figure (its projection images)', extra, 'figure'),
          ('--json', args.json, 'json'), ('--movie', args.movie, 'movie')],
         inputs=[('DATA', args.data), ('--init', args.init)])
+    # Data in a microscope's units (odl-atoms prepare): the atom width, the
+    # intensity of one atom, backgrounds and the noise from the data; the
+    # reconstruction refines them at the atoms it finds.
+    measured, calibration = calibrate_measurement(args, raw)
     weights = parse_weights(args.weights)
     cls = solver_class(args.solver)
     starts = _lattice_starts(args, measured)
@@ -157,10 +162,22 @@ def run(args):
     result = run_reconstruction(
         args, measured, solver=args.solver, alpha=args.alpha,
         r_min=args.r_min, weights=weights, initial=init,
-        grid_spacing=args.grid_spacing, starts=starts, callback=store)
+        grid_spacing=args.grid_spacing, starts=starts, callback=store,
+        raw=raw, calibration=calibration)
+    if calibration is not None:
+        measured = result.info.get('calibrated', measured)
+        print('calibration (refined at the atoms): sigma '
+              f'{measured.sigma:.4g} Å, intensity of one atom '
+              f"{result.info['calibration']['intensity']['value']:.4g} "
+              f'{raw.intensity_unit or "data units"}'
+              + (f"; {len(result.info['calibration_rounds'])} round(s)"
+                 if result.info.get('calibration_rounds') else ''))
     # How far to trust each atom, without a truth: written with the atoms
     # and drawn in the figure; the verdict sums it up in one line.
-    problem = Problem(measured.operator(), measured.element(),
+    operator = measured.operator()
+    if result.info.get('alignment'):
+        operator = operator.shifted(result.info['alignment']['shifts'])
+    problem = Problem(operator, measured.element(),
                       weights=weights, noise_std=measured.noise_std)
     judge = (ADCG(grid_spacing=args.grid_spacing
                   or default_grid_spacing(measured))
@@ -205,7 +222,7 @@ def run(args):
         print(f'wrote {args.json}')
     if args.figure:
         figs = reconstruction_figure(result, truth, measured.element(),
-                                     measured.operator(), args.solver,
+                                     operator, args.solver,
                                      confidence=confidence)
         save_figure(figs[0], figure)
         print(f'wrote {figure}')
