@@ -517,7 +517,7 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     result : `Reconstruction`
         If ``r_min`` was estimated here, ``result.info['estimated_r_min']``
         holds it. With a calibration, ``info['calibration']`` holds the
-        final one (`Calibration.to_dict`), ``info['calibrated']`` the
+        final `~odl_atoms.calibration.Calibration`, ``info['calibrated']`` the
         measurement in atom units the answer fits, ``info['alignment']``
         the shifts, and ``info['calibration_rounds']`` each round's width,
         intensity, shifts and atom count.
@@ -602,7 +602,7 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
             result, cls, raw, cal, measured, shifts, settings, options,
             rounds, callback, deadline)
         if cal is not None:
-            result.info['calibration'] = cal.to_dict()
+            result.info['calibration'] = cal
             result.info['calibrated'] = measured
         if shifts is not None:
             result.info['alignment'] = {

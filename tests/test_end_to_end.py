@@ -51,9 +51,8 @@ def test_reconstruct_calibrates_in_python_too():
     final = result.info['calibration']
     reference = oa.calibration.calibrate(measured, images=series).refined(
         measured, truth)
-    assert final['sigma']['value'] == pytest.approx(reference.sigma, rel=0.05)
-    assert final['intensity']['value'] == pytest.approx(reference.intensity,
-                                                        rel=0.05)
+    assert final.sigma == pytest.approx(reference.sigma, rel=0.05)
+    assert final.intensity == pytest.approx(reference.intensity, rel=0.05)
     # Three angles in 2D determine the tilt-axis offset: aligned, and the
     # shifts stay small for these unshifted data (well below a pixel).
     shifts = np.asarray(result.info['alignment']['shifts'])

@@ -168,7 +168,7 @@ def run(args):
         measured = result.info.get('calibrated', measured)
         print('calibration (refined at the atoms): sigma '
               f'{measured.sigma:.4g} Å, intensity of one atom '
-              f"{result.info['calibration']['intensity']['value']:.4g} "
+              f"{result.info['calibration'].intensity:.4g} "
               f'{raw.intensity_unit or "data units"}'
               + (f"; {len(result.info['calibration_rounds'])} round(s)"
                  if result.info.get('calibration_rounds') else ''))
