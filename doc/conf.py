@@ -139,6 +139,7 @@ _GALLERY_ORDER = [
     'plot_odl_composition.py',          # the objective in ODL's own terms
     'plot_custom_potential.py',         # your own energy as an ODL functional
     'plot_reconstruction_movie.py',     # the search as a film; trust without a truth
+    'plot_haadf_tilt_series.py',        # microscope images (abTEM) to atoms
 ]
 
 

@@ -38,7 +38,7 @@ about it:
   both are taken atom by atom, the other atoms held fixed (optimistic).
 
 The **score** in ``[0, 1]`` is the product of four factors, each 1 when its
-quantity says "trust" and 0 when it says "this atom may be wrong":
+quantity says "trust" and 0 when it says "this atom may be wrong"::
 
     score = agreement
             * clip(1/2 + removal / (2 s), 0, 1)
