@@ -111,7 +111,7 @@ def case(kind, size):
     out = dict(kind=kind, size=size, n=ph.n_atoms,
                data=list(measured.data.shape))
     base = peak_rss_mb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if kind in ('adcg', 'adcg-lattice') or kind in SHAPES:
         # 'adcg-lattice': started from the fcc lattice that fits the data
         # best (offset searched; ase.cluster's cubic axes are x, y, z).
@@ -146,6 +146,9 @@ def case(kind, size):
     else:
         raise ValueError(kind)
     out['time'] = time.perf_counter() - t0
+    # CPU seconds too: on a shared machine wall time depends on the load.
+    out['cpu'] = time.process_time() - c0
+    out['load'] = os.getloadavg()[0]
     out['memory_mb'] = peak_rss_mb()
     out['base_mb'] = base
     match = oa.match_atoms(ph.measure, result.measure)

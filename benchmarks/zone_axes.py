@@ -50,8 +50,9 @@ os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import (markdown_table, reconstruction_parser,  # noqa: E402
-                     run_parallel, write_result, write_rows)
+from _common import (markdown_table, read_rows,  # noqa: E402
+                     reconstruction_parser, run_parallel, write_result,
+                     write_rows)
 from global_search import (ANGLE_SETS, BLUR, DEFECTS, KNOWN,  # noqa: E402
                            N_DETECTOR, reconstruct)
 
@@ -110,11 +111,15 @@ def summary(group):
     exact = sum(r['exact'] for r in group)
     failed = [r for r in group if not r['exact']]
     model = sum(r['objective'] <= r['truth_objective'] + 1e-6 for r in failed)
-    times = sorted(r['time'] for r in group)
+    times = [r['time'] for r in group]
+    # CPU seconds of the solves (rows of runs before they were recorded
+    # have none): wall time depends on the machine's load.
+    cpu = [r.get('cpu_time') for r in group]
     return [f'{exact}/{len(group)}',
             f'{sum(r["f1"] for r in group) / len(group):.3f}',
             f'{model}/{len(failed)}' if failed else '-',
-            f'{times[len(times) // 2]:.1f}']
+            f'{np.median(times):.1f}',
+            '-' if None in cpu else f'{np.median(cpu):.1f}']
 
 
 def table(rows, keys):
@@ -133,6 +138,53 @@ def table(rows, keys):
     return out
 
 
+KEY = ('config', 'defect', 'angles', 'noise', 'seed')
+
+
+def against(rows, baseline):
+    """Markdown comparing ``rows`` with the rows of an earlier run.
+
+    Matches the runs by configuration, defect, angles, noise and seed;
+    counts the runs with the same exactness and the same F1, and lists
+    every run whose exactness changed, with the truth's objective (relaxed
+    from its exact positions) to tell a search failure (truth lower: ADCG
+    is to blame) from a modelling one (answer lower: the objective).
+    """
+    old = {tuple(r[k] for k in KEY): r for r in baseline}
+    pairs = [(old[tuple(r[k] for k in KEY)], r) for r in rows
+             if tuple(r[k] for k in KEY) in old]
+    same_exact = sum(a['exact'] == b['exact'] for a, b in pairs)
+    same_f1 = sum(abs(a['f1'] - b['f1']) < 1e-9 for a, b in pairs)
+    both = [(a, b) for a, b in pairs if a['exact'] and b['exact']]
+    diff = max((abs(a['objective'] - b['objective']) for a, b in both),
+               default=0.0)
+    text = [f'{len(pairs)} runs matched with the baseline; same exactness in '
+            f'{same_exact}, same F1 in {same_f1}; largest objective '
+            f'difference among runs exact in both: {diff:.2g}.', '']
+    changed = [(a, b) for a, b in pairs if a['exact'] != b['exact']
+               or abs(a['f1'] - b['f1']) >= 1e-9]
+    if not changed:
+        return '\n'.join(text)
+
+    def blame(r):
+        if r['exact']:
+            return '-'
+        return ('ADCG (truth lower)'
+                if r['truth_objective'] < r['objective'] - 1e-6
+                else 'objective (answer lower)')
+    table = [[LABELS[b['config']], b['defect'], b['angles'],
+              f"{100 * b['noise']:.0f} %", b['seed'],
+              f"{a['f1']:.3f} -> {b['f1']:.3f}",
+              f"{a['objective']:.6f} -> {b['objective']:.6f}",
+              f"{b['truth_objective']:.6f}", blame(a), blame(b)]
+             for a, b in changed]
+    text.append(markdown_table(
+        ['configuration', 'defect', 'angles', 'noise', 'seed',
+         'F1 (baseline -> now)', 'objective (baseline -> now)',
+         'truth relaxed (now)', 'baseline failure', 'failure now'], table))
+    return '\n'.join(text)
+
+
 def main(argv=None):
     parser = reconstruction_parser(__doc__)
     mode = parser.add_mutually_exclusive_group()
@@ -140,29 +192,45 @@ def main(argv=None):
                       help='generic and random 3-angle sets instead')
     mode.add_argument('--random', action='store_true',
                       help='eight more random 3-angle sets, every start only')
+    parser.add_argument('--baseline', metavar='CSV',
+                        help="an earlier run's CSV to compare with, run by "
+                             'run (a section of the results file)')
+    parser.add_argument('--from-csv', metavar='CSV',
+                        help='write the tables from this CSV instead of '
+                             'running')
     args = parser.parse_args(argv)
     name = ('generic_angles' if args.generic else
             'random_angles' if args.random else 'zone_axes')
     plan = PLANS[name]
-    load = os.getloadavg()[0]
-    begin = time.perf_counter()
-    rows = run_parallel(run_case, cases(plan, args.quick), args.workers)
-    wall = time.perf_counter() - begin
-    write_rows(os.path.join(args.output, name + '.csv'), rows)
+    if args.baseline and not os.path.isfile(args.baseline):
+        parser.error(f'--baseline: no file {args.baseline!r}')
+    if args.from_csv:
+        if not os.path.isfile(args.from_csv):
+            parser.error(f'--from-csv: no file {args.from_csv!r}')
+        rows = read_rows(args.from_csv)
+        run = f'{len(rows)} reconstructions (from {args.from_csv}).'
+    else:
+        load = os.getloadavg()[0]
+        begin = time.perf_counter()
+        rows = run_parallel(run_case, cases(plan, args.quick), args.workers)
+        wall = time.perf_counter() - begin
+        write_rows(os.path.join(args.output, name + '.csv'), rows)
+        run = (f'{len(rows)} reconstructions in {wall / 60:.1f} min with '
+               f'{args.workers} worker processes (load average {load:.1f} at '
+               f'the start on {os.cpu_count()} cores).')
     header = ['exact', 'mean F1', 'failures the objective prefers',
-              'median time (s)']
+              'median time (s)', 'median CPU (s)']
     by_noise = table(rows, ('config', 'noise'))
     text = [
-        f'{len(rows)} reconstructions in {wall / 60:.1f} min with '
-        f'{args.workers} worker processes (load average {load:.1f} at the '
-        f'start on {os.cpu_count()} cores). 7 x 7 square lattice, blur '
+        f'{run} 7 x 7 square lattice, blur '
         f'{BLUR} a, {N_DETECTOR} detector cells, angle sets '
         f'{", ".join(plan["angles"])}, noise seeds '
         f'{", ".join(map(str, plan["seeds"]))}; "exact" = F1 = 1 (tolerance 0.3 a). '
         '"Failures the objective prefers": failed runs whose answer has an '
         'objective no higher than the truth\'s (relaxed from its exact '
         'positions) - a limit of the model at that energy weight, not of '
-        'the search.',
+        'the search. Times: wall and CPU seconds of the solve alone (not '
+        'the simulation nor the truth\'s relaxation), median per group.',
         '', KNOWN,
         '', '## By configuration and noise', '',
         markdown_table(['configuration', 'noise'] + header, by_noise),
@@ -173,6 +241,9 @@ def main(argv=None):
         markdown_table(['configuration', 'defect', 'angles', 'noise'] + header,
                        table(rows, ('config', 'defect', 'angles', 'noise'))),
     ]
+    if args.baseline:
+        text += ['', f'## Against {os.path.basename(args.baseline)}', '',
+                 against(rows, read_rows(args.baseline))]
     write_result(os.path.join(args.output, name + '.md'), plan['title'],
                  '\n'.join(text))
 
