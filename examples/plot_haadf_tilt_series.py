@@ -24,7 +24,10 @@ import numpy as np
 
 import odl_atoms as oa
 
-here = os.path.dirname(os.path.abspath(__file__))
+try:
+    here = os.path.dirname(os.path.abspath(__file__))
+except NameError:   # sphinx-gallery runs examples from their folder, without __file__
+    here = os.getcwd()
 folder = os.path.join(here, '..', 'tests', 'data', 'tiny_au5_vacancy_zone')
 stack = os.path.join(folder, 'tiny_au5_vacancy_zone.hspy')
 
