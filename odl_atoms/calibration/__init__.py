@@ -616,11 +616,12 @@ def calibrate(measured, images=None, sigma=None, intensity=None, noise=None,
             bg = np.array([f.background for f in fits])
             sources['backgrounds'] = 'peak fits (constant per projection)'
         elif backgrounds is None:
-            # Images: the level of their vacuum (the mode of the smoothed
-            # image, as prepare_projections finds it). The peak fits' own
-            # constant takes up the signal of columns they leave out.
+            # Images: the level of their vacuum (the lowest mode of the
+            # smoothed image, as prepare_projections finds it). The peak
+            # fits' own constant takes up the signal of columns they leave
+            # out.
             bg = np.array([estimate_background(d) for d in data])
-            sources['backgrounds'] = ('the mode of each smoothed image '
+            sources['backgrounds'] = ('the lowest mode of each smoothed image '
                                       '(vacuum)')
         else:
             bg = np.broadcast_to(np.asarray(backgrounds, dtype=float),
