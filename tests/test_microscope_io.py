@@ -631,8 +631,24 @@ def test_prepare_binning_box_and_errors(tmp_path):
         prepare_projections(series, background=[1.0])
     with pytest.raises(TypeError, match='TiltSeries'):
         prepare_projections(images)
-    with pytest.warns(UserWarning, match='vary more along the tilt axis'):
-        # Columns along x, but the tilt axis said to be y.
+    # Two columns at (x, z) = (-1, 0) and (1, 1) seen at 0 and 60 degrees,
+    # each a row of resolved atoms along the tilt axis y (period 2): the
+    # profile along y is the same in both images, the one across it is not.
+    x, y = np.linspace(-4, 4, 40), np.linspace(-4, 4, 30)
+    rows = 1 + np.cos(np.pi * y)[:, None]
+
+    def image(angle):
+        u = [-np.cos(angle) + 0.0, np.cos(angle) + np.sin(angle)]
+        return rows * sum(np.exp(-(x - c) ** 2 / 0.5) for c in u)[None, :]
+
+    tilted = TiltSeries([image(0.0), image(np.pi / 3)], [0.0, np.pi / 3], 0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')      # modulated along y: no warning
+        prepare_projections(tilted, ndim=2, tilt_axis='y')
+    with pytest.warns(UserWarning, match='tilted about the other axis'):
+        prepare_projections(tilted, ndim=2, tilt_axis='x')
+    with pytest.warns(UserWarning, match='tilted about the other axis'):
+        # Columns along x (flat across y), but the tilt axis said to be y.
         cols = np.tile(np.exp(-np.linspace(-3, 3, 30) ** 2)[:, None], (1, 20))
         prepare_projections(TiltSeries([cols, cols], [0.0, 1.0], 0.2),
                             ndim=2, tilt_axis='y')

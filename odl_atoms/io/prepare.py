@@ -457,17 +457,41 @@ def _half_sample_mode(values):
 
 
 def _check_columns(det, axis_name):
-    """Warn if the images vary more along the tilt axis than across it."""
+    """Warn if the images do not look tilted about the axis given.
+
+    A tilt about the axis leaves the coordinates along it unchanged, so the
+    profile along the axis (each image averaged across it) is the same in
+    every projection, while the profiles across the axis change with the
+    angle. The warning needs either that evidence reversed (profiles across
+    the axis agreeing better, with structure along the axis to compare) or
+    images nearly flat across the axis (columns running across it). The
+    variances alone do not decide: a column seen side-on is a row of
+    resolved atoms, as modulated along the axis as across it.
+    """
     import warnings
 
-    mean = det.mean(axis=0)
-    along = np.var(mean.mean(axis=0))   # profile along v: flat for columns
-    across = np.var(mean.mean(axis=1))  # profile along u: the columns
-    if along > across and along > 0:
+    def profiles(axis):
+        values = det.mean(axis=axis)
+        return values - values.mean(axis=1, keepdims=True)
+
+    def agreement(centred):
+        # the lowest correlation between two projections' profiles
+        norms = np.linalg.norm(centred, axis=1, keepdims=True)
+        if len(centred) < 2 or np.any(norms == 0):
+            return 1.0
+        unit = centred / norms
+        return float(np.min(unit @ unit.T))
+
+    along, across = profiles(1), profiles(2)    # (n, n_v), (n, n_u)
+    v_along, v_across = np.mean(along ** 2), np.mean(across ** 2)
+    reversed_ = (agreement(across) > agreement(along) + 0.02
+                 and v_along > 0.1 * v_across)
+    if reversed_ or v_along > 10 * v_across:
         warnings.warn(
-            f'the images vary more along the tilt axis ({axis_name or "as given"}) '
-            f'than across it; for 2D data the columns of atoms must run along '
-            f'the tilt axis: check tilt_axis (--tilt-axis)', UserWarning,
+            f'the images look tilted about the other axis than the tilt '
+            f'axis given ({axis_name or "as given"}): their profiles along '
+            f'it are not the same in every projection, or they vary '
+            f'mostly along it; check tilt_axis (--tilt-axis)', UserWarning,
             stacklevel=3)
 
 
