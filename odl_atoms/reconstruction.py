@@ -17,17 +17,21 @@ This module is the one place of the package that builds a solver from
 these settings (`_run_solver`).
 """
 
+import dataclasses
 import importlib
 import math
 import time
 import warnings
 
-from odl_atoms.defaults import DEFAULT_ALPHA, DEFAULT_GRID_PER_SIGMA_3D
+from odl_atoms.defaults import (DEFAULT_ALPHA, DEFAULT_GRID_PER_SIGMA_3D,
+                                 DEFAULT_SEED, LATTICE_NAMES,
+                                 LATTICE_RESIDUAL)
 from odl_atoms.errors import ValidationError
 
 __all__ = ('reconstruct', 'reconstruct_alphas',
            'estimate_equilibrium_distance', 'solver_class',
            'available_solvers', 'takes_option')
+
 
 #: Default wall-clock limit of `reconstruct`, in seconds (one hour): three
 #: times the longest reconstruction of the benchmarks (10^4 atoms in 3D,
@@ -431,7 +435,8 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
                 weights=None, initial=None, seed=None, callback=None,
                 time_limit=DEFAULT_TIME_LIMIT, max_memory=None, checks=True,
                 calibration='auto', sigma=None, intensity=None, images=None,
-                align='auto', rounds=CALIBRATION_ROUNDS, **options):
+                align='auto', rounds=CALIBRATION_ROUNDS, lattice='auto',
+                **options):
     """Reconstruct the atoms of a measurement with one method.
 
     Parameters
@@ -447,16 +452,18 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         `~odl_atoms.defaults.DEFAULT_ALPHA`); 0 fits the data only.
     r_min : float, optional
         Equilibrium distance of the Lennard-Jones potential in angstrom (the
-        nearest-neighbour distance). Default: estimated first
-        (`estimate_equilibrium_distance`) when the method has an energy and
-        ``alpha > 0``.
+        nearest-neighbour distance). Default, when the method has an energy
+        and ``alpha > 0``: the spacing of the fitted lattice when one
+        explains the data (see ``lattice``), else estimated from an
+        energy-free reconstruction (`estimate_equilibrium_distance`).
     weights : float or mapping, optional
         Allowed atom weights: one number, or by species (``{'Au': 1.0,
         'Pt': 1.3}``). Default: one species of weight 1.
     initial : `SparseMeasure`, optional
         Atoms to start from.
     seed : int, optional
-        Seed of randomised methods.
+        Seed of randomised methods (default
+        `~odl_atoms.defaults.DEFAULT_SEED`, as on the command line).
     callback : callable, optional
         Called with the current atoms after every iteration (an ODL
         callback works).
@@ -504,6 +511,17 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     rounds : int, optional
         Most reconstructions after the first one in the calibration loop
         (default `CALIBRATION_ROUNDS`).
+    lattice : 'auto', str or None, optional
+        Lattice starts of ADCG (`~odl_atoms.solvers.starts.lattice_starts`,
+        besides its greedy start; the lowest objective wins). ``'auto'``
+        (default): every named lattice of the data's dimension (square and
+        hexagonal in 2D, fcc, bcc and sc in 3D) is fitted to the data, its
+        spacing included (`~odl_atoms.solvers.starts.fit_lattice`); the
+        best one's starts join the greedy start if it leaves at most
+        `~odl_atoms.defaults.LATTICE_RESIDUAL` of the data unexplained
+        (else the greedy start runs alone). A name: that lattice's starts
+        in any case. None: the greedy start alone. Ignored when ``starts``
+        is given and by methods without starts.
     **options
         Options of the method (``solver.option_names()``: ``grid_spacing``,
         ``starts``, ``n_iter``, ...; in 3D ``grid_spacing`` defaults to
@@ -515,8 +533,16 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     Returns
     -------
     result : `Reconstruction`
-        If ``r_min`` was estimated here, ``result.info['estimated_r_min']``
-        holds it. With a calibration, ``info['calibration']`` holds the
+        ``result.info`` also records the defaults chosen here:
+        ``info['r_min']`` (``value``, ``error`` and ``source``; an estimated
+        one also as ``info['estimated_r_min']``), ``info['noise']`` (the
+        noise level used and where it came from: given, the measurement's,
+        or estimated from the data by
+        `~odl_atoms.calibration.noise.estimate_noise`), ``info['seed']``,
+        ``info['lattice']`` (the lattices fitted, the one chosen, and why)
+        and, with several starts, ``info['start_gap']``: which start won,
+        the runner-up and the gap between their objectives in atom
+        energies. With a calibration, ``info['calibration']`` holds the
         final `~odl_atoms.calibration.Calibration`, ``info['calibrated']`` the
         measurement in atom units the answer fits, ``info['alignment']``
         the shifts, and ``info['calibration_rounds']`` each round's width,
@@ -565,8 +591,18 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         cal = calibration
     if cal is not None:
         measured = cal.apply(raw)
+    if lattice is not None and lattice not in LATTICE_NAMES + ('auto',):
+        raise ValidationError(
+            f"`lattice` must be 'auto', None or one of "
+            f"{', '.join(LATTICE_NAMES)}, got {lattice!r}")
+    if seed is None and takes_option(cls, 'seed'):
+        seed = DEFAULT_SEED
+    noise = _noise_source(measured, options)
+    if noise['source'] == 'estimated':
+        measured = dataclasses.replace(measured, noise_std=noise['value'])
     settings, options, estimate = _split(cls, measured, alpha, r_min, weights,
                                          seed, options, [alpha])
+    lattice = _lattice_setting(cls, measured, lattice, options)
     # --- Checks before any work (issue 22): one call, before anything heavy
     # (odl_atoms.checks: plausibility; odl_atoms.resources: memory).
     if checks:
@@ -575,13 +611,65 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
                                             **options):
             warnings.warn(message, UserWarning, stacklevel=2)
     # --- End of the checks.
-    estimated = None
-    if estimate:
+    estimated, report = None, {}
+    r_info = ({'value': float(r_min), 'error': None, 'source': 'given'}
+              if r_min is not None else None)
+    fits, chosen = [], None
+    began = time.perf_counter()
+    if lattice is not None and measured.ndim == 2:
+        # 2D: the lattice fit scans the spacing itself; when a lattice
+        # explains the data its spacing is r_min (no energy-free
+        # reconstruction needed).
+        fits, chosen = fit_lattices(measured, lattice, spacing=r_min)
+    if estimate and chosen is not None:
+        estimated = chosen.spacing
+        r_info = {'value': chosen.spacing, 'error': chosen.spacing_error,
+                  'source': f'fitted {chosen.lattice} lattice'}
+    elif estimate:
         estimated, _ = estimate_equilibrium_distance(
             measured, weights=weights, grid_spacing=options.get(
                 'grid_spacing', default_grid_spacing(measured)),
             time_limit=_remaining(deadline))
+        r_info = {'value': estimated, 'error': None,
+                  'source': 'energy-free reconstruction'}
+        if lattice is not None and measured.ndim == 3:
+            # 3D: the energy-free estimate (the mode of the neighbour
+            # distances) is the first guess the lattice fit refines.
+            fits, chosen = fit_lattices(measured, lattice, spacing=estimated)
+            if chosen is not None:
+                estimated = chosen.spacing
+                r_info = {'value': chosen.spacing,
+                          'error': chosen.spacing_error,
+                          'source': f'fitted {chosen.lattice} lattice '
+                                    f'(from the energy-free estimate '
+                                    f'{r_info["value"]:.4g})'}
+    elif lattice is not None and measured.ndim == 3 and r_min is not None:
+        fits, chosen = fit_lattices(measured, lattice, spacing=r_min)
+    if estimated is not None:
         settings['potential'] = estimated
+    if lattice is not None:
+        report['lattice'] = {
+            'requested': lattice,
+            'chosen': None if chosen is None else chosen.lattice,
+            'threshold': LATTICE_RESIDUAL,
+            'fits': [fit.to_dict() for fit in fits],
+            # With the energy-free estimate, if one ran (3D).
+            'seconds': time.perf_counter() - began}
+        name = chosen.lattice if chosen is not None else (
+            lattice if lattice != 'auto' else None)
+        if name is not None:
+            from odl_atoms.solvers.starts import lattice_starts
+            spacing = None if r_min is not None or chosen is None or (
+                chosen.lattice != name) else chosen.spacing
+            options['starts'] = lattice_starts(name, spacing,
+                                               ndim=measured.ndim)
+        report['lattice']['starts'] = [
+            start.name for start in options.get('starts', ())] or ['greedy']
+    report['noise'] = noise
+    if takes_option(cls, 'seed'):
+        report['seed'] = seed
+    if r_info is not None and takes_option(cls, 'potential'):
+        report['r_min'] = r_info
     operator, shifts = measured.operator(), None
     aligning = bool(align) if align != 'auto' else cal is not None
     if aligning:
@@ -611,7 +699,169 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         result.info['calibration_rounds'] = history
     if estimated is not None:
         result.info['estimated_r_min'] = estimated
+    result.info.update(report)
+    gap = start_gap(result)
+    if gap is not None:
+        result.info['start_gap'] = gap
     return result
+
+
+def _noise_source(measured, options):
+    """``{'value', 'source'}``: the noise level `reconstruct` uses.
+
+    ``noise_std`` given (also None: unknown, not estimated), the
+    measurement's, or estimated from the data (`estimate_noise_std`)."""
+    if 'noise_std' in options:
+        return {'value': options['noise_std'], 'source': 'given'}
+    if measured.noise_std is not None:
+        return {'value': measured.noise_std, 'source': 'measurement'}
+    value, note = estimate_noise_std(measured)
+    return {'value': value,
+            'source': 'estimated' if value is not None else 'unknown',
+            'method': note}
+
+
+def estimate_noise_std(measured):
+    """Estimate the noise level per data value of a measurement.
+
+    The Poisson-Gaussian noise model of the data
+    (`~odl_atoms.calibration.noise.estimate_noise`: the power of the
+    data in the band of frequencies the atoms do not reach, regressed on
+    the local mean), as one ``noise_std``: the root mean square of the
+    values' standard deviations (`NoiseModel.effective_std`).
+
+    Parameters
+    ----------
+    measured : `~odl_atoms.io.ProjectionData`
+
+    Returns
+    -------
+    noise_std : float or None
+        None if the data are too small to tell; 0 if they hold no noise.
+    note : str
+        How it was found (and the estimator's warnings: for noise-free
+        simulated data the band still holds a little signal, and the
+        estimate is an upper bound).
+
+    Examples
+    --------
+    >>> import numpy as np, odl_atoms as oa
+    >>> phantom = oa.defect_phantom('vacancy')
+    >>> measured = oa.simulate(phantom.measure, np.radians([0, 60, 120]),
+    ...                        0.43, n_detector=96, noise=0.01, seed=0)
+    >>> std, _ = estimate_noise_std(measured)
+    >>> bool(abs(std / measured.noise_std - 1) < 0.05)
+    True
+    """
+    import numpy as np
+
+    from odl_atoms.calibration.noise import estimate_noise
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        try:
+            model = estimate_noise(measured)
+        except ValidationError as exc:
+            if 'no noise found' in str(exc):
+                return 0.0, f'estimated: {exc}'
+            return None, f'not estimated: {exc}'
+    values = np.asarray(measured.data, dtype=float)
+    if measured.background is not None:
+        values = values + np.asarray(measured.background, float).reshape(
+            (-1,) + (1,) * (values.ndim - 1))
+    std = model.effective_std(values, n=measured.pixels_averaged or 1)
+    notes = [str(w.message) for w in caught
+             if 'spectrum still falls' in str(w.message)]
+    note = model.details.get('method', 'estimate_noise')
+    if notes:
+        note += ('; the band holds signal, the estimate is an upper bound')
+    return float(std), note
+
+
+def _lattice_setting(cls, measured, lattice, options):
+    """``lattice`` if `reconstruct` uses it with this method (one with
+    starts, and no ``starts`` given), else None (a named lattice given to
+    a method without starts is warned about)."""
+    if lattice is None or 'starts' in options:
+        return None
+    if 'starts' not in cls.option_names():
+        if lattice != 'auto':
+            warnings.warn(f'{cls.__name__} does not use lattice starts; '
+                          f'lattice={lattice!r} ignored', UserWarning,
+                          stacklevel=3)
+        return None
+    from odl_atoms.solvers.starts import LATTICES_BY_NDIM
+    if lattice != 'auto' and lattice not in LATTICES_BY_NDIM[measured.ndim]:
+        raise ValidationError(
+            f'{lattice!r} is not a {measured.ndim}D lattice; choose one of '
+            f'{", ".join(LATTICES_BY_NDIM[measured.ndim])} (or auto)')
+    return lattice
+
+
+def fit_lattices(measured, lattice='auto', spacing=None):
+    """Fit lattices to a measurement: ``(fits, chosen)``.
+
+    Every named lattice of the data's dimension (``'auto'``) or the one
+    named, fitted with its spacing (`~odl_atoms.solvers.starts.fit_lattice`;
+    ``spacing`` is the first guess, required in 3D), best first. ``chosen``
+    is the best if it leaves at most `~odl_atoms.defaults.LATTICE_RESIDUAL`
+    of the data's energy unexplained, else None.
+
+    Examples
+    --------
+    >>> import numpy as np, odl_atoms as oa
+    >>> phantom = oa.defect_phantom('vacancy', lattice='hexagonal',
+    ...                             shape=(4, 4))
+    >>> measured = oa.simulate(phantom.measure, np.radians([0, 60, 120]),
+    ...                        0.43, n_detector=64)
+    >>> fits, chosen = fit_lattices(measured)
+    >>> [fit.lattice for fit in fits], chosen.lattice
+    (['hexagonal', 'square'], 'hexagonal')
+    """
+    from odl_atoms.solvers.starts import LATTICES_BY_NDIM, fit_lattice
+
+    names = (LATTICES_BY_NDIM[measured.ndim] if lattice == 'auto'
+             else (lattice,))
+    if spacing is None and measured.ndim != 2:
+        return [], None
+    operator, data = measured.operator(), measured.element()
+    fits = sorted((fit_lattice(operator, data, name, spacing)
+                   for name in names), key=lambda fit: fit.misfit)
+    chosen = fits[0] if fits and (
+        fits[0].residual_fraction <= LATTICE_RESIDUAL) else None
+    return fits, chosen
+
+
+def start_gap(result):
+    """Which start won and by how much, or None with one start.
+
+    Returns ``{'best', 'agreeing', 'runner_up', 'gap'}``: the winning start,
+    the other starts that ended at the same atoms (every atom matched,
+    `~odl_atoms.metrics.match_atoms`), the best start that ended elsewhere
+    (None if all agree) and how much higher its objective was, in atom
+    energies.
+    """
+    from odl_atoms.metrics import match_atoms
+
+    starts = result.info.get('starts') or []
+    unit = result.info.get('atom_energy') or 1.0
+    if len(starts) < 2:
+        return None
+    order = sorted(starts, key=lambda entry: entry['objective'])
+    best = order[0]
+    agreeing, runner_up = [], None
+    for entry in order[1:]:
+        same = (len(entry['positions']) == len(best['positions'])
+                and (len(best['positions']) == 0 or match_atoms(
+                    best['positions'], entry['positions']).exact))
+        if same:
+            agreeing.append(entry['start'])
+        elif runner_up is None:
+            runner_up = entry
+    return {'best': best['start'], 'agreeing': agreeing,
+            'runner_up': None if runner_up is None else runner_up['start'],
+            'gap': None if runner_up is None else float(
+                (runner_up['objective'] - best['objective']) / unit)}
 
 
 def needs_calibration(measured):

@@ -734,7 +734,7 @@ def calibrate_measurement(args, measured):
 
 def run_reconstruction(args, measured, solver='adcg', alpha=None, r_min=None,
                        weights=None, initial=None, desc=None, callback=None,
-                       raw=None, calibration=None, **options):
+                       raw=None, calibration=None, lattice=None, **options):
     """`odl_atoms.reconstruct` with progress bars and messages.
 
     With a ``calibration`` (`calibrate_measurement`), ``measured`` is the
@@ -742,9 +742,11 @@ def run_reconstruction(args, measured, solver='adcg', alpha=None, r_min=None,
     refines the calibration at the atoms it finds.
 
     Settings that the solver does not use and that were written on the
-    command line (``args._explicit``) are reported and dropped; ``r_min``
-    is estimated here first (with its own progress bar and message) when
-    `odl_atoms.reconstruct` would estimate it. ``None`` means "not given".
+    command line (``args._explicit``) are reported and dropped. Everything
+    left open (``r_min``, the seed, the noise level, the lattice) is chosen
+    by `odl_atoms.reconstruct` itself, as in Python: one path. ``None``
+    means "not given"; ``--noise-std none`` means "unknown, do not
+    estimate".
 
     Returns
     -------
@@ -779,15 +781,9 @@ def run_reconstruction(args, measured, solver='adcg', alpha=None, r_min=None,
     settings = {name: value for name, value in settings.items()
                 if name not in ignored and name != 'noise_std'
                 and value is not None}
-    estimated = None
-    if reconstruction.needs_r_min_estimate(cls, alpha, r_min):
-        grid_spacing = settings.get(
-            'grid_spacing', reconstruction.default_grid_spacing(measured))
-        estimated = equilibrium_distance(args, measured, weights,
-                                         grid_spacing, time_limit=remaining())
-        info(args, f'estimated r_min {estimated:.3f} Å (nearest-neighbour '
-                   f'distance of an energy-free reconstruction)')
-        settings['r_min'] = estimated
+    if getattr(args, 'noise_std', None) == 'none' and \
+            reconstruction.takes_option(cls, 'noise_std'):
+        settings['noise_std'] = None  # unknown: not estimated either
     bar = IterationBar(args, desc or cls.__name__)
     if callback is not None:
         both = bar
@@ -804,11 +800,19 @@ def run_reconstruction(args, measured, solver='adcg', alpha=None, r_min=None,
                                             initial=initial, **extra,
                                             callback=bar, checks=False,
                                             time_limit=remaining(),
-                                            **settings)
+                                            lattice=lattice, **settings)
+    except ValidationError as exc:
+        message = str(exc)
+        if not message.endswith('; give r_min'):
+            raise
+        raise UsageError(message.removesuffix('r_min') + '--r-min') from exc
     finally:
         (both if callback is not None else bar).close()
-    if estimated is not None:
-        result.info['estimated_r_min'] = estimated
+    source = result.info.get('r_min', {}).get('source')
+    if source == 'energy-free reconstruction':
+        info(args, f'estimated r_min {result.info["estimated_r_min"]:.3f} Å '
+                   f'(nearest-neighbour distance of an energy-free '
+                   f'reconstruction)')
     if result.info.get('stop_reason') == 'time_limit':
         warn(f'{cls.__name__} stopped at the time limit of {limit:g} s '
              f'(--time-limit) with its best answer so far, which may miss '

@@ -13,7 +13,7 @@ from odl_atoms.cli.common import (ATOM_SUFFIX_HELP, UsageError,
                                   positive, read_atoms_file, read_projections,
                                   reconstruction_figure, run_reconstruction,
                                   save_figure, write_text)
-from odl_atoms.defaults import DEFAULT_ALPHA
+from odl_atoms.defaults import DEFAULT_ALPHA, DEFAULT_SEED, LATTICE_NAMES
 from odl_atoms.reconstruction import SOLVERS
 
 HELP = 'projection-data file -> atom file'
@@ -27,8 +27,9 @@ EPILOG = ('The defaults also suit data not simulated with odl-atoms: '
           'adds w to the integral of every projection (give --weights in '
           'data units otherwise); a warning says when the scale looks wrong.')
 
-#: ``--lattice`` choices: 2D ones, then 3D (cubic) ones.
-LATTICES = ('square', 'hexagonal', 'fcc', 'bcc', 'sc')
+#: ``--lattice`` choices: 'auto', the 2D lattices, the 3D (cubic) ones,
+#: and 'none' (the greedy start alone).
+LATTICES = ('auto',) + LATTICE_NAMES + ('none',)
 
 
 def add_arguments(parser):
@@ -51,8 +52,10 @@ def add_arguments(parser):
                         metavar='Å',
                         help='equilibrium distance of the Lennard-Jones '
                              'potential (the nearest-neighbour distance); '
-                             'default: estimated from an energy-free '
-                             'reconstruction, as ADCG\'s "auto" does')
+                             'default: the spacing of the fitted lattice '
+                             'when one explains the data (--lattice), else '
+                             'estimated from an energy-free reconstruction; '
+                             'printed with its source')
     parser.add_argument('--weights', default=None, metavar='SPECIES=W,...',
                         help='allowed atom weights: one number, or by species '
                              'like Au=1,Pt=1.3 (default 1)')
@@ -60,11 +63,12 @@ def add_arguments(parser):
                         metavar='Å', help='atom std, overriding the file\'s')
     parser.add_argument('--noise-std', type=noise_std, default=None,
                         help='noise std per data value, overriding the '
-                             'file\'s (default: the file\'s; 0 for '
-                             'noise-free data). With it and --lattice, ADCG '
-                             'lowers alpha when its answer fits the data '
-                             'worse than the noise explains (discrepancy '
-                             'principle); "none" ignores it')
+                             'file\'s (default: the file\'s, else estimated '
+                             'from the data; 0 for noise-free data). With it '
+                             'and lattice starts, ADCG lowers alpha when its '
+                             'answer fits the data worse than the noise '
+                             'explains (discrepancy principle); "none": '
+                             'unknown (not estimated)')
     parser.add_argument('--init', metavar='ATOMS', default=None,
                         help='start from the atoms of this file')
     parser.add_argument('--grid-spacing', type=positive('--grid-spacing'),
@@ -72,17 +76,20 @@ def add_arguments(parser):
                         help='candidate grid spacing of ADCG (and annealing); '
                              'default: sigma in 2D (ADCG\'s), 2 sigma in 3D, '
                              'which is ~8x faster and found the same atoms')
-    parser.add_argument('--lattice', default=None, choices=LATTICES,
+    parser.add_argument('--lattice', default='auto', choices=LATTICES,
                         help='ADCG also starts from the best-fitting lattice '
                              'of this kind (one, one per half box, and in 2D '
-                             'two meeting at a searched cut), spacing r_min; '
-                             'the lowest objective wins. 2D: square, '
-                             'hexagonal (orientation searched); 3D: fcc, '
-                             'bcc, sc with cubic axes along x, y, z. Use it '
-                             'for crystals, above all when the angles are '
-                             'not zone axes')
+                             'two meeting at a searched cut), its spacing '
+                             'fitted to the data; the lowest objective wins. '
+                             '2D: square, hexagonal (orientation searched); '
+                             '3D: fcc, bcc, sc with cubic axes along x, y, '
+                             'z. auto (default): every lattice of the data\'s '
+                             'dimension is fitted, and the best one\'s starts '
+                             'join the greedy start when it explains the '
+                             'data; none: the greedy start alone')
     parser.add_argument('--seed', type=int, default=None,
-                        help='seed of randomised solvers (annealing)')
+                        help=f'seed of randomised steps (default '
+                             f'{DEFAULT_SEED}, as odl_atoms.reconstruct)')
     parser.add_argument('--intensity', type=positive('--intensity'),
                         default=None, metavar='I',
                         help='data of one atom of weight 1, in the units of '
@@ -95,21 +102,69 @@ def add_arguments(parser):
     add_limit_options(parser, time=True, force=True)
 
 
-def _lattice_starts(args, measured):
-    """ADCG's starts for ``--lattice`` (None without it)."""
-    if args.lattice is None:
-        return None
+def _lattice(args, measured):
+    """``(lattice, starts)``: `odl_atoms.reconstruct`'s ``lattice`` for
+    ``--lattice`` ('auto', a name or None), and the starts the memory check
+    counts (the largest set the reconstruction may run)."""
+    lattice = None if args.lattice == 'none' else args.lattice
     if args.solver != 'adcg':
-        raise UsageError('--lattice applies to --solver adcg only')
-    from odl_atoms.solvers.starts import CUBIC, lattice_starts
-    lattice_ndim = 3 if args.lattice in CUBIC else 2
-    if lattice_ndim != measured.ndim:
+        if lattice not in (None, 'auto'):
+            raise UsageError('--lattice applies to --solver adcg only')
+        return None, None
+    if lattice is None:
+        return None, None
+    from odl_atoms.solvers.starts import LATTICES_BY_NDIM, lattice_starts
+    names = LATTICES_BY_NDIM[measured.ndim]
+    if lattice != 'auto' and lattice not in names:
+        lattice_ndim = 3 if measured.ndim == 2 else 2
         raise UsageError(
-            f'--lattice {args.lattice} is a {lattice_ndim}D lattice but the '
-            f'data are {measured.ndim}D; use '
-            + ('fcc, bcc or sc' if measured.ndim == 3
-               else 'square or hexagonal'))
-    return lattice_starts(args.lattice)
+            f'--lattice {lattice} is a {lattice_ndim}D lattice but the '
+            f'data are {measured.ndim}D; use ' + ', '.join(names)
+            + ' or auto')
+    return lattice, lattice_starts(names[0] if lattice == 'auto' else lattice,
+                                   ndim=measured.ndim)
+
+
+def _defaults_lines(info):
+    """What `odl_atoms.reconstruct` chose where the command line left it
+    open: the lattice, r_min, the noise level and the starts' outcome."""
+    lines = []
+    lattice = info.get('lattice')
+    if lattice and lattice.get('fits'):
+        fits = ', '.join(
+            f'{fit["lattice"]} {100 * fit["residual_fraction"]:.2g} %'
+            for fit in lattice['fits'])
+        chosen = lattice.get('chosen')
+        lines.append(
+            f'lattice fit (data left unexplained): {fits}; '
+            + (f'{chosen} explains the data (<= '
+               f'{100 * lattice["threshold"]:g} %)' if chosen else
+               f'none explains the data (> {100 * lattice["threshold"]:g} '
+               f'%)')
+            + f'; starts: {", ".join(lattice["starts"])} '
+            f'({lattice["seconds"]:.1f} s)')
+    r_min = info.get('r_min')
+    if r_min and r_min.get('source') != 'given':
+        error = (f' +- {r_min["error"]:.2g}' if r_min.get('error')
+                 is not None else '')
+        lines.append(f'r_min {r_min["value"]:.3f}{error} Å '
+                     f'({r_min["source"]})')
+    noise = info.get('noise')
+    if noise and noise.get('source') == 'estimated':
+        lines.append(f'noise_std {noise["value"]:.4g} estimated from the '
+                     f'data ({noise.get("method")})')
+    gap = info.get('start_gap')
+    if gap:
+        text = f'best start: {gap["best"]}'
+        if gap['agreeing']:
+            text += f' (same atoms: {", ".join(gap["agreeing"])})'
+        if gap['runner_up'] is not None:
+            text += (f'; next best with other atoms: {gap["runner_up"]}, '
+                     f'{gap["gap"]:.3g} atom energies higher')
+        else:
+            text += '; every start ended at these atoms'
+        lines.append(text)
+    return lines
 
 
 def run(args):
@@ -144,7 +199,7 @@ def run(args):
     measured, calibration = calibrate_measurement(args, raw)
     weights = parse_weights(args.weights)
     cls = solver_class(args.solver)
-    starts = _lattice_starts(args, measured)
+    lattice, starts = _lattice(args, measured)
     check_input(args, measured, args.solver, weights=weights,
                 r_min=args.r_min, grid_spacing=args.grid_spacing,
                 starts=starts)
@@ -162,7 +217,7 @@ def run(args):
     result = run_reconstruction(
         args, measured, solver=args.solver, alpha=args.alpha,
         r_min=args.r_min, weights=weights, initial=init,
-        grid_spacing=args.grid_spacing, starts=starts, callback=store,
+        grid_spacing=args.grid_spacing, lattice=lattice, callback=store,
         raw=raw, calibration=calibration)
     if calibration is not None:
         measured = result.info.get('calibrated', measured)
@@ -189,6 +244,8 @@ def run(args):
           f'{result.n_iterations} iterations, data misfit '
           f'{result.data_misfit:.4g}'
           + (f', estimated r_min {r_est:.3f} Å' if r_est else ''))
+    for line in _defaults_lines(result.info):
+        print(line)
     lowered = result.info.get('lowered_alpha')
     if lowered:
         print(f'alpha lowered from {lowered[0]["alpha"]:.3g} to '
@@ -208,7 +265,10 @@ def run(args):
               'r_min': args.r_min or r_est,
               'n_atoms': result.n_atoms,
               'time': result.time, 'n_iterations': result.n_iterations,
-              'data_misfit': result.data_misfit, 'energy': result.energy}
+              'data_misfit': result.data_misfit, 'energy': result.energy,
+              'defaults': {key: result.info[key] for key in (
+                  'lattice', 'r_min', 'noise', 'seed', 'start_gap')
+                  if key in result.info}}
     if truth is not None:
         match = match_atoms(truth, result.measure)
         scores = match.as_dict()
