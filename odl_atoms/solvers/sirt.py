@@ -52,6 +52,7 @@ SIRT, which fits the data, conserves the total weight.
 """
 
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,7 +66,8 @@ from odl_atoms.parameter_choice import discrepancy_bound
 from odl_atoms.solvers.base import Reconstruction, Solver
 from odl_atoms.solvers.options import count, positive, set_option
 
-__all__ = ('SIRT', 'DEFAULT_N_ITER', 'DEFAULT_TAU', 'SIRT_IMPLS')
+__all__ = ('SIRT', 'DEFAULT_N_ITER', 'DEFAULT_TAU', 'SIRT_IMPLS',
+           'nothing_picked_message')
 
 #: Default number of iterations. SIRT's error falls fast for the first tens
 #: of iterations and then slowly (its regularisation is early stopping). On
@@ -354,9 +356,65 @@ class SIRT(Solver):
                 'pixel_size': self.resolved_pixel_size(problem)}
         if threshold is not None:
             info['discrepancy_threshold'] = float(threshold)
+        if measure.n_atoms == 0:
+            # Say so, and why: a silent empty answer sent users looking for
+            # the fault in the wrong place (issue 19).
+            info['message'] = nothing_picked_message(problem, image, picker)
+            warnings.warn(info['message'], UserWarning, stacklevel=3)
         return Reconstruction(measure=measure, objective=history,
                               n_iterations=len(history), image=image,
                               info=info)
+
+
+def nothing_picked_message(problem, image, picker):
+    """Why picking found no atom in a SIRT image, and what to do.
+
+    The data's integral says how many atoms they hold
+    (`~odl_atoms.problem.expected_atoms`). Under half an atom of the
+    smallest allowed weight, the data are not in units of one atom (a
+    microscope's fractions of the beam or counts): no peak of the image
+    reaches an atom. Otherwise the atoms are there but the image's peaks
+    stay below the picker's threshold (too few iterations, or too few
+    angles smearing them).
+
+    Examples
+    --------
+    >>> import odl
+    >>> from odl.applications import tomo
+    >>> import odl_atoms as oa
+    >>> space = oa.SparseMeasureSpace([-4, -4], [4, 4])
+    >>> geometry = tomo.Parallel2dGeometry(
+    ...     odl.uniform_partition(0, np.pi, 3), odl.uniform_partition(-6, 6, 48))
+    >>> op = oa.GaussianRayTransform(space, geometry, sigma=0.3)
+    >>> atoms = space.element([[-1.0, 0.5], [1.2, -0.7]])
+    >>> problem = oa.Problem(op, 0.01 * op(atoms).data)    # 1 % of an atom
+    >>> print(nothing_picked_message(problem, None, oa.AtomPicker(0.3)))
+    SIRT + picking found no atoms: the data hold 0.02 atoms of weight 1 (the integral of a projection per atom), so no peak reaches half an atom: the data are not in units of one atom (fractions of the beam or detector counts?). Calibrate them (odl_atoms.reconstruct calibrates data whose intensity_unit is not 'atoms'; odl_atoms.calibration.calibrate), or give the intensity of one atom in data units (reconstruct(..., intensity=...), --intensity) or the atom weights in data units
+    """
+    count = problem.expected_atoms()
+    weight = float(problem.allowed.min() / problem.intensity)
+    if count < 0.5:
+        return (f'SIRT + picking found no atoms: the data hold {count:.2g} '
+                f'atoms of weight {weight:g} (the integral of a projection '
+                f'per atom), so no peak reaches half an atom: the data are '
+                f'not in units of one atom (fractions of the beam or detector '
+                f'counts?). Calibrate them (odl_atoms.reconstruct calibrates '
+                f"data whose intensity_unit is not 'atoms'; "
+                f'odl_atoms.calibration.calibrate), or give the intensity of '
+                f'one atom in data units (reconstruct(..., intensity=...), '
+                f'--intensity) or the atom weights in data units')
+    peak = (float(np.max(image.data)) if image is not None
+            and image.size else float('nan'))
+    needed = (picker.peak_threshold(image.space)
+              if image is not None and hasattr(picker, 'peak_threshold')
+              else float('nan'))
+    return (f'SIRT + picking found no atoms although the data hold '
+            f'{count:.3g} atoms of weight {weight:g}: the image\'s highest '
+            f'value is {peak:.3g}, the picker takes peaks above {needed:.3g} '
+            f'and atoms of weight >= half the smallest allowed. Run more '
+            f'iterations (n_iter) or give more angles, lower the picker\'s '
+            f'threshold (AtomPicker(threshold=..., min_weight=...)), or use '
+            f'ADCG')
 
 
 # --- Planning: grid, slicing, backend
