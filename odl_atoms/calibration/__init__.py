@@ -24,7 +24,10 @@ background. One idea per module:
   peaks whole numbers of atoms (`estimate_intensity`, `integer_unit`);
 - `~odl_atoms.calibration.refine`: all of it by least squares at given atoms
   (`refine_calibration`), and other atom models for comparison
-  (`fit_forward_model`).
+  (`fit_forward_model`);
+- `~odl_atoms.calibration.scale`: whether one atom fits the data at all
+  (`atom_fraction`, `scale_message`: data in microscope units given as
+  atom units).
 
 `calibrate` runs the estimators in that order and returns a `Calibration`,
 which turns the measurement into projection data in atom units
@@ -63,6 +66,8 @@ from odl_atoms.calibration.refine import (FORWARD_MODELS, ModelFit,
                                           RefinedCalibration,
                                           fit_forward_model,
                                           refine_calibration)
+from odl_atoms.calibration.scale import (MIN_ATOM_FRACTION, atom_fraction,
+                                         scale_message)
 from odl_atoms.calibration.width import WidthEstimate, estimate_width
 from odl_atoms.errors import ValidationError
 from odl_atoms.io.prepare import estimate_background
@@ -72,7 +77,8 @@ __all__ = ('Calibration', 'calibrate', 'NoiseModel', 'estimate_noise',
            'estimate_width', 'IntensityEstimate', 'UnitEstimate',
            'estimate_intensity', 'integer_unit', 'projection_scales',
            'RefinedCalibration', 'refine_calibration', 'ModelFit',
-           'fit_forward_model', 'FORWARD_MODELS', 'CALIBRATED_UNIT')
+           'fit_forward_model', 'FORWARD_MODELS', 'CALIBRATED_UNIT',
+           'atom_fraction', 'scale_message', 'MIN_ATOM_FRACTION')
 
 #: ``intensity_unit`` of calibrated projection data: one atom of weight 1
 #: integrates to 1 in every projection.

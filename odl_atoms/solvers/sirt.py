@@ -371,11 +371,12 @@ def nothing_picked_message(problem, image, picker):
 
     The data's integral says how many atoms they hold
     (`~odl_atoms.problem.expected_atoms`). Under half an atom of the
-    smallest allowed weight, the data are not in units of one atom (a
-    microscope's fractions of the beam or counts): no peak of the image
-    reaches an atom. Otherwise the atoms are there but the image's peaks
-    stay below the picker's threshold (too few iterations, or too few
-    angles smearing them).
+    smallest allowed weight, or when no single atom fits the data anywhere
+    (`~odl_atoms.calibration.scale_message`), the data are not in units of
+    one atom (a microscope's fractions of the beam or counts): no peak of
+    the image reaches an atom. Otherwise the atoms are there but the
+    image's peaks stay below the picker's threshold (too few iterations, or
+    too few angles smearing them).
 
     Examples
     --------
@@ -403,6 +404,15 @@ def nothing_picked_message(problem, image, picker):
                 f'odl_atoms.calibration.calibrate), or give the intensity of '
                 f'one atom in data units (reconstruct(..., intensity=...), '
                 f'--intensity) or the atom weights in data units')
+    from odl_atoms.calibration.scale import scale_message
+
+    # The integral misses data in microscope units of a large particle
+    # (hundreds of atoms at 0.4 % of the beam integrate to ~2 "atoms"); a
+    # single atom that fits nowhere does not.
+    scale = scale_message(problem.operator, problem.data,
+                          float(problem.allowed.min()))
+    if scale is not None:
+        return f'SIRT + picking found no atoms: {scale}'
     peak = (float(np.max(image.data)) if image is not None
             and image.size else float('nan'))
     needed = (picker.peak_threshold(image.space)
