@@ -437,6 +437,49 @@ def test_forward_models_recover_what_made_the_data():
         fit_forward_model(op, noisy, core.positions, model='magic')
 
 
+def _two_species_case(light, seed=1):
+    """A 5 x 5 crystal with a vacancy, a third of its columns of intensity
+    0.05 (Au-like) and the rest ``0.05 * light``, at six angles, recorded as
+    images (Poisson counts of 1e5 electrons per unit) and prepared."""
+    phantom = oa.lattice_with_vacancy(shape=(5, 5), spacing=2.04)
+    angles = np.radians([0, 30, 60, 90, 120, 150])
+    clean = oa.simulate(phantom.measure, angles, sigma=0.4,
+                        detector_cell=0.29)
+    n = clean.positions.shape[0]
+    rng = np.random.default_rng(seed)
+    heavy = rng.permutation(n) < n // 3
+    op = clean.operator()
+    data = op.project(clean.positions, np.where(heavy, 1.0, light))
+    images = np.repeat((INTENSITY * data.reshape(clean.data.shape)
+                        + 0.001)[:, None, :], ROWS, axis=1)
+    images = rng.poisson(1e5 * images) / 1e5
+    series = TiltSeries(images, angles, pixel_size=0.29)
+    return clean.positions, heavy, oa.prepare_projections(series, ndim=2), \
+        series
+
+
+def test_species_told_apart_by_their_fitted_intensities():
+    from odl_atoms.calibration import fit_species
+
+    # Au- and Ag-like columns (intensity ratio 0.45, about (47/79)^1.7):
+    # every column gets its species, each species its intensity.
+    positions, heavy, measured, series = _two_species_case(0.45)
+    cal = calibrate(measured, images=series)
+    op = dataclasses.replace(measured, sigma=cal.sigma).operator()
+    species = fit_species(op, measured.data, positions)
+    np.testing.assert_array_equal(species.labels, heavy.astype(int))
+    np.testing.assert_allclose(species.intensities,
+                               [0.45 * INTENSITY, INTENSITY], rtol=0.02)
+    assert species.separation > 10
+    # One species: the two clusters are noise, and the separation says so.
+    positions, heavy, measured, series = _two_species_case(1.0)
+    species = fit_species(op, measured.data, positions)
+    assert species.separation < 5
+    np.testing.assert_allclose(species.intensities, INTENSITY, rtol=0.01)
+    with pytest.raises(ValidationError, match='n_species'):
+        fit_species(op, measured.data, positions, n_species=1)
+
+
 def test_refine_bad_inputs():
     measured, _, clean = _zone_axis_case()
     op = clean.operator()

@@ -23,8 +23,9 @@ background. One idea per module:
   totals and the intensity of one atom as the unit that makes the isolated
   peaks whole numbers of atoms (`estimate_intensity`, `integer_unit`);
 - `~odl_atoms.calibration.refine`: all of it by least squares at given atoms
-  (`refine_calibration`), and other atom models for comparison
-  (`fit_forward_model`);
+  (`refine_calibration`), other atom models for comparison
+  (`fit_forward_model`), and species told apart by the intensity each atom
+  needs (`fit_species`);
 - `~odl_atoms.calibration.scale`: whether one atom fits the data at all
   (`atom_fraction`, `scale_message`: data in microscope units given as
   atom units).
@@ -63,8 +64,8 @@ from odl_atoms.calibration.noise import NoiseModel, estimate_noise
 from odl_atoms.calibration.peaks import (PeakFit, fit_peaks, fit_projections,
                                          half_width)
 from odl_atoms.calibration.refine import (FORWARD_MODELS, ModelFit,
-                                          RefinedCalibration,
-                                          fit_forward_model,
+                                          RefinedCalibration, SpeciesFit,
+                                          fit_forward_model, fit_species,
                                           refine_calibration)
 from odl_atoms.calibration.scale import (MIN_ATOM_FRACTION, atom_fraction,
                                          scale_message)
@@ -78,7 +79,8 @@ __all__ = ('Calibration', 'calibrate', 'NoiseModel', 'estimate_noise',
            'estimate_intensity', 'integer_unit', 'projection_scales',
            'RefinedCalibration', 'refine_calibration', 'ModelFit',
            'fit_forward_model', 'FORWARD_MODELS', 'CALIBRATED_UNIT',
-           'atom_fraction', 'scale_message', 'MIN_ATOM_FRACTION')
+           'atom_fraction', 'scale_message', 'MIN_ATOM_FRACTION',
+           'SpeciesFit', 'fit_species')
 
 #: ``intensity_unit`` of calibrated projection data: one atom of weight 1
 #: integrates to 1 in every projection.
