@@ -11,8 +11,17 @@ falls.
 ``s`` per data value, the expected squared noise norm is ``delta^2 = c N s^2``
 (``N`` data values, ``c`` the cell weight of the projection space); an
 answer is acceptable while its residual is at most ``tau * delta``
-(`~odl_atoms.defaults.DISCREPANCY_TAU`, 1.1). `DiscrepancyPrinciple` is
-that rule, in one place:
+(`~odl_atoms.defaults.DISCREPANCY_TAU`, 1.1). For noise whose variance
+differs from value to value (a microscope's Poisson-Gaussian noise,
+`~odl_atoms.calibration.NoiseModel`), ``s`` is the root-mean-square
+standard deviation, ``s^2`` the mean of the variances
+(`Calibration.noise_std <odl_atoms.calibration.Calibration.noise_std>`):
+``c N s^2`` is then still the expected squared norm of the noise, the
+misfit the solvers' unweighted least-squares data term gives it (tested
+against the noise's own misfit in tests/test_noise_model.py; a data term
+weighted by the variances was measured and not taken,
+benchmarks/results/noise_model.md). `DiscrepancyPrinciple` is that rule,
+in one place:
 
 - `DiscrepancyPrinciple.bound`: the largest data misfit it accepts;
 - `DiscrepancyPrinciple.search`: the sequential rule, around any

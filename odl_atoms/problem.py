@@ -275,7 +275,12 @@ class Problem:
     noise_std : float, optional
         Standard deviation of the data noise per data value, if known (0 for
         noise-free data): the solvers' stopping rules and the discrepancy
-        principle use it.
+        principle use it. For noise that varies from value to value
+        (Poisson-Gaussian), the root-mean-square standard deviation
+        (`Calibration.noise_std <odl_atoms.calibration.Calibration.noise_std>`),
+        whose ``N noise_std^2`` is the expected squared noise norm the
+        discrepancy principle needs
+        (`~odl_atoms.parameter_choice.discrepancy_bound`).
     max_atoms : int, optional
         Guard on the number of atoms. Default (`default_max_atoms`): twice
         the atoms the data hold at the smallest weight, plus 10.

@@ -102,3 +102,63 @@ def test_scale_message_for_a_particle_in_fractions_of_the_beam():
     message = scale_message(op, data)
     assert message is not None and 'intensity of one atom' in message
     assert scale_message(op, np.asarray(measured.data)) is None
+
+
+# --- The discrepancy principle under the calibrated noise model
+
+
+def test_discrepancy_bound_is_the_squared_norm_of_the_calibrated_noise():
+    # Poisson counts (gain 0.8 units per electron) of a 7 x 7 crystal in
+    # fractions of the beam, calibrated from the images; the bound ADCG and
+    # SIRT stop at (tau = 1) against the mean of 0.5 c ||noise||^2 over
+    # noise realisations put through the same preparation and calibration
+    # (the noise-free images prepared and calibrated alike as reference).
+    import dataclasses
+
+    from odl_atoms.calibration import NoiseModel, calibrate
+    from odl_atoms.io import TiltSeries
+    from odl_atoms.parameter_choice import discrepancy_bound
+
+    phantom = oa.lattice_with_vacancy(spacing=2.04)
+    angles = np.radians([0, 45, 90])
+    clean = oa.simulate(phantom.measure, angles, sigma=0.4,
+                        detector_cell=0.29)
+    expected = np.repeat((0.05 * np.asarray(clean.data) + 0.002)[:, None, :],
+                         20, axis=1)
+    electrons, gain = 2e4, 0.8
+    rng = np.random.default_rng(7)
+
+    def prepared(images):
+        series = TiltSeries(images, angles, pixel_size=0.29)
+        return series, oa.prepare_projections(series, ndim=2,
+                                              background=None)
+
+    series, measured = prepared(
+        gain * rng.poisson(electrons * expected) / electrons)
+    estimated = calibrate(measured, images=series, backgrounds=0.0)
+    exact = dataclasses.replace(estimated,
+                                noise=NoiseModel(gain / electrons, 0.0))
+
+    def bound_of(cal):
+        calibrated = cal.apply(measured)
+        problem = oa.Problem(calibrated.operator(), calibrated.element(),
+                             alpha=0, noise_std=calibrated.noise_std)
+        return discrepancy_bound(problem, tau=1.0)
+
+    cal = estimated
+    op = cal.apply(measured).operator()
+    reference = cal.apply(prepared(gain * expected)[1]).data
+    c = op.inner_weight
+    misfits = []
+    for _ in range(30):
+        noisy = cal.apply(prepared(
+            gain * rng.poisson(electrons * expected) / electrons)[1]).data
+        misfits.append(0.5 * c * float(np.sum((noisy - reference) ** 2)))
+    empirical = float(np.mean(misfits))
+    # 30 draws of a sum of 240 squares: their mean to about 2 %. With the
+    # noise model that made the data, the bound is the noise's misfit.
+    assert bound_of(exact) == pytest.approx(empirical, rel=0.05)
+    # With the one estimated from the images (its gain 9 % low here).
+    assert bound_of(estimated) == pytest.approx(empirical, rel=0.15)
+    # A noise level off by 30 % would be seen.
+    assert abs(1.3 ** 2 * bound_of(exact) / empirical - 1) > 0.3

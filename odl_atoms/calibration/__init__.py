@@ -204,7 +204,12 @@ class Calibration:
 
     def noise_std(self, measured):
         """The root-mean-square noise of ``apply(measured).data`` (a
-        ``noise_std`` for `~odl_atoms.Problem`), or None."""
+        ``noise_std`` for `~odl_atoms.Problem`), or None.
+
+        Its square is the mean of `variances`: ``N noise_std^2`` is the
+        expected squared norm of the noise, what the discrepancy principle
+        of the solvers' (unweighted) data term needs
+        (`~odl_atoms.parameter_choice.discrepancy_bound`)."""
         var = self.variances(measured)
         if var is None:
             if measured.noise_std is None:
