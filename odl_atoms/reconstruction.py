@@ -659,8 +659,17 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
             lattice if lattice != 'auto' else None)
         if name is not None:
             from odl_atoms.solvers.starts import lattice_starts
-            spacing = None if r_min is not None or chosen is None or (
-                chosen.lattice != name) else chosen.spacing
+            # The lattice's spacing: r_min when given, else the fitted one
+            # (r_min then too), else the estimate, else the fit's.
+            if r_min is not None:
+                spacing = float(r_min)
+            elif chosen is not None and chosen.lattice == name:
+                spacing = chosen.spacing
+            elif estimated is not None:
+                spacing = estimated
+            else:
+                spacing = next((fit.spacing for fit in fits
+                                if fit.lattice == name), None)
             options['starts'] = lattice_starts(name, spacing,
                                                ndim=measured.ndim)
         report['lattice']['starts'] = [

@@ -162,7 +162,10 @@ def test_reconstruct_auto_runs_greedy_alone_on_amorphous_atoms():
     assert [s['start'] for s in info['starts']] == ['greedy']
     assert info['r_min']['source'] == 'energy-free reconstruction'
     assert 'start_gap' not in info
-    assert oa.match_atoms(truth, result.measure).f1 > 0.9
+    # Then the answer is the greedy search's (lattice=None), bit for bit.
+    greedy = reconstruct(measured, lattice=None)
+    np.testing.assert_array_equal(result.measure.positions,
+                                  greedy.measure.positions)
 
 
 def test_noise_std_is_estimated_when_unknown():
@@ -242,9 +245,10 @@ def test_command_line_and_python_give_the_same_atoms(solver, tmp_path,
     printed = capsys.readouterr().out
     cli = oa.read_atoms(out)
     python = reconstruct(read_projections(path), solver)
+    # Equal up to the atom file's 8 decimals.
     np.testing.assert_allclose(np.sort(cli.positions[:, :2], axis=0),
                                np.sort(python.measure.positions, axis=0),
-                               atol=1e-9)
+                               atol=1e-7)
     defaults = json.loads(summary.read_text())['defaults']
     assert defaults['noise']['source'] == 'estimated'
     if solver == 'adcg':
