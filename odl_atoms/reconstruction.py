@@ -41,6 +41,16 @@ __all__ = ('reconstruct', 'reconstruct_alphas',
 #: (``result.info['stop_reason'] == 'time_limit'``).
 DEFAULT_TIME_LIMIT = 3600.0
 
+#: `estimate_noise_std` keeps an estimate made from a band that still holds
+#: signal (an upper bound) only if it is at most this fraction of the data's
+#: root mean square; larger, the noise level stays unknown (a guard: data
+#: with detail up to the pixel size and little noise). On noise-free
+#: simulations (7 x 7 crystals with a defect, 96 cells, 0/90, 0/45/90 and
+#: 0/60/120 degrees) every estimate was below 0.16 % of it, flagged or
+#: not; with 1 % Gaussian noise the estimates were 0.98-1.13 % and
+#: unflagged.
+NOISE_BOUND = 0.01
+
 #: Most reconstructions after the first one in `reconstruct`'s calibration
 #: loop (each refits the atom model at the atoms found, then searches again
 #: from them).
@@ -778,13 +788,19 @@ def estimate_noise_std(measured):
     if measured.background is not None:
         values = values + np.asarray(measured.background, float).reshape(
             (-1,) + (1,) * (values.ndim - 1))
-    std = model.effective_std(values, n=measured.pixels_averaged or 1)
-    notes = [str(w.message) for w in caught
-             if 'spectrum still falls' in str(w.message)]
+    std = float(model.effective_std(values, n=measured.pixels_averaged or 1))
     note = model.details.get('method', 'estimate_noise')
-    if notes:
-        note += ('; the band holds signal, the estimate is an upper bound')
-    return float(std), note
+    if any('spectrum still falls' in str(w.message) for w in caught):
+        # Signal in the band: the estimate is an upper bound. Only a small
+        # bound is kept (`NOISE_BOUND`).
+        rms = float(np.sqrt(np.mean(np.square(values))))
+        if not std <= NOISE_BOUND * rms:
+            return None, (f'not estimated: the highest frequencies still '
+                          f'hold signal (bound {std:.3g}, more than '
+                          f'{100 * NOISE_BOUND:g} % of the data\'s root '
+                          f'mean square)')
+        note += '; the band holds signal: an upper bound'
+    return std, note
 
 
 def _lattice_setting(cls, measured, lattice, options):

@@ -1297,7 +1297,9 @@ def _spacing_error(operator, y, points, spacing, value):
         return float('inf')
     trace = [i * d + i for i in range(d)]
     var_scale = cov[np.ix_(trace, trace)].sum() / d ** 2
-    return float(spacing * np.sqrt(max(var_scale, 0.0)))
+    error = float(spacing * np.sqrt(max(var_scale, 0.0)))
+    # A map the data do not determine (too few sites): no error bar.
+    return error if np.isfinite(error) and error < spacing else float('inf')
 
 
 def rank_lattices(operator, data, spacing=None, rounds=3):
