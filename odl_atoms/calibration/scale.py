@@ -83,8 +83,9 @@ def scale_message(operator, data, weight=1.0, names=None):
     operator, data, weight :
         As in `atom_fraction`.
     names : dict, optional
-        How to name the settings a user can change (keys ``'intensity'``
-        and ``'weights'``; default the library's, `odl_atoms.checks.API_NAMES`).
+        How to name the settings a user can change (keys ``'intensity'``,
+        ``'weights'`` and ``'calibration'``; default the library's,
+        `odl_atoms.checks.API_NAMES`).
 
     Examples
     --------
