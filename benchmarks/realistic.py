@@ -49,7 +49,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from _common import markdown_table, stamp, write_result, write_rows  # noqa: E402
+from _common import (markdown_table, read_rows, stamp,  # noqa: E402
+                     write_result, write_rows)
 
 DATA = os.path.join(HERE, 'data', 'realistic')
 RESULTS = os.path.join(HERE, 'results')
@@ -156,8 +157,9 @@ def run_case(name, variant, root=DATA):
     if shifts is not None and true_shifts.size and np.any(true_shifts):
         from odl_atoms.alignment import decompose_shifts
         op = result.info['calibrated'].operator()
-        error = shifts.reshape(len(true_shifts), -1)[:, :1] \
-            - true_shifts.reshape(-1, 1)
+        # abTEM's shifts are along the detector's first axis (x) only.
+        error = shifts.reshape(len(true_shifts), -1).copy()
+        error[:, 0] -= true_shifts
         # Only what the data determine: no translation of the object.
         _, _, residual = decompose_shifts(op, error)
         row['shift_error_cells'] = float(np.abs(residual).max()
@@ -204,6 +206,9 @@ def main(argv=None):
     parser.add_argument('--workers', type=int, default=2)
     parser.add_argument('--data', default=DATA)
     parser.add_argument('--output', default=RESULTS)
+    parser.add_argument('--add', action='store_true',
+                        help='keep the rows of the existing results file '
+                             'whose case and variant are not run again')
     args = parser.parse_args(argv)
     sys.path.insert(0, HERE)
     from realistic_data import CASES
@@ -227,13 +232,24 @@ def main(argv=None):
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(_job, jobs))
     wall = time.perf_counter() - start
-    write_rows(os.path.join(args.output, 'realistic.csv'), rows)
+    table = os.path.join(args.output, 'realistic.csv')
+    n_new = len(rows)
+    if args.add and os.path.isfile(table):
+        run = {(r['case'], r['variant']) for r in rows}
+        rows = [r for r in read_rows(table)
+                if (r['case'], r['variant']) not in run] + rows
+        order = {name: k for k, name in enumerate(CASES)}
+        rows.sort(key=lambda r: (order.get(r['case'], len(order)),
+                                 r['variant']))
+    write_rows(table, rows)
     write_result(os.path.join(args.output, 'realistic.md'),
                  'Realistic data: abTEM tilt series to atoms',
                  render(rows, wall, load, args.workers),
-                 measured=f'{stamp()}; {len(rows)} runs in {wall / 60:.1f} '
+                 measured=f'{stamp()}; {n_new} runs in {wall / 60:.1f} '
                           f'min with {args.workers} workers, load '
-                          f'{load[0]:.1f} at the start')
+                          f'{load[0]:.1f} at the start'
+                          + (f' ({len(rows) - n_new} rows of an earlier run '
+                             f'kept, --add)' if len(rows) > n_new else ''))
     return 0
 
 
