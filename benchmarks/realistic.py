@@ -333,7 +333,7 @@ def targets(rows):
         f'{rate((r for r in default if r["intensity_ref"]), lambda r: within(r, "intensity", "intensity_ref"))}',
         f'- shifts to 0.1 pixel: '
         f'{rate(shifted, lambda r: r["shift_error_cells"] <= 0.1)}',
-        f'- median CPU time per 2D reconstruction (target < 30 s): '
+        '- median CPU time per 2D reconstruction (target < 30 s): '
         + (f'{np.median(cpu):.1f} s' if cpu else 'no run'),
     ]
     return '\n'.join(lines)
