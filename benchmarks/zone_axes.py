@@ -146,9 +146,12 @@ def against(rows, baseline):
 
     Matches the runs by configuration, defect, angles, noise and seed;
     counts the runs with the same exactness and the same F1, and lists
-    every run whose exactness changed, with the truth's objective (relaxed
-    from its exact positions) to tell a search failure (truth lower: ADCG
-    is to blame) from a modelling one (answer lower: the objective).
+    every run whose exactness or F1 changed, with the truth's objective
+    (relaxed from its exact positions) to tell a search failure (truth
+    lower: ADCG is to blame) from a modelling one (answer lower: the
+    objective), each at the energy weight its run ended with (the
+    discrepancy principle may have lowered it; objectives at different
+    weights do not compare).
     """
     old = {tuple(r[k] for k in KEY): r for r in baseline}
     pairs = [(old[tuple(r[k] for k in KEY)], r) for r in rows
@@ -176,12 +179,14 @@ def against(rows, baseline):
               f"{100 * b['noise']:.0f} %", b['seed'],
               f"{a['f1']:.3f} -> {b['f1']:.3f}",
               f"{a['objective']:.6f} -> {b['objective']:.6f}",
-              f"{b['truth_objective']:.6f}", blame(a), blame(b)]
+              f"{b['truth_objective']:.6f}",
+              f"{a['alpha']:.2g} -> {b['alpha']:.2g}", blame(a), blame(b)]
              for a, b in changed]
     text.append(markdown_table(
         ['configuration', 'defect', 'angles', 'noise', 'seed',
          'F1 (baseline -> now)', 'objective (baseline -> now)',
-         'truth relaxed (now)', 'baseline failure', 'failure now'], table))
+         'truth relaxed (now)', 'alpha (baseline -> now)',
+         'baseline failure', 'failure now'], table))
     return '\n'.join(text)
 
 
