@@ -278,3 +278,26 @@ def test_getting_started_case_is_exact_with_the_defaults(tmp_path, capsys,
     summary = json.loads((tmp_path / 'summary.json').read_text())
     assert summary['defaults']['lattice']['chosen'] == 'hexagonal'
     assert summary['metrics']['f1'] == 1.0
+
+
+def test_fit_lattice_from_half_the_spacing_finds_the_crystal():
+    # Half the spacing, every other site occupied, is the same crystal:
+    # the fit must report the crystal's spacing (r_min is taken from it),
+    # not the finer lattice's.
+    phantom, measured = crystal('square', angles=(0, 45, 90))
+    a = phantom.lattice_spacing
+    fitted = fit_lattice(measured.operator(), measured.element(), 'square',
+                         spacing=a / 2)
+    assert abs(fitted.spacing / a - 1) < 5e-3
+    assert oa.match_atoms(phantom.measure, fitted.positions).exact
+
+
+def test_a_named_lattice_is_chosen_even_when_it_explains_little():
+    # The user knows the crystal: the named lattice is used, though it
+    # leaves more than LATTICE_RESIDUAL unexplained ('auto' declines).
+    measured = oa.simulate(amorphous(), np.radians([0, 60, 120]), 0.43,
+                           n_detector=64, noise=0.01, seed=0)
+    fits, chosen = fit_lattices(measured, 'square')
+    assert [fit.lattice for fit in fits] == ['square']
+    assert chosen is fits[0]
+    assert chosen.residual_fraction > LATTICE_RESIDUAL

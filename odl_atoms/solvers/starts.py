@@ -1151,7 +1151,7 @@ class FittedLattice:
 
 
 def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
-                spacing_range=None, level=0.5):
+                spacing_range=None, level=0.5, _coarser=False):
     """Fit a named lattice, its spacing included, to the data.
 
     1. Without ``spacing`` (2D only): a coarse scan of the nearest-neighbour
@@ -1163,6 +1163,9 @@ def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
        fitted to the data (`_affine_refine`), whose scale corrects the
        spacing. Repeated (``rounds``) until the scale changes by less than
        0.1 %.
+    3. If the occupied sites' median neighbour distance is above 1.3
+       spacings (a finer lattice occupied on a coarser one), the fit is
+       repeated from that distance and kept unless it explains less.
 
     Measured on 7 x 7 crystals with a defect at 0/60/120 and at generic
     3-angle sets, noise 0 and 1 %: the true lattice's spacing to 0.1 %,
@@ -1241,10 +1244,16 @@ def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
         points = fit.best(fit.box, bases, offsets, -fit.y)[1]
         if not len(points):
             break
-        points, maps = _affine_refine(misfit, points,
-                                      np.zeros(len(points), int), space,
-                                      maps=True)
+        refined, maps = _affine_refine(misfit, points,
+                                       np.zeros(len(points), int), space,
+                                       maps=True)
         scale = abs(np.linalg.det(maps[0])) ** (1.0 / d)
+        if not 0.5 < scale < 2:
+            # A map this far from the identity fits no lattice (an atom
+            # width beyond the box drove the spacing towards 0 and the
+            # next round's sites past the memory): keep the unrefined fit.
+            break
+        points = refined
         spacing *= scale
         if d == 2 and len(points) >= 3:
             all_bases = start.bases(d, spacing)
@@ -1254,8 +1263,22 @@ def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
             break
     value = misfit.data_misfit(points, np.ones(len(points)))
     error = _spacing_error(operator, y, points, spacing, value)
-    return FittedLattice(lattice, spacing, error, value, 0.5 * c * (y @ y),
-                         points)
+    fitted = FittedLattice(lattice, spacing, error, value, 0.5 * c * (y @ y),
+                           points)
+    if len(points) >= 3 and not _coarser:
+        # The scan can land on a fraction of the spacing whose occupied
+        # sites are the crystal itself (the 5 x 5 abTEM gold crystal at
+        # 0/45/90 fitted a square lattice at half its 2.04 A spacing, equally
+        # well; r_min then came out half the neighbour distance and ADCG
+        # split a column). The occupied sites' neighbour distance says so:
+        # refit at it and keep the coarser lattice unless it fits worse.
+        neighbour = float(np.median(cKDTree(points).query(points, 2)[0][:, 1]))
+        if neighbour > 1.3 * spacing:
+            coarser = fit_lattice(operator, data, lattice, spacing=neighbour,
+                                  rounds=rounds, level=level, _coarser=True)
+            if coarser.misfit <= value + 0.01 * fitted.data_energy:
+                return coarser
+    return fitted
 
 
 def _spacing_error(operator, y, points, spacing, value):
