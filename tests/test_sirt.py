@@ -422,3 +422,22 @@ def test_unsupported_geometries_on_the_cpu():
     if cuda_available():  # pragma: no cover - no GPU on the test machines
         solve_empty(GaussianRayTransform(space3, tilted, 0.3),
                     impl='astra_cuda')
+
+
+def test_nothing_picked_says_why_for_any_picker():
+    from odl_atoms.picking import AtomPicker
+    phantom = defect_phantom('vacancy', shape=(3, 3))
+    measured = simulate(phantom.measure, np.radians([0, 45, 90]), 0.43,
+                        n_detector=48, seed=0)
+    problem = Problem(measured.operator(), measured.element())
+    # The picker's peak height is quoted when it has one ...
+    strict = SIRT(picker=AtomPicker(0.43, threshold=1e6))
+    with pytest.warns(UserWarning, match='takes peaks above 1e.06') as seen:
+        assert strict.solve(problem).measure.n_atoms == 0
+    assert 'data hold 8 atoms' in str(seen[0].message)
+    # ... and a callable picker without one (e.g. the learned picker) gets
+    # no made-up number.
+    empty = SIRT(picker=lambda image, space: space.element())
+    with pytest.warns(UserWarning, match='found no peak') as seen:
+        assert empty.solve(problem).measure.n_atoms == 0
+    assert 'nan' not in str(seen[0].message)

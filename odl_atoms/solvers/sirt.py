@@ -415,16 +415,21 @@ def nothing_picked_message(problem, image, picker):
         return f'SIRT + picking found no atoms: {scale}'
     peak = (float(np.max(image.data)) if image is not None
             and image.size else float('nan'))
-    needed = (picker.peak_threshold(image.space)
-              if image is not None and hasattr(picker, 'peak_threshold')
-              else float('nan'))
+    if image is not None and hasattr(picker, 'peak_threshold'):
+        rule = (f'the picker takes peaks above '
+                f'{picker.peak_threshold(image.space):.3g} and atoms of '
+                f'weight >= half the smallest allowed')
+        lower = "lower the picker's threshold (AtomPicker(threshold=..., " \
+                "min_weight=...))"
+    else:
+        # A picker without a peak height (the learned one) decides by a
+        # probability: no image value to quote.
+        rule = f'{type(picker).__name__} found no peak'
+        lower = "lower the picker's threshold"
     return (f'SIRT + picking found no atoms although the data hold '
             f'{count:.3g} atoms of weight {weight:g}: the image\'s highest '
-            f'value is {peak:.3g}, the picker takes peaks above {needed:.3g} '
-            f'and atoms of weight >= half the smallest allowed. Run more '
-            f'iterations (n_iter) or give more angles, lower the picker\'s '
-            f'threshold (AtomPicker(threshold=..., min_weight=...)), or use '
-            f'ADCG')
+            f'value is {peak:.3g}, {rule}. Run more iterations (n_iter) or '
+            f'give more angles, {lower}, or use ADCG')
 
 
 # --- Planning: grid, slicing, backend
