@@ -301,3 +301,28 @@ def test_a_named_lattice_is_chosen_even_when_it_explains_little():
     assert [fit.lattice for fit in fits] == ['square']
     assert chosen is fits[0]
     assert chosen.residual_fraction > LATTICE_RESIDUAL
+
+
+@pytest.mark.parametrize('lattice', ['fcc', 'bcc', 'sc'])
+def test_auto_lattice_picks_the_cubic_lattice_of_a_3d_particle(lattice):
+    # Particles built by ASE (independent of the project's phantoms), 5
+    # tilts in +-70 degrees, 1 % noise. A simple cubic particle is also a
+    # bcc lattice with the cube centres empty (equally good fit): the
+    # crystal's own lattice must come first, with its own spacing.
+    from ase.build import bulk
+    from ase.cluster import Octahedron
+    from scipy.spatial import cKDTree
+    atoms = {'fcc': lambda: Octahedron('Au', 5, 1),
+             'bcc': lambda: bulk('Fe', 'bcc', a=2.87,
+                                 cubic=True).repeat((3, 3, 3)),
+             'sc': lambda: bulk('Po', 'sc', a=2.9).repeat((4, 4, 4))}[
+                 lattice]()
+    points = atoms.positions - atoms.positions.mean(axis=0)
+    half = np.abs(points).max() + 3.0
+    truth = oa.SparseMeasureSpace([-half] * 3, [half] * 3).element(points)
+    measured = oa.simulate(truth, np.radians(np.linspace(-70, 70, 5)), 0.4,
+                           n_detector=48, noise=0.01, seed=0)
+    neighbour = np.median(cKDTree(points).query(points, 2)[0][:, 1])
+    fits, chosen = fit_lattices(measured, spacing=1.03 * neighbour)
+    assert chosen is not None and chosen.lattice == lattice
+    assert chosen.spacing == pytest.approx(neighbour, rel=5e-3)
