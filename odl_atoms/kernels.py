@@ -16,7 +16,10 @@ on the compiler's reassociation):
   ``0.5 ||R(x, w) - y||^2`` with respect to positions and weights);
 - `lennard_jones`: the pair energy and its gradient of
   `odl_atoms.functionals.LennardJones` (smooth or shifted cut-off, inner
-  core), by dense pair sums for few atoms and a cell list for many.
+  core), by dense pair sums for few atoms and a cell list for many;
+- `Projector.group_residuals` and `box_qp`: the lattice searches of
+  `odl_atoms.solvers.starts` (the residuals of many site sets at once,
+  and the box-constrained occupation QPs of many site sets).
 
 The arithmetic follows the NumPy reference (the same window rule, cell masses
 from the normal tails as there) but is not a copy of it: the tails come from
@@ -46,7 +49,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
 
 __all__ = ('AVAILABLE', 'backend', 'use_backend', 'Projector',
-           'lennard_jones', 'warm_up', 'DENSE_PAIRS_MAX_ATOMS')
+           'lennard_jones', 'box_qp', 'warm_up', 'DENSE_PAIRS_MAX_ATOMS')
 
 #: True if numba imports (the compiled kernels can run).
 AVAILABLE = numba is not None
@@ -527,6 +530,162 @@ def self_inner_3d(pu, pv):
     return out
 
 
+@_njit
+def group_residuals_2d(fu, pu, starts, background, nu):
+    """``background + sum of the unit atoms starts[g]:starts[g + 1]`` per
+    group ``g``, ``(groups, size)``: each row summed as `project_2d` does
+    (atoms in order, then the background added)."""
+    n_groups = starts.size - 1
+    size = background.size
+    out = np.zeros((n_groups, size))
+    ones = np.ones(pu.shape[0])
+    for g in range(n_groups):
+        lo, hi = starts[g], starts[g + 1]
+        row = out[g]
+        _project_2d(fu[lo:hi], pu[lo:hi], ones[lo:hi], nu, row)
+        for q in range(size):
+            row[q] = background[q] + row[q]
+    return out
+
+
+@_njit
+def group_residuals_3d(fu, pu, fv, pv, starts, background, nu, nv):
+    """As `group_residuals_2d` for 2D detectors."""
+    n_groups = starts.size - 1
+    size = background.size
+    out = np.zeros((n_groups, size))
+    ones = np.ones(pu.shape[0])
+    for g in range(n_groups):
+        lo, hi = starts[g], starts[g + 1]
+        row = out[g]
+        _project_3d(fu[lo:hi], pu[lo:hi], fv[lo:hi], pv[lo:hi], ones[lo:hi],
+                    nu, nv, row)
+        for q in range(size):
+            row[q] = background[q] + row[q]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Box-constrained quadratic programmes (the lattice occupations)
+
+@_njit
+def _box_qp_group(columns, linear, lipschitz, w, members, n_iter, tol):
+    """FISTA on the problems ``members`` together, in place on ``w``, until
+    none of their entries moves by ``tol`` or more (see `box_qp`).
+
+    ``columns[j, q]`` is column ``q`` of problem ``j``'s Hessian: the
+    gradient is a sum of columns over the nonzero entries of the iterate
+    (the empty sites of a lattice stay at 0: most of them), a contiguous
+    loop the compiler vectorises without reordering any sum.
+    """
+    n = columns.shape[1]
+    p = members.size
+    z = np.empty((p, n))
+    new = np.empty((p, n))
+    grad = np.empty(n)
+    for k in range(p):
+        for i in range(n):
+            z[k, i] = w[members[k], i]
+    t = 1.0
+    for _ in range(n_iter):
+        t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * t * t))
+        momentum = (t - 1.0) / t_new
+        largest = 0.0
+        for k in range(p):
+            j = members[k]
+            for i in range(n):
+                grad[i] = -linear[j, i]
+            for q in range(n):
+                zq = z[k, q]
+                if zq != 0.0:
+                    for i in range(n):
+                        grad[i] += columns[j, q, i] * zq
+            lip = lipschitz[j]
+            for i in range(n):
+                v = z[k, i] - grad[i] / lip
+                if v < 0.0:
+                    v = 0.0
+                elif v > 1.0:
+                    v = 1.0
+                new[k, i] = v
+        for k in range(p):
+            j = members[k]
+            for i in range(n):
+                step = new[k, i] - w[j, i]
+                if abs(step) > largest:
+                    largest = abs(step)
+                z[k, i] = new[k, i] + momentum * step
+                w[j, i] = new[k, i]
+        t = t_new
+        if largest < tol:
+            break
+
+
+@_njit
+def _box_qp_groups(columns, linear, lipschitz, w, order, starts, n_iter,
+                   tol):
+    for g in range(starts.size - 1):
+        _box_qp_group(columns, linear, lipschitz, w,
+                      order[starts[g]:starts[g + 1]], n_iter, tol)
+
+
+def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
+    """Minimise ``0.5 w^T H w - b^T w`` over ``0 <= w <= 1``, compiled.
+
+    The iteration of the NumPy reference
+    `odl_atoms.solvers.starts._box_qp` (accelerated projected gradient
+    from the clipped diagonal solution, step ``1 / L`` with ``L`` the
+    largest absolute row sum of ``H``; the problems of a group stop
+    together once none of their occupations moves by ``tol`` or more,
+    after at most ``n_iter`` iterations), one loop over the entries
+    instead of batched array operations: the same iterates to rounding.
+
+    Parameters
+    ----------
+    hessian : (p, n, n) array
+    linear : (p, n) array
+    n_iter : int, optional
+    tol : float, optional
+    groups : (p,) array, optional
+        A label per problem; default one group of all.
+
+    Returns
+    -------
+    w : (p, n) array
+
+    Examples
+    --------
+    >>> h = np.array([[[2.0, 1.0], [1.0, 2.0]]])
+    >>> box_qp(h, np.array([[3.0, -1.0]])).round(6).tolist()
+    [[1.0, 0.0]]
+    """
+    hessian = np.ascontiguousarray(hessian, dtype=float)
+    linear = np.ascontiguousarray(linear, dtype=float)
+    if hessian.ndim != 3 or linear.shape != hessian.shape[:2] or \
+            hessian.shape[1] != hessian.shape[2]:
+        raise ValueError(f'`hessian` must be (p, n, n) and `linear` (p, n), '
+                         f'got {hessian.shape} and {linear.shape}')
+    diagonal = np.diagonal(hessian, axis1=-2, axis2=-1)
+    w = np.minimum(np.maximum(
+        linear / np.where(diagonal > 0, diagonal, 1.0), 0.0), 1.0)
+    lipschitz = np.abs(hessian).sum(axis=-1).max(axis=-1)
+    lipschitz = np.ascontiguousarray(np.where(lipschitz > 0, lipschitz, 1.0))
+    if groups is None:
+        order = np.arange(len(w))
+        starts = np.array([0, len(w)])
+    else:
+        labels = np.unique(groups, return_inverse=True)[1].ravel()
+        order = np.argsort(labels, kind='stable')
+        starts = np.searchsorted(labels[order],
+                                 np.arange(labels.max(initial=-1) + 2))
+    if len(w):
+        # Columns as rows (the Gram matrices are symmetric only to rounding).
+        columns = np.ascontiguousarray(hessian.transpose(0, 2, 1))
+        _box_qp_groups(columns, linear, lipschitz, w, order.astype(np.int64),
+                       starts.astype(np.int64), int(n_iter), float(tol))
+    return w
+
+
 # ---------------------------------------------------------------------------
 # Fused data term: profiles, projection, residual, adjoint in one call.
 
@@ -762,6 +921,24 @@ class Projector:
         if self.k == 1:
             return self_inner_2d(prof[0][1])
         return self_inner_3d(prof[0][1], prof[1][1])
+
+    def group_residuals(self, prof, starts, background):
+        """``background + P(sites of group g)`` for every group, ``(g,
+        size)``: unit weights, the atoms of group ``g`` the rows
+        ``starts[g]:starts[g + 1]`` of `profiles`; each row equals
+        ``background + project_profiles`` of its atoms alone."""
+        starts = np.ascontiguousarray(starts, dtype=np.int64)
+        background = np.ascontiguousarray(background, dtype=float).ravel()
+        if background.size != self.size:
+            raise ValueError(f'`background` must have {self.size} values, '
+                             f'got {background.size}')
+        if self.k == 1:
+            (fu, pu, _), = prof
+            return group_residuals_2d(fu, pu, starts, background,
+                                      self.shape[1])
+        (fu, pu, _), (fv, pv, _) = prof
+        return group_residuals_3d(fu, pu, fv, pv, starts, background,
+                                  self.shape[1], self.shape[2])
 
     # --- Whole evaluations from positions
 
@@ -1046,13 +1223,13 @@ def warm_up():
     Returns
     -------
     seconds : dict
-        Wall seconds spent on the projector kernels in 2D and 3D and on the
-        Lennard-Jones kernels.
+        Wall seconds spent on the projector kernels in 2D and 3D, on the
+        Lennard-Jones kernels and on the lattice QP (`box_qp`).
 
     Examples
     --------
     >>> sorted(warm_up())
-    ['Lennard-Jones', 'projector 2D', 'projector 3D']
+    ['Lennard-Jones', 'lattice QP', 'projector 2D', 'projector 3D']
     """
     import time
     from types import SimpleNamespace
@@ -1080,6 +1257,7 @@ def warm_up():
             proj.jacobian_profiles(prof, w, x, w)
             proj.self_inner_profiles(prof)
             proj.data_term(x, w, y)
+            proj.group_residuals(prof, np.array([0, 1, 2]), y)
         seconds[f'projector {d}D'] = time.perf_counter() - start
     start = time.perf_counter()
     if AVAILABLE:
@@ -1088,4 +1266,8 @@ def warm_up():
         lj_cells(np.zeros((2, 2)), par, True)
         lj_pair_terms(np.ones(2), par)
     seconds['Lennard-Jones'] = time.perf_counter() - start
+    start = time.perf_counter()
+    if AVAILABLE:
+        box_qp(np.eye(2)[None], np.ones((1, 2)), groups=np.zeros(1))
+    seconds['lattice QP'] = time.perf_counter() - start
     return seconds

@@ -407,3 +407,86 @@ def test_lennard_jones_core_and_outliers_match_numpy(d):
     x = space.element(positions)
     assert lj_n(x) == pytest.approx(reference[0], rel=RTOL)
     assert_close(lj_n.gradient(x).data, reference[1])
+
+
+# --- The lattice searches: residuals of many site sets, occupation QPs
+
+
+@pytest.mark.parametrize('kind', ['2d', '2d-nonuniform', '3d-axis'])
+def test_group_residuals_match_numpy_projections(kind):
+    """Each row of `Projector.group_residuals` against the NumPy projection
+    of its atoms alone plus the background (empty groups included)."""
+    op, _, x, _ = problem(kind, n=12)
+    rng = np.random.default_rng(2)
+    background = rng.standard_normal(op.range.shape).ravel()
+    starts = np.array([0, 3, 3, 10, 12])  # the second group is empty
+    proj = kernels.Projector.of(op.frame, op.sigma, op.truncate, op.mode)
+    got = proj.group_residuals(proj.profiles(x), starts, background)
+    assert got.shape == (4, background.size)
+    for g in range(4):
+        part = x[starts[g]:starts[g + 1]]
+        with kernels.use_backend('numpy'):
+            expected = background + Stencil(
+                op.frame, part, op.sigma, op.truncate, op.mode).project(
+                    np.ones(len(part)))
+        assert_close(got[g], expected)
+    with pytest.raises(ValueError, match='background'):
+        proj.group_residuals(proj.profiles(x), starts, background[:-1])
+
+
+def random_box_qps(rng, count, n, scale=1.0):
+    """Least-squares box QPs ``G^T G``, ``G^T y`` of random sizes <= n,
+    zero-padded to n: the shape of the lattice occupation problems."""
+    hessians = np.zeros((count, n, n))
+    linear = np.zeros((count, n))
+    systems = []
+    for k in range(count):
+        size = int(rng.integers(1, n + 1))
+        g = np.abs(rng.normal(size=(3 * size, size))) * scale
+        y = g @ rng.uniform(-0.3, 1.3, size) + rng.normal(0, 0.1, 3 * size)
+        hessians[k, :size, :size] = g.T @ g
+        linear[k, :size] = g.T @ y
+        systems.append((g, y))
+    return hessians, linear, systems
+
+
+@pytest.mark.parametrize('grouped', [False, True])
+def test_box_qp_matches_the_numpy_iteration_and_scipy(grouped):
+    """`kernels.box_qp` against the batched NumPy iteration it compiles
+    (the same iterates to rounding, groups stopping on their own) and, run
+    to convergence, against SciPy's bounded least squares."""
+    from scipy.optimize import lsq_linear
+
+    from odl_atoms.solvers.starts import _box_qp_numpy
+
+    rng = np.random.default_rng(3)
+    hessians, linear, systems = random_box_qps(rng, 40, 9)
+    groups = rng.integers(0, 5, 40) if grouped else None
+    got = kernels.box_qp(hessians, linear, groups=groups)
+    expected = _box_qp_numpy(hessians, linear, groups=groups)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
+    assert np.array_equal(got > 0.5, expected > 0.5)
+    exact = kernels.box_qp(hessians, linear, n_iter=20000, tol=1e-13,
+                           groups=groups)
+    for k, (g, y) in enumerate(systems):
+        n = g.shape[1]
+        reference = lsq_linear(g, y, bounds=(0, 1), tol=1e-13).x
+        np.testing.assert_allclose(exact[k, :n], reference, atol=1e-6)
+        assert np.all(exact[k, n:] == 0)
+
+
+def test_box_qp_groups_stop_on_their_own():
+    """A group that converges at once keeps its first iterate whatever the
+    others do: solved together or alone, the same answer."""
+    rng = np.random.default_rng(4)
+    hessians, linear, _ = random_box_qps(rng, 12, 7)
+    groups = np.repeat([2, 0, 1], 4)
+    together = kernels.box_qp(hessians, linear, n_iter=50, groups=groups)
+    for label in (0, 1, 2):
+        rows = groups == label
+        alone = kernels.box_qp(hessians[rows], linear[rows], n_iter=50)
+        np.testing.assert_array_equal(together[rows], alone)
+    assert kernels.box_qp(np.zeros((0, 3, 3)), np.zeros((0, 3))).shape == \
+        (0, 3)
+    with pytest.raises(ValueError, match='hessian'):
+        kernels.box_qp(np.zeros((2, 3, 3)), np.zeros((2, 4)))

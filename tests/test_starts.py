@@ -225,6 +225,69 @@ def test_stacked_lattice_search_equals_the_loop_over_lattices(occupancy):
                           rtol=1e-10, atol=1e-12)
 
 
+def test_batched_lattice_data_equal_one_lattice_at_a_time():
+    """`_LatticeFit.stacks` (the sites, support and windows of many bases
+    computed together) against `stack` of each basis in a fresh fit, and
+    `_LatticeFit.values` (compiled residuals of many site sets) against
+    `value` set by set: the same numbers, bit for bit."""
+    from odl_atoms import kernels
+
+    phantom, measured = generic_problem('vacancy', shape=(5, 5),
+                                        angles=(0, 60, 120))
+    a = phantom.lattice_spacing
+    op, data = measured.operator(), measured.element()
+    for occupancy in (True, False):
+        start = oa.LatticeStart('square', n_orientations=4, n_offsets=3,
+                                occupancy=occupancy)
+        fit, bases, offsets, box, _ = start._search(op, data, a)
+        together = fit.stacks(bases, offsets)
+        for basis, got in zip(bases, together):
+            alone = start._search(op, data, a)[0]
+            assert alone is not fit
+            want = alone.stack(basis, offsets)
+            for name in ('points', 'valid', 'index', 'values', 'gram'):
+                if getattr(want, name) is None:
+                    assert getattr(got, name) is None
+                else:
+                    assert np.array_equal(getattr(got, name),
+                                          getattr(want, name)), name
+    stack = together[1]
+    background = fit.project(np.asarray(phantom.measure.positions)[:5]) \
+        - fit.y
+    filled = stack.valid.copy()
+    filled[0] = False  # an empty site set: the background alone
+    with kernels.use_backend('numba'):
+        got = fit.values(stack.points, filled, background)
+    want = [fit.value(p[f], background) for p, f in zip(stack.points, filled)]
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('lattice', ['square', 'hexagonal'])
+def test_fit_lattice_compiled_equals_the_numpy_reference(lattice):
+    """`fit_lattice` with the compiled lattice search (batched residuals,
+    compiled occupation QP) against the NumPy backend (one projection per
+    site set, the batched NumPy QP): the same lattice sites and spacing."""
+    from odl_atoms import kernels
+    from odl_atoms.solvers.starts import fit_lattice
+
+    phantom = oa.defect_phantom('vacancy', lattice=lattice, shape=(4, 4))
+    measured = simulate(phantom.measure, np.radians([0, 60, 120]),
+                        0.15 * phantom.lattice_spacing, n_detector=64,
+                        noise=0.01, seed=0)
+    op, data = measured.operator(), measured.element()
+    fits = {}
+    for name in ('numpy', 'numba'):
+        with kernels.use_backend(name):
+            fits[name] = fit_lattice(op, data, lattice)
+    got, want = fits['numba'], fits['numpy']
+    assert got.positions.shape == want.positions.shape
+    assert np.allclose(got.positions, want.positions, atol=1e-6)
+    assert got.spacing == pytest.approx(want.spacing, rel=1e-8)
+    assert got.misfit == pytest.approx(want.misfit, rel=1e-6, abs=1e-9)
+    assert abs(got.spacing / phantom.lattice_spacing - 1) < 0.01
+
+
 def test_occupancy_fit_finds_the_lattice_all_occupied_sites_miss():
     """7 x 7 vacancy at 63.9/66.7/142.3 degrees (a random set of the
     benchmark): with every supported site counted as occupied the best

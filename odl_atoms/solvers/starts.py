@@ -35,6 +35,7 @@ from scipy.interpolate import RegularGridInterpolator
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
+from odl_atoms import kernels
 from odl_atoms.geometry import as_data
 from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import Stencil
@@ -65,6 +66,9 @@ _QP_BYTES = 2 ** 26
 
 #: Candidate lattice sites (all offsets together) tested in one batch.
 _STACK_SITES = 2 ** 18
+
+#: Data values of the residuals (one per site set) computed in one batch.
+_RESIDUAL_VALUES = 2 ** 22
 
 #: Names `LatticeStart` knows: 2D (orientation searched) and 3D cubic.
 NAMED_LATTICES = ('square', 'hexagonal') + tuple(CUBIC)
@@ -643,6 +647,35 @@ class _LatticeFit:
         r = background + (self.project(points) if len(points) else 0.0)
         return 0.5 * self.c * float(r @ r)
 
+    def values(self, points, filled, background):
+        """`value` of every site set: ``points[k][filled[k]]``, ``(m,)``.
+
+        With the compiled kernels the windows of all sets come from one
+        call and their residuals from another (`Projector.group_residuals`,
+        in chunks of `_RESIDUAL_VALUES`), each summed as `value` sums it:
+        the same numbers as the loop of `value` over the sets, which
+        the NumPy backend runs.
+        """
+        m = len(points)
+        if kernels.backend() != 'numba' or not m:
+            return np.array([self.value(p[f], background)
+                             for p, f in zip(points, filled)])
+        op = self.operator
+        projector = kernels.Projector.of(self.frame, op.sigma, op.truncate,
+                                         op.mode)
+        counts = filled.sum(axis=1)
+        out = np.empty(m)
+        per = max(1, _RESIDUAL_VALUES // max(projector.size, 1))
+        for begin in range(0, m, per):
+            part = slice(begin, begin + per)
+            sites = points[part][filled[part]]
+            starts = np.concatenate([[0], np.cumsum(counts[part])])
+            residuals = projector.group_residuals(
+                projector.profiles(sites), starts, background)
+            for k, r in enumerate(residuals):
+                out[begin + k] = 0.5 * self.c * float(r @ r)
+        return out
+
     def lattice(self, basis, offset):
         """The supported sites of one lattice in the box, with their data.
 
@@ -684,55 +717,93 @@ class _LatticeFit:
         sites, their support and their windows are computed for all
         offsets together; each lattice is then what `lattice` gives.
         """
-        key = ('stack', basis.tobytes(), offsets.tobytes())
-        stack = self._lattices.get(key)
-        if stack is not None:
-            return stack
-        sites = _lattice_sites(*self.box, basis)
-        d = sites.shape[1]
-        shifts = offsets @ basis
-        # In chunks of offsets: a 3D box of 10^4 atoms has 10^5 sites per
-        # offset, and 216 offsets at once would take gigabytes.
-        per = max(1, _STACK_SITES // max(len(sites), 1))
+        return self.stacks(basis[None], offsets)[0]
+
+    def stacks(self, bases, offsets):
+        """`stack` of every basis of ``bases`` ``(k, d, d)``: those not kept
+        are built together (one support test and one window computation
+        for all their sites: the same numbers, fewer calls)."""
+        keys = [('stack', basis.tobytes(), offsets.tobytes())
+                for basis in bases]
+        out = [self._lattices.get(key) for key in keys]
+        missing = [j for j, stack in enumerate(out) if stack is None]
+        if missing:
+            built = self._build_stacks([bases[j] for j in missing], offsets)
+            for j, stack in zip(missing, built):
+                out[j] = stack
+                if self._kept + stack.nbytes <= _KEEP_BYTES:
+                    self._lattices[keys[j]] = stack
+                    self._kept += stack.nbytes
+        return out
+
+    def _build_stacks(self, bases, offsets):
+        m = len(offsets)
+        d = offsets.shape[1]
+        # The candidate sites of every basis and offset, in chunks of at
+        # most _STACK_SITES: a 3D box of 10^4 atoms has 10^5 sites per
+        # offset, and 216 offsets at once would take gigabytes. Each chunk
+        # is tested for support at once (``owner``: basis * m + offset).
         which, points = [np.zeros(0, int)], [np.zeros((0, d))]
-        for begin in range(0, len(shifts), per):
-            every = (sites[None] + shifts[begin:begin + per, None]).reshape(
-                -1, d)
+        pending, count = [], 0
+
+        def flush():
+            if not pending:
+                return
+            every = np.concatenate([e for e, _ in pending])
+            owner = np.concatenate([o for _, o in pending])
             inside = _inside(every, *self.box)
-            chunk = every[inside]
-            owner = np.repeat(np.arange(begin, begin + len(
-                shifts[begin:begin + per])), len(sites))[inside]
+            chunk, owner = every[inside], owner[inside]
             if len(chunk):
                 supported = self.support(chunk) >= self.threshold
                 chunk, owner = chunk[supported], owner[supported]
             which.append(owner)
             points.append(chunk)
+            pending.clear()
+
+        for j, basis in enumerate(bases):
+            sites = _lattice_sites(*self.box, basis)
+            shifts = offsets @ basis
+            per = max(1, _STACK_SITES // max(len(sites), 1))
+            for begin in range(0, m, per):
+                part = shifts[begin:begin + per]
+                if count + len(part) * len(sites) > _STACK_SITES:
+                    flush()
+                    count = 0
+                pending.append((
+                    (sites[None] + part[:, None]).reshape(-1, d),
+                    np.repeat(j * m + np.arange(begin, begin + len(part)),
+                              len(sites))))
+                count += len(part) * len(sites)
+        flush()
         which, points = np.concatenate(which), np.concatenate(points)
         op = self.operator
         if self.occupancy_fit and len(points):
             index, values = Stencil(self.frame, points, op.sigma,
                                     op.truncate, op.mode).windows()
-        entries = []
-        for k in range(len(offsets)):
-            rows = np.flatnonzero(which == k)
-            n = len(rows)
-            if not self.occupancy_fit:
-                entries.append((points[rows], None, None, None))
-            elif n == 0:
-                entries.append((points[rows], np.zeros((0, 1), int),
-                                np.zeros((0, 1)), np.zeros((0, 0))))
-            else:
-                # As in `lattice`: the columns as a dense matrix.
-                flat = index[rows] * n + np.arange(n)[:, None]
-                g = np.bincount(flat.ravel(), weights=values[rows].ravel(),
-                                minlength=self.y.size * n).reshape(-1, n)
-                entries.append((points[rows], index[rows], values[rows],
-                                g.T @ g))
-        stack = _LatticeStack(entries, d)
-        if self._kept + stack.nbytes <= _KEEP_BYTES:
-            self._lattices[key] = stack
-            self._kept += stack.nbytes
-        return stack
+        # The sites of each lattice in the order of their owner's sites.
+        order = np.argsort(which, kind='stable')
+        bounds = np.searchsorted(which[order], np.arange(len(bases) * m + 1))
+        stacks = []
+        for j in range(len(bases)):
+            entries = []
+            for k in range(m):
+                rows = order[bounds[j * m + k]:bounds[j * m + k + 1]]
+                n = len(rows)
+                if not self.occupancy_fit:
+                    entries.append((points[rows], None, None, None))
+                elif n == 0:
+                    entries.append((points[rows], np.zeros((0, 1), int),
+                                    np.zeros((0, 1)), np.zeros((0, 0))))
+                else:
+                    # As in `lattice`: the columns as a dense matrix.
+                    flat = index[rows] * n + np.arange(n)[:, None]
+                    g = np.bincount(flat.ravel(),
+                                    weights=values[rows].ravel(),
+                                    minlength=self.y.size * n).reshape(-1, n)
+                    entries.append((points[rows], index[rows], values[rows],
+                                    g.T @ g))
+            stacks.append(_LatticeStack(entries, d))
+        return stacks
 
     def occupancies(self, problems, background):
         """Each site set's best 0/1 occupation and its misfit.
@@ -799,17 +870,15 @@ class _LatticeFit:
         if incumbent is not None:
             best = (self.value(incumbent, background), incumbent, None)
         pending, size = [], 0
-        for j, basis in enumerate(bases):
-            stack = self.stack(basis, offsets)
+        plain = []  # without occupancy: (j, points, filled), judged at once
+        for j, stack in enumerate(self.stacks(bases, offsets)):
             keep = stack.select(region, mask)
             if keep is None:
                 continue
             lattices, order, filled = keep
             points = stack.points[lattices[:, None], order]
             if not self.occupancy_fit:
-                values = np.array([self.value(p[f], background)
-                                   for p, f in zip(points, filled)])
-                best = self._better(best, j, values, points, filled)
+                plain.append((j, points, filled))
                 continue
             rows = lattices[:, None]
             pair = filled[:, :, None] & filled[:, None, :]
@@ -826,6 +895,20 @@ class _LatticeFit:
                 pending, size = [], 0
         if pending:
             best = self._judge(best, pending, background)
+        if plain:
+            # The misfits of every basis's lattices in one batch (`values`).
+            size = max(points.shape[1] for _, points, _ in plain)
+            padded = [(np.pad(points, ((0, 0), (0, size - points.shape[1]),
+                                       (0, 0))),
+                       np.pad(filled, ((0, 0), (0, size - filled.shape[1]))))
+                      for _, points, filled in plain]
+            values = self.values(np.concatenate([p for p, _ in padded]),
+                                 np.concatenate([f for _, f in padded]),
+                                 background)
+            counts = np.cumsum([0] + [len(points) for _, points, _ in plain])
+            for (j, points, filled), lo, hi in zip(plain, counts[:-1],
+                                                   counts[1:]):
+                best = self._better(best, j, values[lo:hi], points, filled)
         return best
 
     def _judge(self, best, pending, background):
@@ -929,6 +1012,20 @@ def _box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
     >>> _box_qp(h, b).round(6).tolist()  # both bounds active (KKT holds)
     [1.0, 0.0]
     """
+    if kernels.backend() == 'numba':
+        # The same iteration compiled (`kernels.box_qp`): the batched array
+        # operations below cost interpreter time per iteration, not
+        # arithmetic, for the few dozen sites of a lattice.
+        hessian, linear = np.asarray(hessian), np.asarray(linear)
+        if hessian.ndim == 2:
+            return kernels.box_qp(hessian[None], linear[None], n_iter,
+                                  tol)[0]
+        return kernels.box_qp(hessian, linear, n_iter, tol, groups)
+    return _box_qp_numpy(hessian, linear, n_iter, tol, groups)
+
+
+def _box_qp_numpy(hessian, linear, n_iter=200, tol=1e-4, groups=None):
+    """`_box_qp` in batched NumPy (the reference of `kernels.box_qp`)."""
     diagonal = np.diagonal(hessian, axis1=-2, axis2=-1)
     w = np.minimum(np.maximum(
         linear / np.where(diagonal > 0, diagonal, 1.0), 0.0), 1.0)
@@ -1054,7 +1151,14 @@ def orientation_index(points, bases, spacing):
 
 def _inside(points, lo, hi):
     """Mask of the points in ``[lo, hi)`` (half open: patches share no site)."""
-    return np.all((points >= lo) & (points < hi), axis=1)
+    # Axis by axis: a reduction along a short last axis costs more than
+    # the comparisons.
+    inside = np.ones(len(points), bool)
+    for i in range(points.shape[1]):
+        column = points[:, i]
+        inside &= column >= lo[i]
+        inside &= column < hi[i]
+    return inside
 
 
 def _lattice_sites(lo, hi, basis):
