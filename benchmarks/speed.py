@@ -23,6 +23,13 @@ Sections (each a function returning a markdown block; `main` runs them):
   fits, from a ``git archive`` on ``PYTHONPATH``) and with this tree, side
   by side, each in a fresh process; the answers are compared too, and the
   demo's SIRT + picking is timed on the same data;
+- `lattice_fit_section`: the lattice fits of ``lattice='auto'``
+  (`odl_atoms.reconstruction.fit_lattices`: every named lattice fitted with
+  its spacing) and the whole default `odl_atoms.reconstruct` around them,
+  with the code of `LATTICE_BASELINE` (before the compiled occupation QP
+  and the batched lattice misfits) and with this tree, side by side in
+  fresh processes, on a 7 x 7 square vacancy and a grain boundary at
+  0/45/90 degrees; the fitted lattices and the answers are compared too;
 - `torch_section`: the torch CPU path with one thread (the package's
   setting) against torch's default.
 
@@ -37,6 +44,7 @@ Usage::
     python benchmarks/speed.py            # all sections (10-20 minutes)
     python benchmarks/speed.py --quick    # fewer sizes and repeats
     python benchmarks/speed.py --sections phases torch   # the others kept
+    python benchmarks/speed.py --sections lattice        # the lattice fits
 
 Writes ``benchmarks/results/speed.md`` (sections not run are kept from the
 file as it was).
@@ -566,6 +574,183 @@ def phases_section(commit=BASELINE, cases=PHASE_CASES, repeat=1,
             + markdown_table(header, summary) + '\n\n' + '\n\n'.join(blocks))
 
 
+#: The code before the lattice fits were compiled and batched (the commit
+#: before them): "old" of `lattice_fit_section`.
+LATTICE_BASELINE = 'c5a3a53'
+
+#: The lattice-fit cases: the defects of ``zone_axes.py`` (7 x 7 square
+#: lattice, blur 0.15 a, 96 cells) at 0/45/90 degrees, 1 % noise, seed 0.
+LATTICE_CASES = ('vacancy', 'grain_boundary')
+
+_LATTICE_WORKER = r"""
+import json, os, sys, time, warnings
+warnings.filterwarnings('ignore')
+sys.path.insert(0, sys.argv[3])
+import numpy as np
+import odl_atoms as oa
+from odl_atoms import kernels
+from odl_atoms.reconstruction import fit_lattices
+from odl_atoms.solvers import starts as starts_module
+
+kernels.warm_up()
+clock = time.process_time
+spent = [0.0, 0]
+fit_class = starts_module._LatticeFit
+original = fit_class.best
+
+
+def best(self, *args, **kwargs):
+    # Outermost calls only: `best_single` calls `best`.
+    if spent[1]:
+        return original(self, *args, **kwargs)
+    spent[1], t0 = 1, clock()
+    try:
+        return original(self, *args, **kwargs)
+    finally:
+        spent[0] += clock() - t0
+        spent[1] = 0
+
+
+fit_class.best = best
+from global_search import BLUR, N_DETECTOR, make_phantom
+
+# Warm up: first-call costs (imports, caches) before any timing.
+tiny = oa.defect_phantom('vacancy', shape=(3, 3))
+fit_lattices(oa.simulate(tiny.measure, np.radians([0, 45, 90]), 0.43,
+                         n_detector=48, noise=0.01, seed=0))
+case, mode = sys.argv[1], sys.argv[2]
+phantom = make_phantom(case)
+a = phantom.lattice_spacing
+measured = oa.simulate(phantom.measure, np.radians([0, 45, 90]), BLUR * a,
+                       n_detector=N_DETECTOR, noise=0.01, seed=0)
+spent[0] = 0.0
+t0 = clock()
+if mode == 'fit':
+    fits, chosen = fit_lattices(measured)
+    total = clock() - t0
+    out = dict(fits=[[f.lattice, f.spacing, f.misfit, len(f.positions)]
+                     for f in fits],
+               chosen=None if chosen is None else chosen.lattice)
+else:
+    result = oa.reconstruct(measured, seed=0)
+    total = clock() - t0
+    match = oa.match_atoms(phantom.measure, result.measure)
+    out = dict(n_atoms=result.n_atoms, f1=match.f1, exact=bool(match.exact),
+               objective=result.info['certificate'].objective,
+               best_start=result.info.get('best_start'))
+out.update(total=total, lattice=spent[0], module=oa.__file__)
+print(json.dumps(out))
+"""
+
+
+def run_lattice(case, mode, root):
+    """``fit_lattices`` (``mode='fit'``) or the default `reconstruct`
+    (``'reconstruct'``) of ``case`` with the code under ``root``, in a
+    fresh process; the worker's JSON answer."""
+    env = dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS='1',
+               OPENBLAS_NUM_THREADS='1')
+    out = subprocess.run(
+        [sys.executable, '-c', _LATTICE_WORKER, case, mode,
+         os.path.join(root, 'benchmarks')],
+        env=env, capture_output=True, text=True, cwd=root)
+    if out.returncode:
+        raise RuntimeError(f'{case} {mode} with {root} failed:\n{out.stderr}')
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    if not answer['module'].startswith(root):
+        raise RuntimeError(f'{case}: imported {answer["module"]}, not the '
+                           f'code under {root}')
+    return answer
+
+
+def lattice_fit_section(commit=LATTICE_BASELINE, cases=LATTICE_CASES,
+                        repeat=2, current=None):
+    """CPU time of the lattice fits and of the default reconstruction
+    around them, old code against new, alternating in fresh processes."""
+    old_root = old_checkout(commit)
+    new_root = (old_checkout(current) if current else
+                os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    rows = []
+    try:
+        for case in cases:
+            for mode in ('fit', 'reconstruct'):
+                runs = {'old': None, 'new': None}
+                loads = {'old': [], 'new': []}
+                # Old and new alternate: the load drifts, both see it.
+                for _ in range(repeat):
+                    for label, root in (('old', old_root), ('new', new_root)):
+                        before = load()
+                        answer = run_lattice(case, mode, root)
+                        loads[label].append(0.5 * (before + load()))
+                        if (runs[label] is None
+                                or answer['total'] < runs[label]['total']):
+                            runs[label] = answer
+                        print(case, mode, label, round(answer['total'], 2),
+                              flush=True)
+                old, new = runs['old'], runs['new']
+                if mode == 'fit':
+                    def answer(r):
+                        return '; '.join(f'{name} {spacing:.4f} A, misfit '
+                                         f'{misfit:.4g}, {n} sites'
+                                         for name, spacing, misfit, n
+                                         in r['fits'])
+                    same = all(
+                        o[0] == n[0] and o[3] == n[3]
+                        and abs(o[1] / n[1] - 1) < 1e-6
+                        and abs(o[2] - n[2]) <= 1e-6 * max(abs(o[2]), 1)
+                        for o, n in zip(old['fits'], new['fits'])) and \
+                        len(old['fits']) == len(new['fits'])
+                else:
+                    def answer(r):
+                        return (f'{r["n_atoms"]} atoms, F1 {r["f1"]:.3f}, '
+                                f'objective {r["objective"]:.6f}, '
+                                f'{r["best_start"]}')
+                    same = (old['n_atoms'] == new['n_atoms']
+                            and old['f1'] == new['f1']
+                            and abs(old['objective'] - new['objective'])
+                            <= 1e-6 * abs(old['objective']))
+                label = ('`fit_lattices`' if mode == 'fit'
+                         else '`reconstruct` (defaults)')
+                rows.append([
+                    case.replace('_', ' '), label,
+                    f'{old["total"]:.2f}', f'{new["total"]:.2f}',
+                    f'{old["total"] / new["total"]:.2f}',
+                    f'{old["lattice"]:.2f} ({100 * old["lattice"] / old["total"]:.0f} %)',
+                    f'{new["lattice"]:.2f} ({100 * new["lattice"] / new["total"]:.0f} %)',
+                    f'{old["lattice"] / max(new["lattice"], 1e-9):.2f}',
+                    'yes' if same else 'NO',
+                    answer(new) if same else
+                    f'old: {answer(old)}; new: {answer(new)}',
+                    ' / '.join(f'{min(loads[k]):.1f}-{max(loads[k]):.1f}'
+                               for k in ('old', 'new'))])
+    finally:
+        shutil.rmtree(old_root, ignore_errors=True)
+        if current:
+            shutil.rmtree(new_root, ignore_errors=True)
+    header = ['case', 'run', 'old (s)', 'new (s)', 'old / new',
+              'lattice searches old (s)', 'lattice searches new (s)',
+              'old / new (searches)', 'same answer', 'answer',
+              'load (old / new)']
+    return ('## Lattice fits: old code against new\n\n'
+            f'What `lattice=\'auto\'` costs: `fit_lattices` (every named '
+            f'lattice fitted with its spacing: the spacing scan, then '
+            f'occupation and affine rounds) and the default '
+            f'`odl_atoms.reconstruct(measured, seed=0)` that runs it and then '
+            f'the lattice starts, on the 7 x 7 square lattice of '
+            f'`zone_axes.py` (blur 0.15 a, 96 cells) at 0/45/90 degrees, 1 % '
+            f'noise, seed 0. Code of commit {commit} (a `git archive`) and of '
+            f'{"commit " + current if current else "this tree"}, alternating '
+            f'in fresh processes, {repeat} runs each, the fastest shown: CPU '
+            f'seconds (`time.process_time`, one BLAS thread, numba kernels '
+            f'compiled before timing). "Lattice searches": the time inside '
+            f'`_LatticeFit.best` (site sets, their misfits and occupation '
+            f'QPs: the part this work changed), in the scan, the rounds and '
+            f'the starts. Same answer: the same lattices, site counts, '
+            f'spacings to 1e-6 and misfits (fits), the same atoms, F1 and '
+            f'objective to 1e-6 (reconstructions). Loads: 1-minute load '
+            f'average, least and most over the runs.\n\n'
+            + markdown_table(header, rows))
+
+
 _TORCH_SCRIPT = r'''
 import json, os, sys, time
 import numpy as np
@@ -620,7 +805,7 @@ def torch_section(repeat=5):
 
 SECTIONS = {'objective': objective_section, 'forward': forward_section,
             'cold': cold_start_section, 'phases': phases_section,
-            'torch': torch_section}
+            'lattice': lattice_fit_section, 'torch': torch_section}
 
 
 def previous_sections(path):
@@ -646,7 +831,7 @@ def main(argv=None):
                              'existing results file)')
     parser.add_argument('--current', default=None,
                         help='commit timed as the new code in the phases '
-                             'section (default: this tree)')
+                             'and lattice sections (default: this tree)')
     parser.add_argument('--baseline', default=BASELINE,
                         help='commit whose code is "old" in the phases '
                              f'section (default {BASELINE})')
@@ -669,6 +854,9 @@ def main(argv=None):
             block = phases_section(args.baseline,
                                    repeat=1 if args.quick else 3,
                                    current=args.current)
+        elif name == 'lattice':
+            block = lattice_fit_section(repeat=1 if args.quick else 2,
+                                        current=args.current)
         elif name == 'torch':
             block = torch_section(2 if args.quick else 5)
         else:
