@@ -17,9 +17,10 @@ on the compiler's reassociation):
 - `lennard_jones`: the pair energy and its gradient of
   `odl_atoms.functionals.LennardJones` (smooth or shifted cut-off, inner
   core), by dense pair sums for few atoms and a cell list for many;
-- `Projector.group_residuals` and `box_qp`: the lattice searches of
-  `odl_atoms.solvers.starts` (the residuals of many site sets at once,
-  and the box-constrained occupation QPs of many site sets).
+- `Projector.group_residuals`, `lattice_problems` and `box_qp`: the
+  lattice searches of `odl_atoms.solvers.starts` (the residuals of many
+  site sets at once; the occupation QPs of many site sets gathered from
+  their lattices and solved).
 
 The arithmetic follows the NumPy reference (the same window rule, cell masses
 from the normal tails as there) but is not a copy of it: the tails come from
@@ -49,7 +50,8 @@ except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
 
 __all__ = ('AVAILABLE', 'backend', 'use_backend', 'Projector',
-           'lennard_jones', 'box_qp', 'warm_up', 'DENSE_PAIRS_MAX_ATOMS')
+           'lennard_jones', 'box_qp', 'lattice_problems', 'warm_up',
+           'DENSE_PAIRS_MAX_ATOMS')
 
 #: True if numba imports (the compiled kernels can run).
 AVAILABLE = numba is not None
@@ -569,14 +571,49 @@ def group_residuals_3d(fu, pu, fv, pv, starts, background, nu, nv):
 # Box-constrained quadratic programmes (the lattice occupations)
 
 @_njit
-def _box_qp_group(columns, linear, lipschitz, w, members, n_iter, tol):
+def lattice_problems(gram, index, values, lattices, order, filled,
+                     background):
+    """The occupation QPs of selected sites of stacked lattices.
+
+    For lattice ``lattices[l]`` of a stack (``gram (m, n, n)``, windows
+    ``index`` and ``values (m, n, K)``) and its sites ``order[l]`` (real
+    where ``filled[l]``, padding after): the Gram matrix of those sites
+    ``(s, s)`` and ``linear = -G^T background`` ``(s,)``, zero at padding.
+    Returns ``(hessian (l, s, s), linear (l, s))``.
+    """
+    count, s = order.shape
+    k_size = index.shape[2]
+    hessian = np.zeros((count, s, s))
+    linear = np.zeros((count, s))
+    for l in range(count):
+        lattice = lattices[l]
+        for a in range(s):
+            if not filled[l, a]:
+                continue
+            row = order[l, a]
+            total = 0.0
+            for k in range(k_size):
+                total += values[lattice, row, k] * background[
+                    index[lattice, row, k]]
+            linear[l, a] = -total
+            for b in range(s):
+                if filled[l, b]:
+                    hessian[l, a, b] = gram[lattice, row, order[l, b]]
+    return hessian, linear
+
+
+@_njit
+def _box_qp_group(columns, linear, lipschitz, sizes, w, members, n_iter,
+                  tol):
     """FISTA on the problems ``members`` together, in place on ``w``, until
     none of their entries moves by ``tol`` or more (see `box_qp`).
 
     ``columns[j, q]`` is column ``q`` of problem ``j``'s Hessian: the
     gradient is a sum of columns over the nonzero entries of the iterate
     (the empty sites of a lattice stay at 0: most of them), a contiguous
-    loop the compiler vectorises without reordering any sum.
+    loop the compiler vectorises without reordering any sum. Entries from
+    ``sizes[j]`` on are padding (zero rows and columns, zero ``linear``):
+    they stay 0 and are skipped.
     """
     n = columns.shape[1]
     p = members.size
@@ -593,13 +630,16 @@ def _box_qp_group(columns, linear, lipschitz, w, members, n_iter, tol):
         largest = 0.0
         for k in range(p):
             j = members[k]
-            for i in range(n):
+            size = sizes[j]
+            for i in range(size):
                 grad[i] = -linear[j, i]
-            for q in range(n):
+            for q in range(size):
                 zq = z[k, q]
                 if zq != 0.0:
-                    for i in range(n):
+                    for i in range(size):
                         grad[i] += columns[j, q, i] * zq
+            for i in range(size, n):
+                grad[i] = 0.0
             lip = lipschitz[j]
             for i in range(n):
                 v = z[k, i] - grad[i] / lip
@@ -622,10 +662,10 @@ def _box_qp_group(columns, linear, lipschitz, w, members, n_iter, tol):
 
 
 @_njit
-def _box_qp_groups(columns, linear, lipschitz, w, order, starts, n_iter,
-                   tol):
+def _box_qp_groups(columns, linear, lipschitz, sizes, w, order, starts,
+                   n_iter, tol):
     for g in range(starts.size - 1):
-        _box_qp_group(columns, linear, lipschitz, w,
+        _box_qp_group(columns, linear, lipschitz, sizes, w,
                       order[starts[g]:starts[g + 1]], n_iter, tol)
 
 
@@ -681,7 +721,12 @@ def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
     if len(w):
         # Columns as rows (the Gram matrices are symmetric only to rounding).
         columns = np.ascontiguousarray(hessian.transpose(0, 2, 1))
-        _box_qp_groups(columns, linear, lipschitz, w, order.astype(np.int64),
+        # Each problem's size: up to its last nonzero row or linear term.
+        used = (np.abs(hessian).sum(axis=-1) + np.abs(linear)) > 0
+        sizes = np.where(used.any(axis=1),
+                         used.shape[1] - np.argmax(used[:, ::-1], axis=1), 0)
+        _box_qp_groups(columns, linear, lipschitz, sizes.astype(np.int64), w,
+                       order.astype(np.int64),
                        starts.astype(np.int64), int(n_iter), float(tol))
     return w
 
@@ -1269,5 +1314,9 @@ def warm_up():
     start = time.perf_counter()
     if AVAILABLE:
         box_qp(np.eye(2)[None], np.ones((1, 2)), groups=np.zeros(1))
+        lattice_problems(np.eye(2)[None], np.zeros((1, 2, 1), np.int64),
+                         np.ones((1, 2, 1)), np.zeros(1, np.int64),
+                         np.zeros((1, 2), np.int64), np.ones((1, 2), bool),
+                         np.ones(1))
     seconds['lattice QP'] = time.perf_counter() - start
     return seconds

@@ -490,3 +490,29 @@ def test_box_qp_groups_stop_on_their_own():
         (0, 3)
     with pytest.raises(ValueError, match='hessian'):
         kernels.box_qp(np.zeros((2, 3, 3)), np.zeros((2, 4)))
+
+
+def test_lattice_problems_match_numpy_gathers():
+    """`kernels.lattice_problems` against NumPy fancy indexing: the Gram
+    matrices of the selected sites (zero at padding) and ``-G^T r``."""
+    rng = np.random.default_rng(5)
+    m, n, k, size = 6, 9, 7, 40
+    gram = rng.standard_normal((m, n, n))
+    index = rng.integers(0, size, (m, n, k))
+    values = rng.standard_normal((m, n, k))
+    background = rng.standard_normal(size)
+    lattices = np.array([0, 2, 3, 5])
+    order = np.stack([rng.permutation(n)[:5] for _ in lattices])
+    filled = rng.random(order.shape) < 0.7
+    filled[0] = False  # a lattice without sites
+    hessian, linear = kernels.lattice_problems(
+        gram, index, values, lattices, order, filled, background)
+    rows = lattices[:, None]
+    pair = filled[:, :, None] & filled[:, None, :]
+    want = np.where(pair, gram[rows[:, :, None], order[:, :, None],
+                               order[:, None, :]], 0.0)
+    np.testing.assert_array_equal(hessian, want)
+    expected = np.where(filled, -(values[rows, order]
+                                  * background[index[rows, order]]).sum(-1),
+                        0.0)
+    assert_close(linear, expected)

@@ -808,9 +808,9 @@ class _LatticeFit:
     def occupancies(self, problems, background):
         """Each site set's best 0/1 occupation and its misfit.
 
-        ``problems`` holds one ``(index, values, gram, filled)`` per basis:
-        its site sets stacked and zero-padded, ``index`` and ``values (m,
-        n, K)``, ``gram (m, n, n)`` (see `lattice`), ``filled (m, n)``
+        ``problems`` holds one ``(linear, gram, filled)`` per basis: its
+        site sets stacked and zero-padded, ``linear = -G^T background``
+        ``(m, n)``, ``gram (m, n, n)`` (see `lattice`), ``filled (m, n)``
         telling real sites from padding. The occupations ``w`` in ``[0,
         1]`` minimising ``0.5 c ||G w + background||^2`` (a convex
         box-constrained quadratic, `_box_qp`, solved for every site set of
@@ -822,21 +822,20 @@ class _LatticeFit:
         occupied (rank 1097 of 1620 lattices), 0.02 with this occupation
         (rank 1).
         """
-        linear = [np.where(filled, -(values * background[index]).sum(axis=-1),
-                           0.0) for index, values, _, filled in problems]
+        linear = [b for b, _, _ in problems]
         w = [None] * len(problems)
-        sizes = [gram.shape[-1] for _, _, gram, _ in problems]
+        sizes = [gram.shape[-1] for _, gram, _ in problems]
         for size in sorted(set(sizes)):
             same = [j for j, s in enumerate(sizes) if s == size]
             counts = [len(linear[j]) for j in same]
-            found = _box_qp(np.concatenate([problems[j][2] for j in same]),
+            found = _box_qp(np.concatenate([problems[j][1] for j in same]),
                             np.concatenate([linear[j] for j in same]),
                             groups=np.repeat(np.arange(len(same)), counts))
             for j, part in zip(same, np.split(found, np.cumsum(counts)[:-1])):
                 w[j] = part
         base = float(background @ background)
         out = []
-        for (_, _, gram, filled), b, weights in zip(problems, linear, w):
+        for (b, gram, filled), weights in zip(problems, w):
             occupied = (weights > 0.5) & filled
             o = occupied.astype(float)
             # ||G o + r||^2 from the Gram matrix and G^T r alone.
@@ -880,15 +879,23 @@ class _LatticeFit:
             if not self.occupancy_fit:
                 plain.append((j, points, filled))
                 continue
-            rows = lattices[:, None]
-            pair = filled[:, :, None] & filled[:, None, :]
-            gram = np.where(pair, stack.gram[rows[:, :, None],
-                                             order[:, :, None],
-                                             order[:, None, :]], 0.0)
-            pending.append((j, points, (
-                stack.index[rows, order],
-                np.where(filled[..., None], stack.values[rows, order], 0.0),
-                gram, filled)))
+            if kernels.backend() == 'numba':
+                # The gathers of the NumPy code below in one compiled pass.
+                gram, linear = kernels.lattice_problems(
+                    stack.gram, stack.index, stack.values, lattices, order,
+                    filled, background)
+            else:
+                rows = lattices[:, None]
+                pair = filled[:, :, None] & filled[:, None, :]
+                gram = np.where(pair, stack.gram[rows[:, :, None],
+                                                 order[:, :, None],
+                                                 order[:, None, :]], 0.0)
+                index = stack.index[rows, order]
+                values = np.where(filled[..., None],
+                                  stack.values[rows, order], 0.0)
+                linear = np.where(
+                    filled, -(values * background[index]).sum(axis=-1), 0.0)
+            pending.append((j, points, (linear, gram, filled)))
             size += gram.nbytes
             if size > _QP_BYTES or j == len(bases) - 1:
                 best = self._judge(best, pending, background)
