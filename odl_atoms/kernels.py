@@ -17,10 +17,10 @@ on the compiler's reassociation):
 - `lennard_jones`: the pair energy and its gradient of
   `odl_atoms.functionals.LennardJones` (smooth or shifted cut-off, inner
   core), by dense pair sums for few atoms and a cell list for many;
-- `Projector.group_residuals`, `lattice_problems` and `box_qp`: the
-  lattice searches of `odl_atoms.solvers.starts` (the residuals of many
-  site sets at once; the occupation QPs of many site sets gathered from
-  their lattices and solved).
+- `Projector.group_residuals`, `stack_grams_2d`, `lattice_problems` and
+  `box_qp`: the lattice searches of `odl_atoms.solvers.starts` (the
+  residuals of many site sets at once; the Gram matrices of many site
+  sets; their occupation QPs gathered and solved).
 
 The arithmetic follows the NumPy reference (the same window rule, cell masses
 from the normal tails as there) but is not a copy of it: the tails come from
@@ -50,7 +50,8 @@ except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
 
 __all__ = ('AVAILABLE', 'backend', 'use_backend', 'Projector',
-           'lennard_jones', 'box_qp', 'lattice_problems', 'warm_up',
+           'lennard_jones', 'box_qp', 'lattice_problems', 'stack_grams_2d',
+           'warm_up',
            'DENSE_PAIRS_MAX_ATOMS')
 
 #: True if numba imports (the compiled kernels can run).
@@ -569,6 +570,42 @@ def group_residuals_3d(fu, pu, fv, pv, starts, background, nu, nv):
 
 # ---------------------------------------------------------------------------
 # Box-constrained quadratic programmes (the lattice occupations)
+
+@_njit
+def stack_grams_2d(fu, pu, rows, starts, n):
+    """Gram matrices ``G^T G`` of unit atoms on 1D detectors, per group.
+
+    Group ``g`` holds the atoms ``rows[starts[g]:starts[g + 1]]`` (rows of
+    the profiles ``fu, pu``); its Gram matrix fills the top left of
+    ``out[g]`` ``(groups, n, n)``, zero elsewhere. Two atoms' windows at
+    one angle overlap on at most ``w`` cells: only those are summed (cell
+    by cell, angle by angle), not the whole detector.
+    """
+    n_groups = starts.size - 1
+    m, w = pu.shape[1], pu.shape[2]
+    out = np.zeros((n_groups, n, n))
+    for g in range(n_groups):
+        lo = starts[g]
+        count = starts[g + 1] - lo
+        for a in range(count):
+            i = rows[lo + a]
+            for b in range(a, count):
+                j = rows[lo + b]
+                total = 0.0
+                for angle in range(m):
+                    delta = fu[j, angle] - fu[i, angle]
+                    if delta >= w or delta <= -w:
+                        continue
+                    if delta >= 0:
+                        for t in range(w - delta):
+                            total += pu[i, angle, t + delta] * pu[j, angle, t]
+                    else:
+                        for t in range(w + delta):
+                            total += pu[i, angle, t] * pu[j, angle, t - delta]
+                out[g, a, b] = total
+                out[g, b, a] = total
+    return out
+
 
 @_njit
 def lattice_problems(gram, index, values, lattices, order, filled,
@@ -1314,6 +1351,8 @@ def warm_up():
     start = time.perf_counter()
     if AVAILABLE:
         box_qp(np.eye(2)[None], np.ones((1, 2)), groups=np.zeros(1))
+        stack_grams_2d(np.zeros((2, 1), np.int64), np.ones((2, 1, 3)),
+                       np.arange(2), np.array([0, 2]), 2)
         lattice_problems(np.eye(2)[None], np.zeros((1, 2, 1), np.int64),
                          np.ones((1, 2, 1)), np.zeros(1, np.int64),
                          np.zeros((1, 2), np.int64), np.ones((1, 2), bool),

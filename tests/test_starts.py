@@ -227,7 +227,8 @@ def test_stacked_lattice_search_equals_the_loop_over_lattices(occupancy):
 
 def test_batched_lattice_data_equal_one_lattice_at_a_time():
     """`_LatticeFit.stacks` (the sites, support and windows of many bases
-    computed together) against `stack` of each basis in a fresh fit, and
+    computed together) against `stack` of each basis in a fresh fit and
+    with the NumPy backend (the Gram matrices to rounding), and
     `_LatticeFit.values` (compiled residuals of many site sets) against
     `value` set by set: the same numbers, bit for bit."""
     from odl_atoms import kernels
@@ -245,12 +246,26 @@ def test_batched_lattice_data_equal_one_lattice_at_a_time():
             alone = start._search(op, data, a)[0]
             assert alone is not fit
             want = alone.stack(basis, offsets)
+            # The NumPy backend: windows from `Stencil.windows`, the Gram
+            # matrix as G^T G of the dense columns.
+            with kernels.use_backend('numpy'):
+                reference = start._search(op, data, a)[0].stack(basis,
+                                                                offsets)
             for name in ('points', 'valid', 'index', 'values', 'gram'):
                 if getattr(want, name) is None:
                     assert getattr(got, name) is None
+                    assert getattr(reference, name) is None
+                    continue
+                assert np.array_equal(getattr(got, name),
+                                      getattr(want, name)), name
+                if name in ('gram', 'values'):  # the kernels' rounding
+                    scale = np.abs(getattr(reference, name)).max()
+                    assert np.allclose(getattr(got, name),
+                                       getattr(reference, name), rtol=0,
+                                       atol=1e-12 * scale), name
                 else:
                     assert np.array_equal(getattr(got, name),
-                                          getattr(want, name)), name
+                                          getattr(reference, name)), name
     stack = together[1]
     background = fit.project(np.asarray(phantom.measure.positions)[:5]) \
         - fit.y

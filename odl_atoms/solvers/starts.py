@@ -776,13 +776,17 @@ class _LatticeFit:
                 count += len(part) * len(sites)
         flush()
         which, points = np.concatenate(which), np.concatenate(points)
-        op = self.operator
-        if self.occupancy_fit and len(points):
-            index, values = Stencil(self.frame, points, op.sigma,
-                                    op.truncate, op.mode).windows()
         # The sites of each lattice in the order of their owner's sites.
         order = np.argsort(which, kind='stable')
         bounds = np.searchsorted(which[order], np.arange(len(bases) * m + 1))
+        op = self.operator
+        if (self.occupancy_fit and len(points) and len(self.frame.shape) == 2
+                and kernels.backend() == 'numba'):
+            return self._compiled_stacks(len(bases), m, points, which, order,
+                                         bounds)
+        if self.occupancy_fit and len(points):
+            index, values = Stencil(self.frame, points, op.sigma,
+                                    op.truncate, op.mode).windows()
         stacks = []
         for j in range(len(bases)):
             entries = []
@@ -803,6 +807,41 @@ class _LatticeFit:
                     entries.append((points[rows], index[rows], values[rows],
                                     g.T @ g))
             stacks.append(_LatticeStack(entries, d))
+        return stacks
+
+    def _compiled_stacks(self, count, m, points, which, order, bounds):
+        """`_build_stacks` with occupancy on 1D detectors, compiled: the
+        windows straight from the profiles and the Gram matrices from the
+        overlapping window cells alone (`kernels.stack_grams_2d`)."""
+        op = self.operator
+        projector = kernels.Projector.of(self.frame, op.sigma, op.truncate,
+                                         op.mode)
+        (first, profile, _), = projector.profiles(points)
+        angles, width = profile.shape[1:]
+        # `Stencil.windows`: flat data index and value of every cell.
+        index = (np.arange(angles)[:, None] * projector.shape[1]
+                 + first[:, :, None] + np.arange(width)).reshape(
+                     len(points), -1)
+        values = profile.reshape(len(points), -1)
+        d = points.shape[1]
+        stacks = []
+        for j in range(count):
+            lo, hi = bounds[j * m], bounds[(j + 1) * m]
+            rows = order[lo:hi]
+            counts = np.diff(bounds[j * m:(j + 1) * m + 1])
+            n = max(int(counts.max()), 1)
+            owner = which[rows] - j * m
+            rank = np.arange(hi - lo) - (bounds[j * m + owner] - lo)
+            stack = _LatticeStack.empty(m, n, d, index.shape[1] if hi > lo
+                                        else 1)
+            stack.points[owner, rank] = points[rows]
+            stack.valid[owner, rank] = True
+            stack.index[owner, rank] = index[rows]
+            stack.values[owner, rank] = values[rows]
+            stack.gram = kernels.stack_grams_2d(first, profile, rows,
+                                                bounds[j * m:(j + 1) * m + 1]
+                                                - lo, n)
+            stacks.append(stack)
         return stacks
 
     def occupancies(self, problems, background):
@@ -966,6 +1005,18 @@ class _LatticeStack:
                 self.index[k, :count, :index.shape[1]] = index
                 self.values[k, :count, :values.shape[1]] = values
                 self.gram[k, :count, :count] = gram
+
+    @classmethod
+    def empty(cls, m, n, d, size):
+        """A stack of ``m`` site sets of at most ``n`` sites, ``size``
+        window entries each, with the occupancy arrays, all zero."""
+        stack = cls.__new__(cls)
+        stack.points = np.zeros((m, n, d))
+        stack.valid = np.zeros((m, n), bool)
+        stack.index = np.zeros((m, n, size), int)
+        stack.values = np.zeros((m, n, size))
+        stack.gram = np.zeros((m, n, n))
+        return stack
 
     @property
     def nbytes(self):
