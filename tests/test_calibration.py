@@ -20,7 +20,8 @@ import pytest
 from scipy.stats import norm
 
 import odl_atoms as oa
-from odl_atoms.calibration import (Calibration, NoiseModel, calibrate,
+from odl_atoms.calibration import (OFFSETS, Calibration, NoiseModel,
+                                   calibrate, column_bounds,
                                    estimate_intensity, estimate_noise,
                                    estimate_width, fit_forward_model,
                                    fit_peaks, fit_projections, integer_unit,
@@ -233,6 +234,28 @@ def test_integer_unit_does_not_collapse_to_tiny_units():
     unit = integer_unit(areas, 0.003)
     assert unit.unit == pytest.approx(0.3, rel=0.01)
     assert unit.evidence > 0
+
+
+def test_integer_unit_bounds_and_offsets_bad_inputs():
+    areas = 0.3 * np.array([1, 2, 3, 2, 1])
+    with pytest.raises(ValidationError, match='max_counts'):
+        integer_unit(areas, max_counts=0)
+    with pytest.raises(ValidationError, match='max_counts'):
+        integer_unit(areas, max_counts=[3, 3])
+    with pytest.raises(ValidationError, match='offsets'):
+        integer_unit(areas, offsets=[1.0])
+
+
+def test_integer_unit_with_offsets_keeps_a_proportional_comb():
+    # Areas exactly proportional to the counts: the offset family must not
+    # move the unit or the counts (an offset of 0 is in it).
+    rng = np.random.default_rng(5)
+    counts = np.concatenate([np.arange(1, 8), np.arange(6, 0, -1),
+                             np.full(7, 7)])
+    areas = 0.3 * counts * (1 + 0.02 * rng.standard_normal(counts.size))
+    unit = integer_unit(areas, 0.003, max_counts=7, offsets=OFFSETS)
+    assert unit.counts.tolist() == counts.tolist()
+    assert unit.unit == pytest.approx(0.3, rel=0.01)
 
 
 def test_equal_columns_cannot_decide_the_intensity():
@@ -519,3 +542,75 @@ def test_abtem_tilt_series_against_the_fit_at_its_atoms():
     assert cal.noise_std(measured) == pytest.approx(
         true_noise.effective_std(measured.data, measured.pixels_averaged,
                                  cal.intensity * cal.scales), rel=0.25)
+
+
+def _tiny_abtem_case():
+    from odl_atoms.io import read_atoms, read_tilt_series
+
+    series = read_tilt_series(TINY / f'{TINY.name}.hspy')
+    truth = read_atoms(TINY / f'{TINY.name}_truth.extxyz', ndim=2)
+    meta = json.loads((TINY / f'{TINY.name}.json').read_text())
+    return series, truth, meta
+
+
+def test_column_bounds_hold_for_the_true_columns_of_abtem_data():
+    # The atoms of each fitted peak, counted from abTEM's true columns
+    # (each assigned to the nearest peak), never exceed the bound; at the
+    # zone axes of a square crystal the bound is the longest column (at 45
+    # degrees the vacancy shortens the longest diagonal to 4).
+    from odl_atoms.calibration import _edges
+    from odl_atoms.io import prepare_projections
+
+    series, truth, _ = _tiny_abtem_case()
+    measured = prepare_projections(series, ndim=2)
+    fits = [fit_peaks(d, _edges(measured), sigma=0.33, fix_sigma=True)
+            for d in measured.data]
+    bounds = column_bounds(fits, measured.angles)
+    longest = []
+    for theta, fit in zip(measured.angles, fits):
+        u = truth.positions @ np.array([np.cos(theta), np.sin(theta)])
+        peak = np.argmin(np.abs(u[:, None] - fit.centres[None, :, 0]), axis=1)
+        longest.append(np.bincount(peak).max())
+    assert np.all(np.array(longest) <= bounds)
+    assert bounds.tolist() == [5, 5, 5]
+    assert longest == [5, 4, 5]
+    # Projections closer than 30 degrees do not bound each other.
+    assert np.isinf(column_bounds(fits[:1] * 2, [0.0, 0.3])).all()
+
+
+def test_counts_with_an_offset_and_a_gain_calibrate_like_the_beam_fraction():
+    # The shipped abTEM case (fraction of the beam, Poisson noise at its
+    # dose) recorded as detector counts: gain 0.8 counts per electron, an
+    # offset of 30 counts and Gaussian read noise of 3 counts. Both must
+    # give the width and the intensity of the least-squares fit at the
+    # true columns, and the number of atoms (a finer comb of the channelling
+    # columns' areas gave 25 atoms and an intensity 5 % low).
+    from odl_atoms.io import prepare_projections
+
+    series, truth, meta = _tiny_abtem_case()
+    gain, offset, read_noise = 0.8, 30.0, 3.0
+    per_unit = gain * meta['detector']['dose']      # counts per unit of beam
+    rng = np.random.default_rng(3)
+    images = np.asarray(series.images, dtype=float)
+    counts = dataclasses.replace(
+        series, images=per_unit * images + offset + rng.normal(
+            0.0, read_noise, images.shape), intensity_unit='counts')
+    results = []
+    for stack, unit in ((series, 1.0), (counts, per_unit)):
+        measured = prepare_projections(stack, ndim=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            cal = calibrate(measured, images=stack)
+        ref = cal.refined(measured, truth)
+        assert cal.sigma == pytest.approx(ref.sigma, rel=0.05)
+        assert cal.intensity == pytest.approx(ref.intensity, rel=0.03)
+        assert round(cal.atoms) == truth.n_atoms
+        results.append((measured.background / unit, cal.sigma,
+                        cal.intensity / unit))
+    (bg_f, sigma_f, intensity_f), (bg_c, sigma_c, intensity_c) = results
+    # prepare removes the offset with the vacuum level (a tenth of the
+    # read noise), and the calibration is the same in both units.
+    assert bg_c * per_unit == pytest.approx(offset + bg_f * per_unit,
+                                            abs=0.1 * read_noise)
+    assert sigma_c == pytest.approx(sigma_f, rel=0.02)
+    assert intensity_c == pytest.approx(intensity_f, rel=0.02)

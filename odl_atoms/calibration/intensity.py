@@ -32,6 +32,18 @@ with its length), and a small uniform component absorbs stray peaks. The
 intensity returned is the least-squares proportional unit at the counts
 found, the value a fit of the linear atom model at those columns gives.
 
+In 2D three more facts pin the unit (`estimate_intensity`'s
+``max_counts``, ``offsets`` and ``atoms_from_counts``, all used by
+`~odl_atoms.calibration.calibrate` for profiles): a column holds no more
+atoms than another projection at a clearly different angle resolves
+columns (`column_bounds`), which excludes the finer combs that explain
+channelling columns about as well as the right one; the teeth may start
+lower (``unit * (n ** power - offset)``: the first atoms of a HAADF column
+scatter less, later ones about one unit each); and every projection holds
+all the atoms, so where all of a projection's peaks are isolated their
+counts add up to the number of atoms, and the intensity is the total per
+atom.
+
 When every usable peak has the same area (columns of one length, as in a
 zone-axis view along the edge of a square crystal), the unit is any
 fraction of that area: the estimate is then marked undecided and a warning
@@ -47,8 +59,9 @@ import numpy as np
 
 from odl_atoms.errors import ValidationError
 
-__all__ = ('UnitEstimate', 'IntensityEstimate', 'integer_unit',
-           'ranked_unit', 'estimate_intensity', 'projection_scales')
+__all__ = ('UnitEstimate', 'IntensityEstimate', 'integer_unit', 'OFFSETS',
+           'ranked_unit', 'estimate_intensity', 'projection_scales',
+           'column_bounds', 'MIN_BOUND_SINE')
 
 #: Relative model errors of an area per atom tried by `integer_unit`. No
 #: smaller ones: with them a fine unit explains the areas of abTEM
@@ -60,6 +73,16 @@ RELATIVE_ERRORS = (0.05, 0.08, 0.12, 0.16)
 #: columns of a few atoms along a zone axis channel the beam, so the area
 #: per atom grows with the column's length.
 POWERS = (1.0, 1.05, 1.1, 1.15, 1.2, 1.25, 1.3)
+
+#: Offsets ``c`` of the responses ``area = unit * (n ** power - c)`` the
+#: 2D calibration tries (`integer_unit`'s ``offsets``): the first atoms of
+#: a HAADF column scatter less than the later ones (the probe channels
+#: onto the column), while long columns grow by about one unit per atom;
+#: the abTEM 7 x 7 to 10 x 10 gold and platinum columns (1 to 10 atoms)
+#: measure about 0.7, 1.6, 2.7, 3.9, 5.0, 6.1, 7.0 units for 1 to 7
+#: atoms, which a power law alone bends too much at the top
+#: (benchmarks/realistic.py).
+OFFSETS = (0.0, 0.15, 0.3)
 
 #: Log-likelihood within which a larger unit is preferred to the best
 #: (a likelihood ratio of e^2: "support" in Edwards' sense).
@@ -100,6 +123,7 @@ class UnitEstimate:
     evidence: float
     method: str = 'comb'
     power: float = 1.0
+    offset: float = 0.0
     log_likelihood: float = float('nan')
     n_parameters: int = 2
 
@@ -116,7 +140,8 @@ class UnitEstimate:
 
 
 def integer_unit(areas, errors=None, max_count=100,
-                 relative_errors=RELATIVE_ERRORS, powers=POWERS):
+                 relative_errors=RELATIVE_ERRORS, powers=POWERS,
+                 max_counts=None, offsets=(0.0,)):
     """Return the unit that explains ``areas`` as whole numbers.
 
     Parameters
@@ -134,6 +159,16 @@ def integer_unit(areas, errors=None, max_count=100,
         Responses to try: the areas of ``n`` atoms as ``unit * n ** power``
         (the unit returned is the least-squares proportional one at the
         counts found, the atom model being linear).
+    max_counts : array-like, optional
+        The largest count each area can be (one number per area, or one for
+        all; ``inf`` for no bound), known from elsewhere: the comb of an
+        area has no teeth beyond it, so a unit that would need more atoms
+        in a column than the column can hold explains that area only as a
+        stray peak. See `estimate_intensity` for where such bounds come
+        from.
+    offsets : sequence of float in [0, 1), optional
+        Offsets ``c`` to try with every power: the areas of ``n`` atoms as
+        ``unit * (n ** power - c)`` (`OFFSETS`: HAADF columns).
 
     Returns
     -------
@@ -154,6 +189,25 @@ def integer_unit(areas, errors=None, max_count=100,
 
     >>> integer_unit([0.9, 0.91, 0.89]).decided
     False
+
+    The areas of the columns of an abTEM HAADF simulation of a 7 x 7 gold
+    crystal with a vacancy, in units of the intensity fitted at the true
+    columns: at 0 degrees 7 columns of 7 atoms (one of 6), at 45 degrees 13
+    columns of 1 to 6. The area per atom grows with the column's length,
+    and a finer comb, with up to 9 atoms in a column, explains them best;
+    a bound of 7 atoms per column (the 7 columns another projection
+    resolves, `column_bounds`) excludes it:
+
+    >>> zero = [5.54, 6.61, 6.88, 6.94, 6.99, 6.99, 7.26]
+    >>> diagonal = [0.71, 0.75, 1.56, 1.66, 2.34, 2.94, 3.74, 3.93, 4.92,
+    ...             5.37, 5.91, 6.52, 7.05]
+    >>> estimate = integer_unit(zero + diagonal, errors=0.04)
+    >>> round(estimate.unit, 2), estimate.counts.max()
+    (0.77, 9)
+    >>> estimate = integer_unit(zero + diagonal, errors=0.04, max_counts=7,
+    ...                         offsets=OFFSETS)
+    >>> estimate.counts[:7].tolist(), estimate.counts[7:].sum()
+    ([6, 7, 7, 7, 7, 7, 7], 51)
     """
     a = np.asarray(areas, dtype=float).ravel()
     if a.size == 0:
@@ -166,21 +220,39 @@ def integer_unit(areas, errors=None, max_count=100,
         raise ValidationError('area errors must be >= 0 and finite')
     if not (int(max_count) >= 1):
         raise ValidationError(f'max_count must be >= 1, got {max_count!r}')
+    caps = None
+    if max_counts is not None:
+        try:
+            caps = np.broadcast_to(np.asarray(max_counts, dtype=float),
+                                   a.shape).copy()
+        except ValueError:
+            raise ValidationError(f'max_counts must be one number or one per '
+                                  f'area ({a.size}), got shape '
+                                  f'{np.shape(max_counts)}') from None
+        if np.any(np.isnan(caps)) or np.any(caps < 1):
+            raise ValidationError('max_counts must be >= 1 (inf: no bound)')
+        caps = np.floor(caps)
     a_max = float(a.max())
     units = np.geomspace(a_max / int(max_count), 1.25 * a_max, 2500)
     profile = np.full(units.size, -np.inf)
+    offsets = [float(c) for c in offsets]
+    if not offsets or any(not 0 <= c < 1 for c in offsets):
+        raise ValidationError(f'offsets must lie in [0, 1), got {offsets!r}')
     best_power = np.ones(units.size)
+    best_offset = np.zeros(units.size)
     best_eps = np.zeros(units.size)
-    for power in powers:
-        table = np.array([_log_likelihood(a, s, units, eps, power)
+    for power, offset in [(p, c) for p in powers for c in offsets]:
+        table = np.array([_log_likelihood(a, s, units, eps, power, caps,
+                                          offset)
                           for eps in relative_errors])      # (n_eps, n_units)
         j = np.argmax(table, axis=0)
         value = table[j, np.arange(units.size)]
         # The responses are a bounded family (a prior, not a free
-        # parameter): no price for a power other than 1.
+        # parameter): no price for a power other than 1 or an offset.
         better = value > profile
         profile = np.where(better, value, profile)
         best_power = np.where(better, power, best_power)
+        best_offset = np.where(better, offset, best_offset)
         best_eps = np.where(better, np.asarray(relative_errors)[j], best_eps)
     # The largest unit whose likelihood is within SUPPORT of the best (a
     # finer comb that fits a little better by chance is no evidence), at
@@ -191,22 +263,26 @@ def integer_unit(areas, errors=None, max_count=100,
     i = int(np.flatnonzero(near)[np.argmax(profile[near])])
     unit, power, eps = float(units[i]), float(best_power[i]), \
         float(best_eps[i])
+    offset = float(best_offset[i])
     smaller = units <= 0.75 * unit
     evidence = float(profile[i] - profile[smaller].max()) if smaller.any() \
         else np.inf
 
     # The counts, then the unit by weighted least squares on the inlying
     # counts (proportional, as the atom model has it).
-    counts = np.maximum(np.rint((a / unit) ** (1 / power)), 1).astype(int)
-    spread = np.sqrt(s ** 2 + (eps * counts ** power * unit) ** 2)
-    inlier = np.abs(a - counts ** power * unit) <= 3 * spread
-    if power == 1.0:
+    top_count = np.inf if caps is None else caps
+    counts = np.clip(np.rint((a / unit + offset) ** (1 / power)), 1,
+                     top_count).astype(int)
+    tooth = (counts ** power - offset) * unit
+    spread = np.sqrt(s ** 2 + (eps * tooth) ** 2)
+    inlier = np.abs(a - tooth) <= 3 * spread
+    if power == 1.0 and offset == 0.0:
         for _ in range(3):
             w = inlier / spread ** 2
             if not np.any(w > 0):
                 break
             unit = float(np.sum(w * counts * a) / np.sum(w * counts ** 2))
-            counts = np.maximum(np.rint(a / unit), 1).astype(int)
+            counts = np.clip(np.rint(a / unit), 1, top_count).astype(int)
             spread = np.sqrt(s ** 2 + (eps * counts * unit) ** 2)
             inlier = np.abs(a - counts * unit) <= 3 * spread
     else:
@@ -221,8 +297,8 @@ def integer_unit(areas, errors=None, max_count=100,
     return UnitEstimate(unit=unit, unit_error=unit_error, counts=counts,
                         relative_error=eps, decided=bool(decided),
                         evidence=evidence, method='comb', power=power,
-                        log_likelihood=float(profile[i]),
-                        n_parameters=2 if power == 1.0 else 3)
+                        offset=offset, log_likelihood=float(profile[i]),
+                        n_parameters=2 + (power != 1.0) + (offset != 0.0))
 
 
 def ranked_unit(areas, errors=None, max_components=20):
@@ -313,24 +389,27 @@ def _log_mixture(x, k, n_iter=300):
     return loglik, means, var, resp
 
 
-def _log_likelihood(a, s, units, eps, power=1.0):
+def _log_likelihood(a, s, units, eps, power=1.0, caps=None, offset=0.0):
     """Log-likelihood of the comb model for every unit (see module notes).
 
-    The teeth are at ``unit * n ** power`` (``power > 1``: the area per
-    atom grows with the column's length).
+    The teeth are at ``unit * (n ** power - offset)`` (``power > 1`` or
+    ``offset > 0``: the area per atom grows with the column's length); the
+    comb of area ``j`` stops at ``caps[j]`` teeth when given.
     """
     a_max = float(a.max())
     out = np.empty(units.size)
     for chunk in np.array_split(np.arange(units.size), 8):
         u = units[chunk][:, None, None]                     # (U, 1, 1)
-        m = np.ceil((a_max / u[..., 0]) ** (1 / power) + 0.5)  # (U, 1)
-        base = np.floor((a[None, :, None] / u) ** (1 / power)) + \
+        m = np.ceil((a_max / u[..., 0] + offset) ** (1 / power) + 0.5)
+        if caps is not None:
+            m = np.minimum(m, caps[None, :])                # (U, J)
+        base = np.floor((a[None, :, None] / u + offset) ** (1 / power)) + \
             np.arange(-1, 3)                                # (U, J, 4)
         n = np.clip(base, 1, m[..., None])
         # Terms clipped onto the same count are counted once.
         first = np.concatenate([np.ones_like(n[..., :1], dtype=bool),
                                 np.diff(n, axis=-1) != 0], axis=-1)
-        tooth = n ** power * u
+        tooth = (n ** power - offset) * u
         var = s[None, :, None] ** 2 + (eps * tooth) ** 2
         dens = np.exp(-0.5 * (a[None, :, None] - tooth) ** 2 / var) / \
             np.sqrt(2 * np.pi * var)
@@ -338,6 +417,77 @@ def _log_likelihood(a, s, units, eps, power=1.0):
         like = (1 - _OUTLIER_WEIGHT) * comb + _OUTLIER_WEIGHT / (1.25 * a_max)
         out[chunk] = np.sum(np.log(like), axis=1)
     return out
+
+
+#: Smallest ``|sin|`` of the angle between two projections for the columns
+#: one sees to bound the atoms in a column of the other (`column_bounds`):
+#: 30 degrees, so that atoms a nearest-neighbour distance apart along one
+#: projection's rays (at least some 4 widths in resolved data) land half
+#: that apart in the other, distinct peaks there.
+MIN_BOUND_SINE = 0.5
+
+
+def column_bounds(fits, angles, indices=None, min_sine=MIN_BOUND_SINE):
+    """The most atoms a column of each 2D projection can hold.
+
+    The atoms of one column (a peak of projection ``a``) lie on one ray of
+    ``a``, at least a nearest-neighbour distance apart; seen from another
+    angle ``b`` they land at as many distinct places, each within a peak
+    of ``b``'s fit. So no column of ``a`` holds more atoms than ``b`` has
+    peaks, when ``b`` is at a clearly different angle (`MIN_BOUND_SINE`)
+    and its fit resolves its columns. The bound is the least such number
+    over the other projections.
+
+    Parameters
+    ----------
+    fits : sequence of `~odl_atoms.calibration.peaks.PeakFit`
+        Fits of 1D profiles (2D data), of every projection or of those in
+        ``indices``.
+    angles : array-like
+        The tilt angles (radians) of all projections.
+    indices : sequence of int, optional
+        The projection of each fit (default 0, 1, ...).
+    min_sine : float, optional
+        Pairs of projections closer in angle (``|sin|`` of their difference
+        below this) do not bound each other.
+
+    Returns
+    -------
+    bounds : numpy.ndarray
+        One per projection, ``inf`` where no other projection bounds it.
+
+    Examples
+    --------
+    A square of 3 x 3 columns seen along its rows (3 peaks) and along a
+    diagonal (5 peaks): a peak at 0 degrees holds at most 5 atoms, one at
+    45 degrees at most 3.
+
+    >>> from odl_atoms.calibration.peaks import PeakFit
+    >>> def fit(n):
+    ...     return PeakFit(centres=np.arange(n, dtype=float)[:, None],
+    ...                    areas=np.ones(n), area_errors=np.zeros(n),
+    ...                    sigma=0.1, sigma_error=0.0, background=0.0,
+    ...                    misfit=0.0, n_values=50, weighted=False)
+    >>> column_bounds([fit(3), fit(5)], np.radians([0, 45])).tolist()
+    [5.0, 3.0]
+    >>> column_bounds([fit(3), fit(5)], np.radians([0, 10])).tolist()
+    [inf, inf]
+    """
+    fits = list(fits)
+    angles = np.asarray(angles, dtype=float).ravel()
+    indices = (np.arange(len(fits)) if indices is None
+               else np.asarray(indices, dtype=int))
+    if indices.size != len(fits) or (indices.size and (
+            indices.min() < 0 or indices.max() >= angles.size)):
+        raise ValidationError('indices must give the projection of each fit')
+    peaks = np.array([np.count_nonzero(f.areas > 0) for f in fits], float)
+    bounds = np.full(angles.size, np.inf)
+    for a in range(angles.size):
+        apart = np.abs(np.sin(angles[indices] - angles[a])) >= min_sine
+        usable = apart & (peaks >= 1)
+        if usable.any():
+            bounds[a] = peaks[usable].min()
+    return bounds
 
 
 def projection_scales(totals):
@@ -402,7 +552,8 @@ class IntensityEstimate:
 
 def estimate_intensity(fits, totals=None, indices=None, intensity=None,
                        scales=None, isolation=2.5, max_local=4.0,
-                       max_count=100):
+                       max_count=100, max_counts=None, offsets=(0.0,),
+                       atoms_from_counts=False):
     """Estimate the intensity of one atom from peak fits of every projection.
 
     Parameters
@@ -430,6 +581,18 @@ def estimate_intensity(fits, totals=None, indices=None, intensity=None,
         projection's mean) are not used.
     max_count : int, optional
         Largest number of atoms in one column considered.
+    max_counts : array-like, optional
+        Largest number of atoms a column of each projection can hold (one
+        number per projection, ``inf`` for no bound): in 2D, the number of
+        columns another projection at a clearly different angle resolves
+        (`column_bounds`). See `integer_unit`.
+    offsets : sequence of float, optional
+        Response offsets for `integer_unit` (`OFFSETS` for HAADF columns).
+    atoms_from_counts : bool, optional
+        Where all the peaks of a projection are isolated and counted, take
+        the number of atoms as their total count (the median over such
+        projections) and the intensity as the projections' total per atom,
+        rather than the least-squares unit at the counts.
 
     Returns
     -------
@@ -471,6 +634,10 @@ def estimate_intensity(fits, totals=None, indices=None, intensity=None,
             intensity=intensity, intensity_error=0.0, scales=k,
             totals=totals, atoms=per_atom_total / intensity,
             method=f'given; factors {how_k}')
+    bounds = np.full(totals.size, np.inf)
+    if max_counts is not None:
+        bounds = np.broadcast_to(np.asarray(max_counts, dtype=float),
+                                 totals.shape).copy()
     areas, errors, where = [], [], []
     for a, f in zip(indices, fits):
         mask = f.isolated(isolation, max_local)
@@ -491,7 +658,10 @@ def estimate_intensity(fits, totals=None, indices=None, intensity=None,
             intensity=float('nan'), intensity_error=float('nan'), scales=k,
             totals=totals, atoms=float('nan'), decided=False,
             method='undecided: no isolated peak')
-    unit = integer_unit(areas, errors, max_count=max_count)
+    caps = bounds[where]
+    unit = integer_unit(areas, errors, max_count=max_count,
+                        max_counts=None if np.all(np.isinf(caps)) else caps,
+                        offsets=offsets)
     if unit.counts[unit.counts > 0].min(initial=1) >= 2 and areas.size >= 4:
         # The comb found no column of one atom: either there is none, or
         # the areas do not grow in proportion to the counts and a finer
@@ -504,13 +674,36 @@ def estimate_intensity(fits, totals=None, indices=None, intensity=None,
     for a in range(totals.size):
         c = unit.counts[where == a]
         per_projection.append(sorted(set(c[c > 0].tolist())))
+    # Every projection holds all the atoms: where all of a projection's
+    # peaks are isolated and counted, their counts add up to the number of
+    # atoms, and the intensity is the projections' total per atom. This
+    # does not lean on the areas being proportional to the counts (the
+    # least-squares unit is pulled by the columns whose area per atom
+    # differs, e.g. HAADF columns of a few atoms, or projections brighter
+    # per atom than their factor says).
+    peaks = np.zeros(totals.size, int)
+    for a, f in zip(indices, fits):
+        peaks[a] += f.n_peaks
+    sums = [int(unit.counts[where == a].sum()) for a in range(totals.size)
+            if peaks[a] > 0 and np.count_nonzero(
+                unit.counts[where == a]) == peaks[a]]
+    intensity, intensity_error = unit.unit, unit.unit_error
+    how_total = ''
+    if atoms_from_counts and unit.decided and sums:
+        atoms = float(np.median(sums))
+        intensity = per_atom_total / atoms
+        intensity_error = intensity * unit.unit_error / unit.unit
+        how_total = (f'; intensity: the total per atom, {atoms:g} atoms '
+                     f'(the median of the counts of the {len(sums)} '
+                     f'projection(s) whose peaks are all isolated: '
+                     f'{sums})')
     how_unit = ('integer unit' if unit.method == 'comb' else
                 'counts by rank of the area clusters (not proportional to '
                 'the areas), least-squares unit')
     method = (f'{how_unit} of {areas.size} isolated peak areas '
               f'(counts {sorted(set(unit.counts[unit.counts > 0].tolist()))}, '
-              f'model error {100 * unit.relative_error:.1f} % per atom); '
-              f'factors {how_k}')
+              f'model error {100 * unit.relative_error:.1f} % per atom)'
+              f'{how_total}; factors {how_k}')
     if not unit.decided:
         warnings.warn(
             f'every isolated peak has the same area ({np.median(areas):.4g}): '
@@ -521,7 +714,7 @@ def estimate_intensity(fits, totals=None, indices=None, intensity=None,
             f'for a square crystal)', UserWarning, stacklevel=2)
         method = 'undecided (all isolated peaks equal): ' + method
     return IntensityEstimate(
-        intensity=unit.unit, intensity_error=unit.unit_error, scales=k,
-        totals=totals, atoms=per_atom_total / unit.unit, unit=unit,
+        intensity=intensity, intensity_error=intensity_error, scales=k,
+        totals=totals, atoms=per_atom_total / intensity, unit=unit,
         peaks_used=int(areas.size), decided=unit.decided, method=method,
         per_projection=per_projection)
