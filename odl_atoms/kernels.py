@@ -742,11 +742,7 @@ def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
             hessian.shape[1] != hessian.shape[2]:
         raise ValueError(f'`hessian` must be (p, n, n) and `linear` (p, n), '
                          f'got {hessian.shape} and {linear.shape}')
-    diagonal = np.diagonal(hessian, axis1=-2, axis2=-1)
-    w = np.minimum(np.maximum(
-        linear / np.where(diagonal > 0, diagonal, 1.0), 0.0), 1.0)
-    lipschitz = np.abs(hessian).sum(axis=-1).max(axis=-1)
-    lipschitz = np.ascontiguousarray(np.where(lipschitz > 0, lipschitz, 1.0))
+    columns, lipschitz, sizes, w = _box_qp_prepare(hessian, linear)
     if groups is None:
         order = np.arange(len(w))
         starts = np.array([0, len(w)])
@@ -756,16 +752,41 @@ def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
         starts = np.searchsorted(labels[order],
                                  np.arange(labels.max(initial=-1) + 2))
     if len(w):
-        # Columns as rows (the Gram matrices are symmetric only to rounding).
-        columns = np.ascontiguousarray(hessian.transpose(0, 2, 1))
-        # Each problem's size: up to its last nonzero row or linear term.
-        used = (np.abs(hessian).sum(axis=-1) + np.abs(linear)) > 0
-        sizes = np.where(used.any(axis=1),
-                         used.shape[1] - np.argmax(used[:, ::-1], axis=1), 0)
-        _box_qp_groups(columns, linear, lipschitz, sizes.astype(np.int64), w,
-                       order.astype(np.int64),
-                       starts.astype(np.int64), int(n_iter), float(tol))
+        _box_qp_groups(columns, linear, lipschitz, sizes, w,
+                       order.astype(np.int64), starts.astype(np.int64),
+                       int(n_iter), float(tol))
     return w
+
+
+@_njit
+def _box_qp_prepare(hessian, linear):
+    """What the iteration of `box_qp` needs, in one pass: the columns of
+    each Hessian as rows (the Gram matrices are symmetric only to
+    rounding), the step bound ``L`` (largest absolute row sum, 1 if 0),
+    each problem's size (up to its last nonzero row or linear term) and
+    the first iterate (the clipped diagonal solution)."""
+    p, n = linear.shape
+    columns = np.empty((p, n, n))
+    lipschitz = np.empty(p)
+    sizes = np.zeros(p, np.int64)
+    w = np.empty((p, n))
+    for j in range(p):
+        largest = 0.0
+        for i in range(n):
+            total = 0.0
+            for q in range(n):
+                h = hessian[j, i, q]
+                columns[j, q, i] = h
+                total += abs(h)
+            if total > largest:
+                largest = total
+            if total > 0 or linear[j, i] != 0:
+                sizes[j] = i + 1
+            diagonal = hessian[j, i, i]
+            v = linear[j, i] / (diagonal if diagonal > 0 else 1.0)
+            w[j, i] = min(max(v, 0.0), 1.0)
+        lipschitz[j] = largest if largest > 0 else 1.0
+    return columns, lipschitz, sizes, w
 
 
 # ---------------------------------------------------------------------------

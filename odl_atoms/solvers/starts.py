@@ -944,14 +944,13 @@ class _LatticeFit:
         if plain:
             # The misfits of every basis's lattices in one batch (`values`).
             size = max(points.shape[1] for _, points, _ in plain)
-            padded = [(np.pad(points, ((0, 0), (0, size - points.shape[1]),
-                                       (0, 0))),
-                       np.pad(filled, ((0, 0), (0, size - filled.shape[1]))))
-                      for _, points, filled in plain]
-            values = self.values(np.concatenate([p for p, _ in padded]),
-                                 np.concatenate([f for _, f in padded]),
-                                 background)
             counts = np.cumsum([0] + [len(points) for _, points, _ in plain])
+            every = np.zeros((counts[-1], size, plain[0][1].shape[2]))
+            filled_every = np.zeros((counts[-1], size), bool)
+            for (_, points, filled), lo in zip(plain, counts):
+                every[lo:lo + len(points), :points.shape[1]] = points
+                filled_every[lo:lo + len(points), :filled.shape[1]] = filled
+            values = self.values(every, filled_every, background)
             for (j, points, filled), lo, hi in zip(plain, counts[:-1],
                                                    counts[1:]):
                 best = self._better(best, j, values[lo:hi], points, filled)
