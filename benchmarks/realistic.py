@@ -209,9 +209,21 @@ def main(argv=None):
     parser.add_argument('--add', action='store_true',
                         help='keep the rows of the existing results file '
                              'whose case and variant are not run again')
+    parser.add_argument('--report-only', action='store_true',
+                        help='write the markdown again from the CSV in '
+                             '--output (no run; keeps its date line)')
     args = parser.parse_args(argv)
     sys.path.insert(0, HERE)
     from realistic_data import CASES
+
+    table = os.path.join(args.output, 'realistic.csv')
+    if args.report_only:
+        report = os.path.join(args.output, 'realistic.md')
+        with open(report) as f:
+            measured = f.read().split('\n')[2]
+        write_result(report, 'Realistic data: abTEM tilt series to atoms',
+                     render(read_rows(table)), measured=measured)
+        return 0
 
     names = args.case or [n for n in CASES if case_files(n, args.data)]
     variants = args.variants or list(VARIANTS)
@@ -232,7 +244,6 @@ def main(argv=None):
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(_job, jobs))
     wall = time.perf_counter() - start
-    table = os.path.join(args.output, 'realistic.csv')
     n_new = len(rows)
     if args.add and os.path.isfile(table):
         run = {(r['case'], r['variant']) for r in rows}
@@ -244,7 +255,7 @@ def main(argv=None):
     write_rows(table, rows)
     write_result(os.path.join(args.output, 'realistic.md'),
                  'Realistic data: abTEM tilt series to atoms',
-                 render(rows, wall, load, args.workers),
+                 render(rows),
                  measured=f'{stamp()}; {n_new} runs in {wall / 60:.1f} '
                           f'min with {args.workers} workers, load '
                           f'{load[0]:.1f} at the start'
@@ -257,7 +268,7 @@ def _fmt(value, spec):
     return '' if value is None else format(value, spec)
 
 
-def render(rows, wall, load, workers):
+def render(rows):
     """The markdown of the results."""
     header = ['case', 'angles', 'variant', 'atoms', 'found', 'F1', 'exact',
               'defect', 'time (s)', 'CPU (s)', 'sigma (ref)', 'intensity / ref',
@@ -316,7 +327,12 @@ def targets(rows):
     generic = [r for r in rows if r['ndim'] == 2
                and r['case'].endswith('_generic')]
     shifted = [r for r in default if r['shift_error_cells'] is not None]
-    cpu = [r['cpu'] for r in default if r['ndim'] == 2 and r['cpu']]
+    # Runs that reconstructed: a refusal in under a second is no time.
+    cpu = [r['cpu'] for r in default
+           if r['ndim'] == 2 and r['f1'] is not None]
+    generic_cases = sorted({r['case'] for r in generic})
+    best_generic = [max((r['f1'] or 0 for r in generic if r['case'] == c))
+                    for c in generic_cases]
     lines = [
         'Targets (issue 19; defaults unless said):',
         '',
@@ -325,15 +341,16 @@ def targets(rows):
         f'- 2D zone axes exact: {rate(zone, lambda r: r["exact"])}; '
         f'defect found (target >= 90 %): '
         f'{rate((r for r in zone if r["defect_found"] is not None), lambda r: r["defect_found"])}',
-        f'- generic 3-angle sets F1 >= 0.9 (any variant): '
-        f'{rate(generic, lambda r: (r["f1"] or 0) >= 0.9)}',
+        f'- generic 3-angle sets F1 >= 0.9 (cases, best variant): '
+        f'{rate(best_generic, lambda f1: f1 >= 0.9)}',
         f'- atom width within 5 % of the fit at the truth: '
         f'{rate((r for r in default if r["sigma_ref"]), lambda r: within(r, "sigma", "sigma_ref"))}',
         f'- atom intensity within 5 %: '
         f'{rate((r for r in default if r["intensity_ref"]), lambda r: within(r, "intensity", "intensity_ref"))}',
         f'- shifts to 0.1 pixel: '
         f'{rate(shifted, lambda r: r["shift_error_cells"] <= 0.1)}',
-        '- median CPU time per 2D reconstruction (target < 30 s): '
+        '- median CPU time per 2D reconstruction (defaults, runs that '
+        'reconstructed; target < 30 s): '
         + (f'{np.median(cpu):.1f} s' if cpu else 'no run'),
     ]
     return '\n'.join(lines)
