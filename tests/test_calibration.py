@@ -244,6 +244,8 @@ def test_integer_unit_bounds_and_offsets_bad_inputs():
         integer_unit(areas, max_counts=[3, 3])
     with pytest.raises(ValidationError, match='offsets'):
         integer_unit(areas, offsets=[1.0])
+    with pytest.raises(ValidationError, match='max_counts'):
+        estimate_intensity([], totals=[1.0, 1.0], max_counts=[3, 3, 3])
 
 
 def test_integer_unit_with_offsets_keeps_a_proportional_comb():

@@ -113,6 +113,10 @@ class UnitEstimate:
     evidence : float
         Log-likelihood of the unit over the best unit below ``0.75 unit``
         (the next candidates ``unit / 2``, ``unit / 3``, ...).
+    power, offset : float
+        The response that fitted best: the areas of ``n`` atoms as
+        ``unit * (n ** power - offset)`` (``unit`` itself is the
+        least-squares proportional unit at the counts).
     """
 
     unit: float
@@ -208,6 +212,10 @@ def integer_unit(areas, errors=None, max_count=100,
     ...                         offsets=OFFSETS)
     >>> estimate.counts[:7].tolist(), estimate.counts[7:].sum()
     ([6, 7, 7, 7, 7, 7, 7], 51)
+
+    The counts add up to the 48 atoms at 0 degrees, to 51 at 45 degrees
+    (two of its columns brighter per atom); `estimate_intensity` takes the
+    number of atoms as the median of such sums over the projections.
     """
     a = np.asarray(areas, dtype=float).ravel()
     if a.size == 0:
@@ -636,8 +644,13 @@ def estimate_intensity(fits, totals=None, indices=None, intensity=None,
             method=f'given; factors {how_k}')
     bounds = np.full(totals.size, np.inf)
     if max_counts is not None:
-        bounds = np.broadcast_to(np.asarray(max_counts, dtype=float),
-                                 totals.shape).copy()
+        try:
+            bounds = np.broadcast_to(np.asarray(max_counts, dtype=float),
+                                     totals.shape).copy()
+        except ValueError:
+            raise ValidationError(
+                f'max_counts must be one number or one per projection '
+                f'({totals.size}), got shape {np.shape(max_counts)}') from None
     areas, errors, where = [], [], []
     for a, f in zip(indices, fits):
         mask = f.isolated(isolation, max_local)
