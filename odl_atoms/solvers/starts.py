@@ -700,6 +700,11 @@ class _LatticeFit:
         if n == 0:
             return (points, np.zeros((0, 1), int), np.zeros((0, 1)),
                     np.zeros((0, 0)))
+        if len(self.frame.shape) == 2 and kernels.backend() == 'numba':
+            # As `stack` computes it (`_compiled_stacks`).
+            stack, = self._compiled_stacks(1, 1, points, np.zeros(n, int),
+                                           np.arange(n), np.array([0, n]))
+            return points, stack.index[0], stack.values[0], stack.gram[0]
         index, values = Stencil(self.frame, points, op.sigma,
                                 op.truncate, op.mode).windows()
         # The columns as a dense matrix (a 2D sinogram and a few dozen
