@@ -225,13 +225,14 @@ def test_stacked_lattice_search_equals_the_loop_over_lattices(occupancy):
                           rtol=1e-10, atol=1e-12)
 
 
-def test_batched_lattice_data_equal_one_lattice_at_a_time():
+def test_batched_lattice_data_equal_one_lattice_at_a_time(monkeypatch):
     """`_LatticeFit.stacks` (the sites, support and windows of many bases
     computed together) against `stack` of each basis in a fresh fit and
     with the NumPy backend (the Gram matrices to rounding), and
     `_LatticeFit.values` (compiled residuals of many site sets) against
     `value` set by set: the same numbers, bit for bit."""
     from odl_atoms import kernels
+    from odl_atoms.solvers import starts
 
     phantom, measured = generic_problem('vacancy', shape=(5, 5),
                                         angles=(0, 60, 120))
@@ -271,10 +272,14 @@ def test_batched_lattice_data_equal_one_lattice_at_a_time():
         - fit.y
     filled = stack.valid.copy()
     filled[0] = False  # an empty site set: the background alone
+    want = [fit.value(p[f], background) for p, f in zip(stack.points, filled)]
     with kernels.use_backend('numba'):
         got = fit.values(stack.points, filled, background)
-    want = [fit.value(p[f], background) for p, f in zip(stack.points, filled)]
-    assert np.array_equal(got, want)
+        assert np.array_equal(got, want)
+        # In chunks of a few sets (each at least one set, however large).
+        monkeypatch.setattr(starts, '_RESIDUAL_SITES', 10)
+        assert np.array_equal(fit.values(stack.points, filled, background),
+                              want)
 
 
 @pytest.mark.slow

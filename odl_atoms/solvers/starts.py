@@ -70,6 +70,9 @@ _STACK_SITES = 2 ** 18
 #: Data values of the residuals (one per site set) computed in one batch.
 _RESIDUAL_VALUES = 2 ** 22
 
+#: Sites whose windows are computed in one batch of residuals.
+_RESIDUAL_SITES = 2 ** 16
+
 #: Names `LatticeStart` knows: 2D (orientation searched) and 3D cubic.
 NAMED_LATTICES = ('square', 'hexagonal') + tuple(CUBIC)
 
@@ -652,7 +655,8 @@ class _LatticeFit:
 
         With the compiled kernels the windows of all sets come from one
         call and their residuals from another (`Projector.group_residuals`,
-        in chunks of `_RESIDUAL_VALUES`), each summed as `value` sums it:
+        in chunks of `_RESIDUAL_VALUES` values and `_RESIDUAL_SITES`
+        sites), each summed as `value` sums it:
         the same numbers as the loop of `value` over the sets, which
         the NumPy backend runs.
         """
@@ -665,15 +669,23 @@ class _LatticeFit:
                                          op.mode)
         counts = filled.sum(axis=1)
         out = np.empty(m)
+        # Chunks of at most _RESIDUAL_VALUES residual values and
+        # _RESIDUAL_SITES sites (one set at least): a 3D lattice of 10^4
+        # atoms has 10^5 sites per offset, and their windows take MBs each.
         per = max(1, _RESIDUAL_VALUES // max(projector.size, 1))
-        for begin in range(0, m, per):
-            part = slice(begin, begin + per)
+        begin = 0
+        while begin < m:
+            total = np.cumsum(counts[begin:begin + per])
+            end = begin + max(1, int(np.searchsorted(
+                total, _RESIDUAL_SITES, side='right')))
+            part = slice(begin, end)
             sites = points[part][filled[part]]
             starts = np.concatenate([[0], np.cumsum(counts[part])])
             residuals = projector.group_residuals(
                 projector.profiles(sites), starts, background)
             for k, r in enumerate(residuals):
                 out[begin + k] = 0.5 * self.c * float(r @ r)
+            begin = end
         return out
 
     def lattice(self, basis, offset):
@@ -950,11 +962,15 @@ class _LatticeFit:
             # The misfits of every basis's lattices in one batch (`values`).
             size = max(points.shape[1] for _, points, _ in plain)
             counts = np.cumsum([0] + [len(points) for _, points, _ in plain])
-            every = np.zeros((counts[-1], size, plain[0][1].shape[2]))
-            filled_every = np.zeros((counts[-1], size), bool)
-            for (_, points, filled), lo in zip(plain, counts):
-                every[lo:lo + len(points), :points.shape[1]] = points
-                filled_every[lo:lo + len(points), :filled.shape[1]] = filled
+            if len(plain) == 1:  # in 3D one basis: no copy of its sites
+                _, every, filled_every = plain[0]
+            else:
+                every = np.zeros((counts[-1], size, plain[0][1].shape[2]))
+                filled_every = np.zeros((counts[-1], size), bool)
+                for (_, points, filled), lo in zip(plain, counts):
+                    every[lo:lo + len(points), :points.shape[1]] = points
+                    filled_every[lo:lo + len(points),
+                                 :filled.shape[1]] = filled
             values = self.values(every, filled_every, background)
             for (j, points, filled), lo, hi in zip(plain, counts[:-1],
                                                    counts[1:]):
