@@ -33,6 +33,15 @@ Usage::
     python benchmarks/zone_axes.py --generic   # 96 reconstructions
     python benchmarks/zone_axes.py --random    # 96 reconstructions
     python benchmarks/zone_axes.py --quick     # two defects, 1 % noise
+    python benchmarks/zone_axes.py --configs 'user defaults' --output DIR
+    python benchmarks/zone_axes.py --from-csv A.csv B.csv   # tables of both
+
+``--configs`` runs only the configurations named: ``escapes``, ``every
+start`` and ``user defaults`` (`odl_atoms.reconstruct` as a user calls it,
+``global_search.reconstruct_user``: lattice, r_min and, for noise-free
+data, the noise level found from the data; not run unless named).
+``--from-csv`` takes several CSVs (e.g. a run of ``user defaults`` and one
+of the other two) and shows their configurations side by side.
 
 Writes ``benchmarks/results/zone_axes.md`` and ``zone_axes.csv``
 (``generic_angles.md`` and ``.csv`` with ``--generic``,
@@ -54,10 +63,13 @@ from _common import (markdown_table, read_rows,  # noqa: E402
                      reconstruction_parser, run_parallel, write_result,
                      write_rows)
 from global_search import (ANGLE_SETS, BLUR, DEFECTS, KNOWN,  # noqa: E402
-                           N_DETECTOR, reconstruct)
+                           KNOWN_USER, N_DETECTOR, USER, reconstruct)
 
 CONFIGS = ('escapes', 'every start')
-LABELS = {'escapes': 'defaults', 'every start': 'with lattice starts'}
+#: Every configuration the tables know, in their order.
+ALL_CONFIGS = CONFIGS + (USER,)
+LABELS = {'escapes': 'defaults', 'every start': 'with lattice starts',
+          USER: 'user defaults'}
 
 
 def random_sets(count=8, seed=2027):
@@ -99,12 +111,67 @@ def run_case(case):
     return row
 
 
-def cases(plan, quick):
+def cases(plan, quick, configs=None):
+    """The runs of ``plan``; ``configs``: only these configurations
+    (default the plan's)."""
     defects = DEFECTS[2:4] if quick else DEFECTS
     noises = (0.01,) if quick else plan['noises']
     seeds = plan['seeds'][:1] if quick else plan['seeds']
-    return list(itertools.product(plan.get('configs', CONFIGS), defects,
-                                  plan['angles'], noises, seeds))
+    return list(itertools.product(configs or plan.get('configs', CONFIGS),
+                                  defects, plan['angles'], noises, seeds))
+
+
+def same_fields(rows):
+    """``rows`` with the union of their fields (None where missing), so
+    that configurations with extra fields share one CSV."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    return [{k: r.get(k) for k in fields} for r in rows]
+
+
+def user_details(rows):
+    """Markdown on the ``user defaults`` runs: what the defaults chose
+    (lattice, r_min, noise level) and every failed run."""
+    rows = [r for r in rows if r['config'] == USER]
+    if not rows:
+        return []
+    chosen = {}
+    for r in rows:
+        chosen.setdefault(r.get('lattice') or 'none (greedy only)',
+                          []).append(r)
+    r_err = [abs(r['r_min'] / 2.885 - 1) for r in rows]
+    estimated = [r for r in rows if r.get('noise_source') == 'estimated']
+    text = ['', '## User defaults: what they chose', '',
+            markdown_table(['lattice chosen', 'runs', 'exact'],
+                           [[k, len(v), sum(r['exact'] for r in v)]
+                            for k, v in sorted(chosen.items())]),
+            '', f'r_min (true spacing 2.885 A): relative error median '
+            f'{np.median(r_err):.2g}, largest {max(r_err):.2g}. Noise level '
+            f'estimated from the data in {len(estimated)} runs (the '
+            f'noise-free ones), largest estimate '
+            f'{max((r["noise_std"] or 0 for r in estimated), default=0):.3g}.']
+    failed = [r for r in rows if not r['exact']]
+    if failed:
+        text += ['', '## User defaults: failed runs', '',
+                 'Objectives in atom energies under the problem the answer '
+                 'solved (its final alpha, fitted r_min and noise level): '
+                 'the certificate\'s, the answer\'s atoms evaluated again, '
+                 'and the truth relaxed from its exact positions.', '',
+                 markdown_table(
+                     ['defect', 'angles', 'noise', 'seed', 'F1', 'atoms',
+                      'lattice', 'r_min', 'best start', 'alpha',
+                      'objective', 'answer re-evaluated', 'truth relaxed',
+                      'lower'],
+                     [[r['defect'], r['angles'], f"{100 * r['noise']:.0f} %",
+                       r['seed'], f"{r['f1']:.3f}",
+                       f"{r['n_found']}/{r['n_true']}", r.get('lattice') or '-',
+                       f"{r['r_min']:.4f}", r['best_start'],
+                       f"{r['alpha']:.2g}", f"{r['objective']:.6f}",
+                       f"{r['answer_objective']:.6f}",
+                       f"{r['truth_objective']:.6f}",
+                       'truth (search failure)'
+                       if r['truth_objective'] < r['objective'] - 1e-6
+                       else 'answer (model)'] for r in failed])]
+    return text
 
 
 def summary(group):
@@ -126,7 +193,8 @@ def table(rows, keys):
     groups = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
-    order = {'config': CONFIGS, 'defect': DEFECTS, 'angles': tuple(ANGLES),
+    order = {'config': ALL_CONFIGS, 'defect': DEFECTS,
+             'angles': tuple(ANGLES),
              'noise': NOISES}
     out = []
     for key in sorted(groups, key=lambda k: [order[n].index(v)
@@ -200,9 +268,14 @@ def main(argv=None):
     parser.add_argument('--baseline', metavar='CSV',
                         help="an earlier run's CSV to compare with, run by "
                              'run (a section of the results file)')
-    parser.add_argument('--from-csv', metavar='CSV',
-                        help='write the tables from this CSV instead of '
-                             'running')
+    parser.add_argument('--from-csv', metavar='CSV', nargs='+',
+                        help='write the tables from these CSVs (their rows '
+                             'together) instead of running')
+    parser.add_argument('--configs', nargs='+', choices=ALL_CONFIGS,
+                        metavar='CONFIG',
+                        help='run only these configurations (of '
+                             f'{", ".join(map(repr, ALL_CONFIGS))}; '
+                             'default: the plan\'s, without user defaults)')
     args = parser.parse_args(argv)
     name = ('generic_angles' if args.generic else
             'random_angles' if args.random else 'zone_axes')
@@ -210,15 +283,19 @@ def main(argv=None):
     if args.baseline and not os.path.isfile(args.baseline):
         parser.error(f'--baseline: no file {args.baseline!r}')
     if args.from_csv:
-        if not os.path.isfile(args.from_csv):
-            parser.error(f'--from-csv: no file {args.from_csv!r}')
-        rows = read_rows(args.from_csv)
-        run = f'{len(rows)} reconstructions (from {args.from_csv}).'
+        for path in args.from_csv:
+            if not os.path.isfile(path):
+                parser.error(f'--from-csv: no file {path!r}')
+        rows = [r for path in args.from_csv for r in read_rows(path)]
+        run = (f'{len(rows)} reconstructions (from '
+               f'{", ".join(args.from_csv)}).')
     else:
         load = os.getloadavg()[0]
         begin = time.perf_counter()
-        rows = run_parallel(run_case, cases(plan, args.quick), args.workers)
+        rows = run_parallel(run_case, cases(plan, args.quick, args.configs),
+                            args.workers)
         wall = time.perf_counter() - begin
+        rows = same_fields(rows)
         write_rows(os.path.join(args.output, name + '.csv'), rows)
         run = (f'{len(rows)} reconstructions in {wall / 60:.1f} min with '
                f'{args.workers} worker processes (load average {load:.1f} at '
@@ -236,7 +313,8 @@ def main(argv=None):
         'positions) - a limit of the model at that energy weight, not of '
         'the search. Times: wall and CPU seconds of the solve alone (not '
         'the simulation nor the truth\'s relaxation), median per group.',
-        '', KNOWN,
+        '', KNOWN if any(r['config'] != USER for r in rows) else '',
+        KNOWN_USER if any(r['config'] == USER for r in rows) else '',
         '', '## By configuration and noise', '',
         markdown_table(['configuration', 'noise'] + header, by_noise),
         '', '## By configuration and defect', '',
@@ -245,7 +323,7 @@ def main(argv=None):
         '', '## By defect, angles and noise', '',
         markdown_table(['configuration', 'defect', 'angles', 'noise'] + header,
                        table(rows, ('config', 'defect', 'angles', 'noise'))),
-    ]
+    ] + user_details(rows)
     if args.baseline:
         text += ['', f'## Against {os.path.basename(args.baseline)}', '',
                  against(rows, read_rows(args.baseline))]
