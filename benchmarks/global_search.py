@@ -278,8 +278,9 @@ def reconstruct_user(phantom, measured):
     answer's objective (``objective``, the certificate's, as in every
     configuration) is under the same objective. ``answer_objective`` is the
     answer's atoms evaluated under that rebuilt problem (the certificate
-    may report the search's value before the last polish: they differed
-    by 2e-5 and 1e-4 atom energies in two checks).
+    reports the search's value, before the last polish of the positions;
+    the two can differ, by much when the polish leaves the energy's
+    minimum).
     """
     import odl_atoms as oa
     from odl_atoms.problem import Problem

@@ -153,9 +153,12 @@ def user_details(rows):
     if failed:
         text += ['', '## User defaults: failed runs', '',
                  'Objectives in atom energies under the problem the answer '
-                 'solved (its final alpha, fitted r_min and noise level): '
-                 'the certificate\'s, the answer\'s atoms evaluated again, '
-                 'and the truth relaxed from its exact positions.', '',
+                 'solved (its final alpha, r_min and noise level): '
+                 'the certificate\'s (the search\'s value, before the last '
+                 'polish of the positions), the answer\'s atoms evaluated '
+                 'again, and the truth relaxed from its exact positions; '
+                 '"lower" compares the certificate\'s with the truth\'s, as '
+                 'in the tables above.', '',
                  markdown_table(
                      ['defect', 'angles', 'noise', 'seed', 'F1', 'atoms',
                       'lattice', 'r_min', 'best start', 'alpha',
