@@ -8,7 +8,7 @@ its help without loading the toolkit.
 __all__ = ('DEFAULT_ALPHA', 'DISCREPANCY_TAU', 'DEFAULT_SEED',
            'DEFAULT_SIGMA', 'DEFAULT_N_DETECTOR', 'DEFAULT_GRID_PER_SIGMA_3D',
            'PHANTOM_NAMES_2D', 'NANOPARTICLE_SHAPES', 'PHANTOM_NAMES')
-# LATTICE_RESIDUAL, LATTICE_TIE and LATTICE_NAMES are not (yet) in the package's export
+# LATTICE_RESIDUAL, LATTICE_TIE, SPLIT_TRIGGER, SPLIT_RESIDUAL and LATTICE_NAMES are not (yet) in the package's export
 # table (odl_atoms/__init__.py); import them from here.
 
 #: Default dimensionless energy weight (see `odl_atoms.objective`): small
@@ -62,6 +62,23 @@ PHANTOM_NAMES = PHANTOM_NAMES_2D + NANOPARTICLE_SHAPES + ('slab',)
 #: (an edge dislocation, which a single lattice cannot fit); amorphous sets
 #: of 40 atoms with a minimum distance: 5.9 % and more.
 LATTICE_RESIDUAL = 0.05
+
+#: In 2D, ``lattice='auto'`` also fits two domains of each lattice that meet
+#: at a line (`odl_atoms.solvers.starts.fit_split_lattice`: a grain
+#: boundary, an edge dislocation) when the best single lattice leaves more
+#: than this fraction unexplained (no crystal with a point defect left more
+#: than 1.1 % at the benchmarks' zone-axis and generic sets; edge
+#: dislocations 1.2-4.5 %, grain boundaries up to 9.8 %).
+SPLIT_TRIGGER = 0.02
+
+#: ... and takes the two-domain fit that leaves the least unexplained, if
+#: at most this fraction. Measured on 7 x 7 crystals at 0/90, 0/45/90,
+#: 0/60/120 and three generic 3-angle sets, noise 0 and 1 %: grain
+#: boundaries 0-3.2 % (7 of 8 generic runs below 2.5 %), edge dislocations
+#: 0.5-2.3 %; 30 amorphous sets of 30-40 atoms with a minimum distance of
+#: 2.5-2.9 A at the same angles: 2.8 % and more (3.35 % but for one at
+#: 0/90, whose single square fit is within `LATTICE_RESIDUAL` anyway).
+SPLIT_RESIDUAL = 0.025
 
 #: Lattice fits whose misfits differ by less than this fraction of the
 #: data's energy explain the data equally: the crystal's own lattice (its

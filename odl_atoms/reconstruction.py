@@ -30,7 +30,8 @@ import warnings
 
 from odl_atoms.defaults import (DEFAULT_ALPHA, DEFAULT_GRID_PER_SIGMA_3D,
                                  DEFAULT_SEED, LATTICE_NAMES,
-                                 LATTICE_RESIDUAL, LATTICE_TIE)
+                                 LATTICE_RESIDUAL, LATTICE_TIE,
+                                 SPLIT_RESIDUAL, SPLIT_TRIGGER)
 from odl_atoms.errors import ValidationError
 
 __all__ = ('reconstruct', 'reconstruct_alphas',
@@ -660,7 +661,9 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     if estimate and chosen is not None:
         estimated = chosen.spacing
         r_info = {'value': chosen.spacing, 'error': chosen.spacing_error,
-                  'source': f'fitted {chosen.lattice} lattice'}
+                  'source': f'fitted {chosen.lattice} lattice'
+                            + (' (two domains)' if chosen.domains > 1
+                               else '')}
     elif estimate:
         estimated, _ = estimate_equilibrium_distance(
             measured, weights=weights, grid_spacing=options.get(
@@ -689,7 +692,9 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         report['lattice'] = {
             'requested': lattice,
             'chosen': None if chosen is None else chosen.lattice,
+            'domains': None if chosen is None else chosen.domains,
             'threshold': LATTICE_RESIDUAL,
+            'split_threshold': SPLIT_RESIDUAL,
             'fits': [fit.to_dict() for fit in fits],
             # With the energy-free estimate, if one ran (3D).
             'seconds': time.perf_counter() - began}
@@ -853,6 +858,17 @@ def fit_lattices(measured, lattice='auto', spacing=None, operator=None):
     angles left 5.5 % unexplained, and its spacing was still 0.6 % off
     only).
 
+    In 2D with ``'auto'``, when the best single lattice leaves more than
+    `~odl_atoms.defaults.SPLIT_TRIGGER` unexplained, two domains of each
+    lattice are fitted too (`~odl_atoms.solvers.starts.fit_split_lattice`:
+    a grain boundary, an edge dislocation) and appended to ``fits``; the
+    best of them is chosen if it leaves at most
+    `~odl_atoms.defaults.SPLIT_RESIDUAL` (``chosen.domains == 2``). The
+    two-domain fits also tell the lattice type apart where single fits do
+    not (an edge dislocation of a square crystal at 63.9/66.7/142.3
+    degrees: single fits square 2.8 %, hexagonal 3.2 %, a tie; two
+    domains 1.4 % against 2.2 %).
+
     Examples
     --------
     >>> import numpy as np, odl_atoms as oa
@@ -879,6 +895,14 @@ def fit_lattices(measured, lattice='auto', spacing=None, operator=None):
     chosen = fits[0] if fits and (
         lattice != 'auto'
         or fits[0].residual_fraction <= LATTICE_RESIDUAL) else None
+    if (lattice == 'auto' and measured.ndim == 2 and fits
+            and fits[0].residual_fraction > SPLIT_TRIGGER):
+        from odl_atoms.solvers.starts import fit_split_lattice
+        splits = sorted((fit_split_lattice(operator, data, fit)
+                         for fit in fits), key=lambda fit: fit.misfit)
+        fits = fits + splits
+        if splits[0].residual_fraction <= SPLIT_RESIDUAL:
+            chosen = splits[0]
     return fits, chosen
 
 

@@ -132,15 +132,22 @@ def _defaults_lines(info):
     lattice = info.get('lattice')
     if lattice and lattice.get('fits'):
         fits = ', '.join(
-            f'{fit["lattice"]} {100 * fit["residual_fraction"]:.2g} %'
+            f'{fit["lattice"]}'
+            + (' (two domains)' if fit.get('domains', 1) > 1 else '')
+            + f' {100 * fit["residual_fraction"]:.2g} %'
             for fit in lattice['fits'])
         chosen = lattice.get('chosen')
+        if chosen and lattice.get('domains', 1) > 1:
+            verdict = (f'two {chosen} domains explain the data (<= '
+                       f'{100 * lattice["split_threshold"]:g} %)')
+        elif chosen:
+            verdict = (f'{chosen} explains the data (<= '
+                       f'{100 * lattice["threshold"]:g} %)')
+        else:
+            verdict = (f'none explains the data (> '
+                       f'{100 * lattice["threshold"]:g} %)')
         lines.append(
-            f'lattice fit (data left unexplained): {fits}; '
-            + (f'{chosen} explains the data (<= '
-               f'{100 * lattice["threshold"]:g} %)' if chosen else
-               f'none explains the data (> {100 * lattice["threshold"]:g} '
-               f'%)')
+            f'lattice fit (data left unexplained): {fits}; ' + verdict
             + f'; starts: {", ".join(lattice["starts"])} '
             f'({lattice["seconds"]:.1f} s)')
     r_min = info.get('r_min')
