@@ -283,6 +283,7 @@ def reconstruct_user(phantom, measured):
     minimum).
     """
     import odl_atoms as oa
+    from odl_atoms.confidence import verdict
     from odl_atoms.problem import Problem
 
     a = phantom.lattice_spacing
@@ -305,6 +306,10 @@ def reconstruct_user(phantom, measured):
                       result.measure.weights * problem.intensity
                       ) / objective.atom_energy
     lattice = info.get('lattice') or {}
+    # The verdict `odl-atoms reconstruct` prints (its problem: the noise
+    # level the measurement records, no potential).
+    line = verdict(result, Problem(measured.operator(), measured.element(),
+                                   noise_std=measured.noise_std))
     return dict(n_true=phantom.n_atoms, n_found=result.n_atoms, f1=match.f1,
                 exact=match.exact, rmsd_a=match.rmsd / a, time=elapsed,
                 cpu_time=cpu,
@@ -320,7 +325,29 @@ def reconstruct_user(phantom, measured):
                 r_min=info['r_min']['value'], r_min_source=info['r_min'][
                     'source'],
                 noise_std=noise['value'], noise_source=noise['source'],
-                answer_objective=check)
+                answer_objective=check,
+                domains=lattice.get('domains') or 0,
+                verdict=verdict_kind(line), verdict_line=line)
+
+
+#: What a verdict line says first (`odl_atoms.confidence.verdict`), as the
+#: benchmarks count it.
+VERDICT_KINDS = ('all starts agree', 'the best starts agree',
+                 'only the best start', 'starts disagree', 'one start')
+
+
+def verdict_kind(line):
+    """The kind of a `verdict` line: one of `VERDICT_KINDS`."""
+    head = line.split(';')[0]
+    if head.startswith('all '):
+        return VERDICT_KINDS[0]
+    if head.startswith('the ') and ' best of ' in head:
+        return VERDICT_KINDS[1]
+    if head.startswith('only the best'):
+        return VERDICT_KINDS[2]
+    if head.startswith('starts disagree'):
+        return VERDICT_KINDS[3]
+    return VERDICT_KINDS[4]
 
 
 def relaxed_truth(solver, problem, truth, alpha=None):
