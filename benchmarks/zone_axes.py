@@ -133,6 +133,7 @@ def flags(row):
     """Whether a run's verdict warns the user (`user_details`)."""
     line = row.get('verdict_line') or ''
     return (row.get('verdict') == 'starts disagree'
+            or 'treat these as uncertain' in line
             or 'does not explain the data' in line
             or 'NOT a local minimum' in line)
 
@@ -178,8 +179,8 @@ def user_details(rows):
         wrong = [r for r in judged if not r['exact']]
         flagged = [r for r in wrong if flags(r)]
         text += ['', f'Wrong answers the verdict flags (starts disagree, '
-                     f'the misfit above what the noise explains, or no '
-                     f'local minimum): {len(flagged)} of {len(wrong)}; '
+                     f'atoms of low confidence, the misfit above what the '
+                     f'noise explains, or no local minimum): {len(flagged)} of {len(wrong)}; '
                      f'exact answers flagged: '
                      f'{sum(flags(r) for r in judged if r["exact"])} of '
                      f'{len(judged) - len(wrong)}.']

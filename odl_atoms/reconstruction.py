@@ -538,8 +538,10 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         hexagonal in 2D, fcc, bcc and sc in 3D) is fitted to the data, its
         spacing included (`~odl_atoms.solvers.starts.fit_lattice`); the
         best one's starts join the greedy start if it leaves at most
-        `~odl_atoms.defaults.LATTICE_RESIDUAL` of the data unexplained
-        (else the greedy start runs alone). A name: that lattice's starts
+        `~odl_atoms.defaults.LATTICE_RESIDUAL` of the data unexplained, or,
+        in 2D, if two domains of it leave at most
+        `~odl_atoms.defaults.SPLIT_RESIDUAL` (`fit_lattices`; r_min is then
+        their mean spacing); else the greedy start runs alone. A name: that lattice's starts
         in any case. None: the greedy start alone. Ignored when ``starts``
         is given and by methods without starts.
     **options
