@@ -66,18 +66,21 @@ LATTICE_RESIDUAL = 0.05
 #: In 2D, ``lattice='auto'`` also fits two domains of each lattice that meet
 #: at a line (`odl_atoms.solvers.starts.fit_split_lattice`: a grain
 #: boundary, an edge dislocation) when the best single lattice leaves more
-#: than this fraction unexplained (no crystal with a point defect left more
-#: than 1.1 % at the benchmarks' zone-axis and generic sets; edge
-#: dislocations 1.2-4.5 %, grain boundaries up to 9.8 %).
+#: than this fraction unexplained (benchmarks/results/lattice_choice.md, 7 x
+#: 7 crystals at zone-axis and generic sets: a vacancy or an interstitial at
+#: most 0.53 %, a displaced lattice 0.55-2.38 %, edge dislocations
+#: 1.2-4.5 %, grain boundaries up to 9.8 %). Two domains of a displaced
+#: lattice are one lattice again (the same spacing to 0.2 %).
 SPLIT_TRIGGER = 0.02
 
 #: ... and takes the two-domain fit that leaves the least unexplained, if
-#: at most this fraction. Measured on 7 x 7 crystals at 0/90, 0/45/90,
-#: 0/60/120 and three generic 3-angle sets, noise 0 and 1 %: grain
-#: boundaries 0-3.2 % (7 of 8 generic runs below 2.5 %), edge dislocations
-#: 0.5-2.3 %; 30 amorphous sets of 30-40 atoms with a minimum distance of
-#: 2.5-2.9 A at the same angles: 2.8 % and more (3.35 % but for one at
-#: 0/90, whose single square fit is within `LATTICE_RESIDUAL` anyway).
+#: at most this fraction. Measured (lattice_choice.md) on 7 x 7 crystals at
+#: 0/90, 0/45/90, 0/60/120 and three generic 3-angle sets, noise 0 and 1 %:
+#: grain boundaries 0-3.2 % (7 of 8 generic runs below 2.5 %), edge
+#: dislocations 0.5-2.3 %; 30 amorphous sets of 30-40 atoms with a minimum
+#: distance of 2.5-2.9 A at zone-axis and generic sets: 2.8 % and more
+#: (3.35 % but for one at 0/90, whose single square fit is within
+#: `LATTICE_RESIDUAL` anyway).
 SPLIT_RESIDUAL = 0.025
 
 #: Lattice fits whose misfits differ by less than this fraction of the
