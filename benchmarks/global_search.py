@@ -116,15 +116,16 @@ KNOWN_USER = ('``user defaults``: `odl_atoms.reconstruct(measured)` with '
               'and noise estimate included).')
 
 
-def make_solver(config, n_angles, seed=0):
+def make_solver(config, n_angles, seed=0, lattice='square'):
     """The ADCG of one configuration (see the module documentation) at
     ``n_angles`` tilt angles: its method options only (the problem -
-    potential, alpha, noise level - is `reconstruct`'s)."""
+    potential, alpha, noise level - is `reconstruct`'s). ``lattice``: the
+    lattice of the starts (the crystal's)."""
     import odl_atoms as oa
     from odl_atoms.solvers.moves import (Perturb, RefitLattice, Regrow,
                                          ShiftColumn, auto_moves)
 
-    greedy, single, patches, split = oa.lattice_starts('square')
+    greedy, single, patches, split = oa.lattice_starts(lattice)
     starts = [greedy, single, patches, split]
     # ADCG's own moves with the lattice starts ('auto': Stiffen with 3+
     # angles, RefitLattice, Relocate, RegrowColumn), by name, for the
@@ -153,9 +154,9 @@ def make_solver(config, n_angles, seed=0):
     elif config == 'no greedy start':
         starts = [single, patches, split]
     elif config == 'rigid lattice fit':
-        starts = [greedy, oa.LatticeStart('square', occupancy=False),
-                  oa.LatticeStart('square', patches=2, occupancy=False),
-                  oa.SplitLatticeStart('square', occupancy=False)]
+        starts = [greedy, oa.LatticeStart(lattice, occupancy=False),
+                  oa.LatticeStart(lattice, patches=2, occupancy=False),
+                  oa.SplitLatticeStart(lattice, occupancy=False)]
     elif config == 'escapes from every start':
         extra['escape_starts'] = None
     elif config == 'no Stiffen':
@@ -186,17 +187,20 @@ def run_case(case):
     return row
 
 
-def make_phantom(defect):
+def make_phantom(defect, lattice='square'):
     """The phantom called ``defect``: a `defect_phantom` name, or
     ``'relaxed_interstitial'`` (the interstitial with its nearest neighbours
-    relaxed under the solvers' potential, `odl_atoms.relax_defect`)."""
+    relaxed under the solvers' potential, `odl_atoms.relax_defect`), of a
+    7 x 7 crystal of ``lattice``."""
     import odl_atoms as oa
     if defect == 'relaxed_interstitial':
-        return oa.relax_defect(oa.defect_phantom('interstitial'))
-    return oa.defect_phantom(defect)
+        return oa.relax_defect(oa.defect_phantom('interstitial',
+                                                 lattice=lattice))
+    return oa.defect_phantom(defect, lattice=lattice)
 
 
-def reconstruct(config, defect, angles, noise, seed=0, alpha=None):
+def reconstruct(config, defect, angles, noise, seed=0, alpha=None,
+                lattice='square'):
     """Reconstruct one phantom with one configuration; return a row.
 
     Runs in a worker (builds its own operator). ``angles`` in degrees;
@@ -206,6 +210,7 @@ def reconstruct(config, defect, angles, noise, seed=0, alpha=None):
     positions), so that a failure can be told apart as a search failure
     (truth lower) or a modelling one (answer lower). ``config`` ``'user
     defaults'`` runs `reconstruct_user` (``alpha`` must then be None).
+    ``lattice``: the crystal's (and the lattice starts').
     """
     import warnings
     warnings.filterwarnings('ignore', category=UserWarning)
@@ -213,7 +218,7 @@ def reconstruct(config, defect, angles, noise, seed=0, alpha=None):
     from odl_atoms.defaults import DEFAULT_ALPHA
     from odl_atoms.problem import Problem
 
-    phantom = make_phantom(defect)
+    phantom = make_phantom(defect, lattice)
     a = phantom.lattice_spacing
     measured = oa.simulate(phantom.measure, np.radians(angles), BLUR * a,
                            n_detector=N_DETECTOR, noise=noise, seed=seed)
@@ -222,7 +227,8 @@ def reconstruct(config, defect, angles, noise, seed=0, alpha=None):
             raise ValueError(f'{USER!r} takes no alpha (the default is '
                              f'what a user gets)')
         row = reconstruct_user(phantom, measured)
-        row.update(config=config, defect=defect, noise=noise, seed=seed)
+        row.update(config=config, defect=defect, noise=noise, seed=seed,
+                   crystal=lattice)
         return row
     op = measured.operator()
     # The noise level is known, also when there is none (simulate records
@@ -232,7 +238,7 @@ def reconstruct(config, defect, angles, noise, seed=0, alpha=None):
     problem = Problem(op, measured.element(),
                       alpha=DEFAULT_ALPHA if alpha is None else alpha,
                       potential=a, noise_std=noise_std)
-    solver = make_solver(config, len(op.geometry.angles), seed)
+    solver = make_solver(config, len(op.geometry.angles), seed, lattice)
     start, cpu_start = time.perf_counter(), time.process_time()
     result = solver.solve(problem)
     elapsed = time.perf_counter() - start
@@ -244,7 +250,8 @@ def reconstruct(config, defect, angles, noise, seed=0, alpha=None):
     truth, truth_exact = relaxed_truth(solver, problem, phantom.measure,
                                        result.info['alpha'])
     return dict(config=config, defect=defect, noise=noise, seed=seed,
-                n_true=phantom.n_atoms, n_found=result.n_atoms, f1=match.f1,
+                crystal=lattice, n_true=phantom.n_atoms,
+                n_found=result.n_atoms, f1=match.f1,
                 exact=match.exact, rmsd_a=match.rmsd / a, time=elapsed,
                 cpu_time=cpu,
                 objective=cert.objective, truth_objective=truth,

@@ -32,6 +32,7 @@ Usage::
     python benchmarks/zone_axes.py             # 144 reconstructions
     python benchmarks/zone_axes.py --generic   # 96 reconstructions
     python benchmarks/zone_axes.py --random    # 96 reconstructions
+    python benchmarks/zone_axes.py --hexagonal # 168 reconstructions
     python benchmarks/zone_axes.py --quick     # two defects, 1 % noise
     python benchmarks/zone_axes.py --configs 'user defaults' --output DIR
     python benchmarks/zone_axes.py --from-csv A.csv B.csv   # tables of both
@@ -40,6 +41,11 @@ Usage::
 start`` and ``user defaults`` (`odl_atoms.reconstruct` as a user calls it,
 ``global_search.reconstruct_user``: lattice, r_min and, for noise-free
 data, the noise level found from the data; not run unless named).
+``--hexagonal`` runs every lattice start (hexagonal) and the user defaults
+on the same defects of a 7 x 7 hexagonal crystal, at its zone axes (0/60,
+0/30, 0/60/120, 0/30/90: rows every 60 degrees, the sqrt(3) a directions
+between them) and the three generic sets, noise none and 1 % (issue 23's
+lattices beyond the square one).
 ``--from-csv`` takes several CSVs (e.g. a run of ``user defaults`` and one
 of the other two) and shows their configurations side by side.
 
@@ -100,14 +106,26 @@ PLANS = {
         angles=random_sets(), noises=(0.0, 0.01), seeds=(0,),
         configs=('every start',),
         title='ADCG with every lattice start at random 3-angle sets'),
+    # Hexagonal crystals (issue 23): their own zone axes (rows every 60
+    # degrees, the sqrt(3) a directions between them) and the generic sets.
+    'hexagonal': dict(
+        angles={'0/60': (0, 60), '0/30': (0, 30), '0/60/120': (0, 60, 120),
+                '0/30/90': (0, 30, 90),
+                **{k: v for k, (c, v) in ANGLE_SETS.items()
+                   if c == 'random 3'}},
+        noises=(0.0, 0.01), seeds=(0,), lattice='hexagonal',
+        configs=('every start', USER),
+        title='ADCG on hexagonal crystals: every lattice start and the '
+              'user defaults'),
 }
 ANGLES = {k: v for plan in PLANS.values() for k, v in plan['angles'].items()}
 NOISES = (0.0, 0.01, 0.05)
 
 
 def run_case(case):
-    config, defect, angles, noise, seed = case
-    row = reconstruct(config, defect, ANGLES[angles], noise, seed)
+    config, defect, angles, noise, seed, lattice = case
+    row = reconstruct(config, defect, ANGLES[angles], noise, seed,
+                      lattice=lattice)
     row['angles'] = angles
     return row
 
@@ -119,7 +137,8 @@ def cases(plan, quick, configs=None):
     noises = (0.01,) if quick else plan['noises']
     seeds = plan['seeds'][:1] if quick else plan['seeds']
     return list(itertools.product(configs or plan.get('configs', CONFIGS),
-                                  defects, plan['angles'], noises, seeds))
+                                  defects, plan['angles'], noises, seeds,
+                                  [plan.get('lattice', 'square')]))
 
 
 def same_fields(rows):
@@ -303,6 +322,9 @@ def main(argv=None):
                       help='generic and random 3-angle sets instead')
     mode.add_argument('--random', action='store_true',
                       help='eight more random 3-angle sets, every start only')
+    mode.add_argument('--hexagonal', action='store_true',
+                      help='hexagonal crystals at their zone axes and the '
+                           'generic sets: every start and user defaults')
     parser.add_argument('--baseline', metavar='CSV',
                         help="an earlier run's CSV to compare with, run by "
                              'run (a section of the results file)')
@@ -316,7 +338,8 @@ def main(argv=None):
                              'default: the plan\'s, without user defaults)')
     args = parser.parse_args(argv)
     name = ('generic_angles' if args.generic else
-            'random_angles' if args.random else 'zone_axes')
+            'random_angles' if args.random else
+            'hexagonal' if args.hexagonal else 'zone_axes')
     plan = PLANS[name]
     if args.baseline and not os.path.isfile(args.baseline):
         parser.error(f'--baseline: no file {args.baseline!r}')
@@ -342,7 +365,7 @@ def main(argv=None):
               'median time (s)', 'median CPU (s)']
     by_noise = table(rows, ('config', 'noise'))
     text = [
-        f'{run} 7 x 7 square lattice, blur '
+        f'{run} 7 x 7 {plan.get("lattice", "square")} lattice, blur '
         f'{BLUR} a, {N_DETECTOR} detector cells, angle sets '
         f'{", ".join(plan["angles"])}, noise seeds '
         f'{", ".join(map(str, plan["seeds"]))}; "exact" = F1 = 1 (tolerance 0.3 a). '
