@@ -430,3 +430,16 @@ def test_command_line_finds_a_grain_boundary_at_generic_angles(tmp_path,
     assert defaults['r_min']['source'] == 'fitted square lattice (two domains)'
     assert abs(defaults['r_min']['value'] / phantom.lattice_spacing - 1) < 0.03
     assert oa.match_atoms(phantom.measure, oa.read_atoms(out)).exact
+
+
+def test_fit_lattice_keeps_the_coarser_of_two_alike_fits():
+    # A displaced hexagonal crystal at 0/30 degrees: the scan's minima at
+    # a / sqrt(3) (a finer lattice, some sites empty) and at a explain the
+    # data alike (1.6 and 1.9 %): the crystal's own spacing is the answer.
+    phantom = oa.defect_phantom('displaced', lattice='hexagonal')
+    a = phantom.lattice_spacing
+    measured = oa.simulate(phantom.measure, np.radians([0, 30]), 0.15 * a,
+                           n_detector=96, seed=0)
+    fitted = fit_lattice(measured.operator(), measured.element(),
+                         'hexagonal')
+    assert abs(fitted.spacing / a - 1) < 0.02
