@@ -93,6 +93,13 @@ SPACING_STEP = 1.03
 #: `COARSER_TOLERANCE`).
 SCAN_MINIMA = 2
 
+#: Scan points within this factor of the scan's lowest value are refined
+#: too (a plateau: the spacing is not determined by the rigid scan), ...
+SCAN_PLATEAU = 1.3
+
+#: ... at most this many refinements in all.
+SCAN_CANDIDATES = 4
+
 #: Lattice fits whose misfits differ by less than this fraction of the
 #: data's energy explain the data alike; `fit_lattice` keeps the coarser.
 COARSER_TOLERANCE = 0.01
@@ -1355,8 +1362,9 @@ def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
        judged by the best single lattice (15 orientations, 4 x 4 offsets,
        every supported site occupied: cheap, and smooth in the spacing).
     2. At that spacing (at each of the scan's `SCAN_MINIMA` deepest local
-       minima; the lowest misfit after step 2 wins, or the coarsest fit
-       within `COARSER_TOLERANCE` of it), the best single
+       minima and its plateau, `SCAN_PLATEAU`, up to `SCAN_CANDIDATES`; the
+       lowest misfit after step 2 wins, or the coarsest fit within
+       `COARSER_TOLERANCE` of it), the best single
        arrangement with its 0/1 occupation (`LatticeStart`); then one
        affine map of all its sites fitted to the data (`_affine_refine`),
        whose scale corrects the spacing. Repeated (``rounds``) until the
@@ -1424,12 +1432,27 @@ def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
         # deepest one can be a wrong spacing (an edge dislocation at 0/90
         # degrees: 2.25 A, 12 % unexplained after refinement, against
         # 3.8 % from the true 2.885 A, the scan's second minimum).
+        # With two angles the scan can be flat over 15 % of spacings
+        # (a hexagonal crystal at 0/60 degrees: 7-9 % unexplained from 2.88
+        # to 3.34 A, one local minimum at 3.15 A that refines to 3.03 A and
+        # 5.8 %; 2.885 A refines to 0 %): points of that plateau (within
+        # `SCAN_PLATEAU` times the lowest value) are refined too, two scan
+        # steps apart at least.
         values = np.array([value for value, _, _ in found])
         padded = np.concatenate([[np.inf], values, [np.inf]])
-        minima = [k for k in np.argsort(values, kind='stable')
+        order = np.argsort(values, kind='stable')
+        minima = [k for k in order
                   if padded[k + 1] <= min(padded[k], padded[k + 2])]
+        plateau = [k for k in order
+                   if values[k] <= SCAN_PLATEAU * values[order[0]]]
+        chosen = []
+        for k in minima[:SCAN_MINIMA] + plateau:
+            if len(chosen) == SCAN_CANDIDATES:
+                break
+            if all(abs(k - j) >= 2 for j in chosen):
+                chosen.append(k)
         fits = []
-        for k in minima[:SCAN_MINIMA]:
+        for k in chosen:
             turn = found[k][2]  # orientation, in 15ths of the period
             turn = None if turn is None else turn / coarse.n_orientations
             fits.append(_refined_lattice(operator, data, lattice,
