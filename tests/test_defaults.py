@@ -466,3 +466,17 @@ def test_fit_lattice_refines_the_plateau_of_a_flat_scan():
     assert abs(fitted.spacing / a - 1) < 2e-3
     assert fitted.residual_fraction < 1e-3
     assert oa.match_atoms(phantom.measure, fitted.positions).exact
+
+
+def test_two_domain_fit_of_data_without_supported_sites():
+    # Data in other units (1e-4 of an atom): no site is supported, the
+    # single fits are empty, and the two-domain fit returns them as they
+    # are (it crashed on an empty lattice: bases[None]).
+    from odl_atoms.solvers.starts import fit_split_lattice
+    _, measured = crystal('square', angles=(0, 45, 90))
+    small = dataclasses.replace(measured, data=measured.data * 1e-4)
+    op, y = small.operator(), small.element()
+    single = fit_lattice(op, y, 'square', spacing=2.885)
+    assert fit_split_lattice(op, y, single) is single
+    fits, chosen = fit_lattices(small)
+    assert chosen is None

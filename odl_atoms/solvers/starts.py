@@ -480,8 +480,12 @@ class SplitLatticeStart(LatticeStart):
         d = space.ndim
         # The single best lattice, and its orientation.
         _, best, j_best = fit.best_single(bases, offsets)
-        basis = bases[j_best]
         candidates = [(best, np.zeros(len(best), int))]
+        if j_best is None:
+            # No site is supported (data in the wrong units, say): nothing
+            # to cut.
+            return candidates
+        basis = bases[j_best]
         normals = list(np.eye(d))
         for row in basis:
             row = row / np.linalg.norm(row)
@@ -1584,6 +1588,9 @@ def fit_split_lattice(operator, data, fitted, level=0.5):
     if d != 2:
         raise ValueError(f'fit_split_lattice is for 2D atoms, got {d}D')
     y = np.asarray(data.data, dtype=float).ravel()
+    if len(fitted.positions) < 2:
+        # No lattice to split (no site the data support).
+        return fitted
     misfit = AtomObjective(operator, data)
     start = SplitLatticeStart(fitted.lattice, level=level)
     best = None
