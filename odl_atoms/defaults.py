@@ -8,8 +8,9 @@ its help without loading the toolkit.
 __all__ = ('DEFAULT_ALPHA', 'DISCREPANCY_TAU', 'DEFAULT_SEED',
            'DEFAULT_SIGMA', 'DEFAULT_N_DETECTOR', 'DEFAULT_GRID_PER_SIGMA_3D',
            'PHANTOM_NAMES_2D', 'NANOPARTICLE_SHAPES', 'PHANTOM_NAMES')
-# LATTICE_RESIDUAL, LATTICE_TIE, SPLIT_TRIGGER, SPLIT_RESIDUAL and LATTICE_NAMES are not (yet) in the package's export
-# table (odl_atoms/__init__.py); import them from here.
+# LATTICE_RESIDUAL, LATTICE_TIE, SPLIT_TRIGGER, SPLIT_RESIDUAL and
+# LATTICE_NAMES are not (yet) in the package's export table
+# (odl_atoms/__init__.py); import them from here.
 
 #: Default dimensionless energy weight (see `odl_atoms.objective`): small
 #: enough not to distort a lattice that is not the potential's minimum, large

@@ -540,9 +540,9 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         best one's starts join the greedy start if it leaves at most
         `~odl_atoms.defaults.LATTICE_RESIDUAL` of the data unexplained, or,
         in 2D, if two domains of it leave at most
-        `~odl_atoms.defaults.SPLIT_RESIDUAL` (`fit_lattices`; r_min is then
-        their mean spacing); else the greedy start runs alone. A name: that lattice's starts
-        in any case. None: the greedy start alone. Ignored when ``starts``
+        `~odl_atoms.defaults.SPLIT_RESIDUAL` (`fit_lattices`; r_min is
+        then their mean spacing); else the greedy start runs alone. A
+        name: that lattice's starts in any case. None: the greedy start alone. Ignored when ``starts``
         is given and by methods without starts.
     **options
         Options of the method (``solver.option_names()``: ``grid_spacing``,
@@ -891,21 +891,42 @@ def fit_lattices(measured, lattice='auto', spacing=None, operator=None):
     if operator is None:
         operator = measured.operator()
     data = measured.element()
-    fits = sorted((fit_lattice(operator, data, name, spacing)
-                   for name in names), key=lambda fit: fit.misfit)
-    fits = _crystal_first(fits)
-    chosen = fits[0] if fits and (
-        lattice != 'auto'
-        or fits[0].residual_fraction <= LATTICE_RESIDUAL) else None
+    fits = _crystal_first(sorted((fit_lattice(operator, data, name, spacing)
+                                  for name in names),
+                                 key=lambda fit: fit.misfit))
+    splits = []
     if (lattice == 'auto' and measured.ndim == 2 and fits
             and fits[0].residual_fraction > SPLIT_TRIGGER):
         from odl_atoms.solvers.starts import fit_split_lattice
         splits = sorted((fit_split_lattice(operator, data, fit)
                          for fit in fits), key=lambda fit: fit.misfit)
-        fits = fits + splits
-        if splits[0].residual_fraction <= SPLIT_RESIDUAL:
-            chosen = splits[0]
-    return fits, chosen
+    return fits + splits, choose_lattice(fits, splits,
+                                         named=lattice != 'auto')
+
+
+def choose_lattice(fits, splits=(), named=False):
+    """The fit `fit_lattices` chooses, or None.
+
+    ``fits``: single-lattice fits (`fit_lattice`), ``splits``: two-domain
+    fits (`fit_split_lattice`), in any order. The best single fit (the
+    crystal's own lattice first among equals, `LATTICE_TIE`) if it leaves
+    at most `~odl_atoms.defaults.LATTICE_RESIDUAL` of the data unexplained,
+    or in any case when ``named`` (the user named the lattice); but the
+    best two-domain fit, unless ``named``, if the best single one leaves
+    more than `~odl_atoms.defaults.SPLIT_TRIGGER` and it at most
+    `~odl_atoms.defaults.SPLIT_RESIDUAL`.
+    """
+    singles = _crystal_first(sorted(fits, key=lambda fit: fit.misfit))
+    if not singles:
+        return None
+    split = min(splits, key=lambda fit: fit.misfit, default=None)
+    if (not named and split is not None
+            and singles[0].residual_fraction > SPLIT_TRIGGER
+            and split.residual_fraction <= SPLIT_RESIDUAL):
+        return split
+    if named or singles[0].residual_fraction <= LATTICE_RESIDUAL:
+        return singles[0]
+    return None
 
 
 def _crystal_first(fits, tie=LATTICE_TIE):

@@ -360,10 +360,10 @@ def test_lattice_fit_sees_the_aligned_projections():
 # --- Two domains: grain boundaries and edge dislocations
 
 
-def benchmark_crystal(defect, angles, noise):
+def benchmark_crystal(defect, angles, noise, lattice='square'):
     # The benchmarks' 7 x 7 crystals (global_search.py: blur 0.15 a, 96
     # detector cells), where the single-lattice rule failed.
-    phantom = oa.defect_phantom(defect)
+    phantom = oa.defect_phantom(defect, lattice=lattice)
     a = phantom.lattice_spacing
     measured = oa.simulate(phantom.measure, np.radians(angles), 0.15 * a,
                            n_detector=96, noise=noise, seed=0)
@@ -443,13 +443,11 @@ def test_fit_lattice_keeps_the_coarser_of_two_alike_fits():
     # A displaced hexagonal crystal at 0/30 degrees: the scan's minima at
     # a / sqrt(3) (a finer lattice, some sites empty) and at a explain the
     # data alike (1.6 and 1.9 %): the crystal's own spacing is the answer.
-    phantom = oa.defect_phantom('displaced', lattice='hexagonal')
-    a = phantom.lattice_spacing
-    measured = oa.simulate(phantom.measure, np.radians([0, 30]), 0.15 * a,
-                           n_detector=96, seed=0)
+    phantom, measured = benchmark_crystal('displaced', (0, 30), 0.0,
+                                          'hexagonal')
     fitted = fit_lattice(measured.operator(), measured.element(),
                          'hexagonal')
-    assert abs(fitted.spacing / a - 1) < 0.02
+    assert abs(fitted.spacing / phantom.lattice_spacing - 1) < 0.02
 
 
 def test_fit_lattice_refines_the_plateau_of_a_flat_scan():
@@ -457,13 +455,11 @@ def test_fit_lattice_refines_the_plateau_of_a_flat_scan():
     # rigid scan is flat from 2.88 to 3.34 A and its one local minimum
     # refines to 3.03 A (5.8 % unexplained); the plateau's 2.88 A point
     # refines to the crystal.
-    phantom = oa.defect_phantom('vacancy', lattice='hexagonal')
-    a = phantom.lattice_spacing
-    measured = oa.simulate(phantom.measure, np.radians([0, 60]), 0.15 * a,
-                           n_detector=96, seed=0)
+    phantom, measured = benchmark_crystal('vacancy', (0, 60), 0.0,
+                                          'hexagonal')
     fitted = fit_lattice(measured.operator(), measured.element(),
                          'hexagonal')
-    assert abs(fitted.spacing / a - 1) < 2e-3
+    assert abs(fitted.spacing / phantom.lattice_spacing - 1) < 2e-3
     assert fitted.residual_fraction < 1e-3
     assert oa.match_atoms(phantom.measure, fitted.positions).exact
 

@@ -1540,14 +1540,14 @@ def fit_split_lattice(operator, data, fitted, level=0.5):
     """Fit two domains of a fitted lattice that meet at a line (2D).
 
     A grain boundary or an edge dislocation is two domains of one lattice
-    type, and no single lattice explains its data: measured at generic
-    3-angle sets (7 x 7 crystals, noise 0 and 1 %), a grain boundary left
-    5.5-9.8 % unexplained by the best single lattice, as much as amorphous
-    sets of 30-40 atoms (4.7-15.8 %), and an edge dislocation fitted the
-    square lattice 5 % too fine or the hexagonal lattice at all. Two
-    domains explain a grain boundary to 0-3.2 %, an edge dislocation to
-    0.5-2.3 % (the wrong lattice type: 2.0-6.3 %), and amorphous sets to
-    2.8 % and more.
+    type, and no single lattice explains its data: at generic 3-angle sets
+    a grain boundary of a 7 x 7 crystal left up to 9.8 % unexplained by the
+    best single lattice, as much as amorphous sets of 30-40 atoms, and an
+    edge dislocation fitted the square lattice 5 % too fine or the
+    hexagonal lattice at all. Two domains explain grain boundaries to
+    0-2.1 %, edge dislocations to 0.5-1.7 %, amorphous sets at 0/60/120
+    and generic sets to 3.35 % and more (benchmarks/results/
+    lattice_choice.md).
 
     The candidates are `SplitLatticeStart`'s at ``fitted``'s spacing (every
     cut across the crystal, each side's lattice fitted with the other side
@@ -1612,8 +1612,7 @@ def fit_split_lattice(operator, data, fitted, level=0.5):
     spacing = fitted.spacing * scale
     error = _spacing_error(operator, y, points, spacing, value)
     return FittedLattice(fitted.lattice, spacing, error, value,
-                         0.5 * operator.inner_weight * (y @ y), points,
-                         domains=domains)
+                         fitted.data_energy, points, domains=domains)
 
 
 def _spacing_error(operator, y, points, spacing, value):
