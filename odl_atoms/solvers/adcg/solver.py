@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from odl_atoms.parameter_choice import DISCREPANCY_FLOOR, DiscrepancyPrinciple
-from odl_atoms.defaults import DISCREPANCY_TAU
+from odl_atoms.defaults import DISCREPANCY_TAU, ESCAPE_STARTS
 from odl_atoms.problem import check_alpha, estimate_r_min
 from odl_atoms.solvers.adcg.batch import grow_batches
 from odl_atoms.solvers.adcg.context import SearchContext
@@ -116,7 +116,7 @@ class _Options:
     moves: object = 'auto'
     move_budget: float = 2.0
     starts: tuple = DEFAULT_STARTS
-    escape_starts: int = 1
+    escape_starts: int = ESCAPE_STARTS
     polish: bool = True
     batch: object = 'auto'
     batch_alpha: float = 0.1
@@ -249,7 +249,9 @@ class ADCG(Solver):
     escape_starts : int or None, optional
         With several starts, every start's search first runs without the
         escape moves, and only the ``escape_starts`` best of them (lowest
-        objective) continue with the escapes (default 1). ``None``: every
+        objective) continue with the escapes (default
+        `~odl_atoms.defaults.ESCAPE_STARTS`, 2: the best start before the
+        escapes is often not the one that ends best). ``None``: every
         start runs the full search.
     polish : bool, optional
         After the search (with energy), refine the positions with
