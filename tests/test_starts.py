@@ -62,8 +62,9 @@ def test_screening_escapes_only_the_best_start():
         no_escapes.info['starts'][0]['objective'])
     assert records[result.info['best_start']]['objective'] <= \
         records[loser]['objective']
-    with pytest.raises(ValueError, match='escape_starts'):
-        oa.ADCG(escape_starts=0)
+    for wrong in (0, True, 'all'):
+        with pytest.raises(ValueError, match='escape_starts'):
+            oa.ADCG(escape_starts=wrong)
 
 
 @pytest.mark.parametrize('lattice, angle', [('square', 20.0),

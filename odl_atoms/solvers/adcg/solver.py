@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from odl_atoms.parameter_choice import DISCREPANCY_FLOOR, DiscrepancyPrinciple
-from odl_atoms.defaults import DISCREPANCY_TAU, ESCAPE_STARTS
+from odl_atoms.defaults import (DISCREPANCY_TAU, ESCAPE_STARTS,
+                                 ESCAPE_STARTS_3D)
 from odl_atoms.problem import check_alpha, estimate_r_min
 from odl_atoms.solvers.adcg.batch import grow_batches
 from odl_atoms.solvers.adcg.context import SearchContext
@@ -116,7 +117,7 @@ class _Options:
     moves: object = 'auto'
     move_budget: float = 2.0
     starts: tuple = DEFAULT_STARTS
-    escape_starts: int = ESCAPE_STARTS
+    escape_starts: object = 'auto'
     polish: bool = True
     batch: object = 'auto'
     batch_alpha: float = 0.1
@@ -158,11 +159,12 @@ class _Options:
                     f'a start needs a `name` and a `configuration(...)` method '
                     f'(see odl_atoms.solvers.starts), got {start!r}')
         set_option(self, 'starts', starts)
-        if not (self.escape_starts is None or (
-                isinstance(self.escape_starts, numbers.Integral)
-                and self.escape_starts >= 1)):
-            raise ValueError(f'`escape_starts` must be None or an int >= 1, '
-                             f'got {self.escape_starts!r}')
+        if not (self.escape_starts is None or self.escape_starts == 'auto'
+                or (isinstance(self.escape_starts, numbers.Integral)
+                    and not isinstance(self.escape_starts, bool)
+                    and self.escape_starts >= 1)):
+            raise ValueError(f"`escape_starts` must be 'auto', None or an int "
+                             f">= 1, got {self.escape_starts!r}")
         if isinstance(self.moves, str):
             if self.moves != 'auto':
                 raise ValueError(f"`moves` must be 'auto' or a sequence of "
@@ -246,13 +248,14 @@ class ADCG(Solver):
         for the certificate. Default ``(GreedyStart(),)``: the ``initial``
         measure of `solve`, or no atom (the paper's ADCG). For a crystal of
         a known lattice, `lattice_starts` gives the recommended set.
-    escape_starts : int or None, optional
+    escape_starts : 'auto', int or None, optional
         With several starts, every start's search first runs without the
         escape moves, and only the ``escape_starts`` best of them (lowest
-        objective) continue with the escapes (default
-        `~odl_atoms.defaults.ESCAPE_STARTS`, 2: the best start before the
-        escapes is often not the one that ends best). ``None``: every
-        start runs the full search.
+        objective) continue with the escapes. ``'auto'`` (default):
+        `~odl_atoms.defaults.ESCAPE_STARTS` (2) in 2D, where the best start
+        before the escapes was often not the one that ends best, and
+        `~odl_atoms.defaults.ESCAPE_STARTS_3D` (1) in 3D, where the escapes
+        are most of the time. ``None``: every start runs the full search.
     polish : bool, optional
         After the search (with energy), refine the positions with
         `POLISH_FRACTION` of the energy weight, so that the potential's
@@ -521,6 +524,9 @@ class ADCG(Solver):
                               for start in starts):
             starts = starts + (GreedyStart(),)
         escape_starts = self.options.escape_starts
+        if escape_starts == 'auto':
+            escape_starts = (ESCAPE_STARTS if problem.ndim == 2
+                             else ESCAPE_STARTS_3D)
         screen = (escape_starts is not None and moves
                   and len(starts) > escape_starts)
         # Scratch space the starts and moves of this search share (lattice
