@@ -12,8 +12,12 @@ Ground truths (gold, nearest-neighbour distance a = 2.885 A, built by
 and Mackay icosahedra ``Icosahedron('Au', noshells)`` of 150-1,100 atoms.
 Each is "held out": turned by a random rotation (`scipy.spatial.transform.
 Rotation.random`, seeded), so that its five-fold axes point nowhere in
-particular, and every atom displaced by 0.05 A rms Gaussian noise per axis
-(thermal displacements); no vacancy.
+particular, with ``VACANCIES`` (2) vacancies drawn among the interior
+atoms (12 neighbours; as ``benchmarks/clusters3d.py`` has them) and every
+atom displaced by 0.05 A rms Gaussian noise per axis (thermal
+displacements). Without vacancies the defaults were already exact on 4
+of these 6 particles and F1 >= 0.996 on the others (the first committed
+run).
 
 Measurement: `odl_atoms.simulate` with sigma = 0.15 a, detector cells of
 0.5 A, 5 projections uniform in [-70, 70] degrees about z, 1 % Gaussian
@@ -72,7 +76,12 @@ CASES = (('decahedron', (4, 1, 1)), ('decahedron', (4, 2, 2)),
          ('decahedron', (6, 2, 2)),
          ('icosahedron', 4), ('icosahedron', 5), ('icosahedron', 7))
 QUICK_CASES = (('decahedron', (2, 2, 1)), ('icosahedron', 3))
-SEEDS = (0,)
+#: Seeds (rotation, vacancies, displacements, noise) of particles below
+#: `LARGE` atoms; the larger ones run with the first seed only (each takes
+#: minutes).
+SEEDS = (0, 1)
+LARGE = 900
+VACANCIES = 2
 NEIGHBOUR = 2.885
 LATTICE_CONSTANT = NEIGHBOUR * np.sqrt(2)
 DISPLACEMENT = 0.05
@@ -105,9 +114,16 @@ def phantom(shape, size, seed):
 
     import odl_atoms as oa
 
+    from scipy.spatial import cKDTree
+
     atoms = cluster(shape, size)
     rng = np.random.default_rng([seed, 23])
     turn = Rotation.random(random_state=rng)
+    count = cKDTree(atoms.positions).query_ball_point(
+        atoms.positions, 1.2 * NEIGHBOUR, return_length=True) - 1
+    removed = rng.choice(np.flatnonzero(count >= 12), VACANCIES,
+                         replace=False)
+    del atoms[removed]
     atoms.positions = turn.apply(atoms.positions) + rng.normal(
         0.0, DISPLACEMENT, atoms.positions.shape)
     return oa.from_ase(atoms, ndim=3, margin=NEIGHBOUR)
@@ -165,7 +181,8 @@ def cases(quick, label):
     chosen = QUICK_CASES if quick else CASES
     # Largest first: a pool then ends with short runs.
     tasks = [(shape, size, seed, label) for shape, size in chosen
-             for seed in SEEDS]
+             for seed in (SEEDS if len(cluster(shape, size)) < LARGE
+                          and not quick else SEEDS[:1])]
     return sorted(tasks, key=lambda t: -len(cluster(t[0], t[1])))
 
 
@@ -249,8 +266,10 @@ def main(argv=None):
         '(above the number of workers: other processes shared the machine).')
     text = [
         'Held-out twinned gold particles (a = 2.885 A; ase.cluster '
-        'Decahedron (p, q, r) and Icosahedron (shells); a random rotation '
-        f'and {DISPLACEMENT} A rms displacements per axis, seeded), '
+        'Decahedron (p, q, r) and Icosahedron (shells); a random rotation, '
+        f'{VACANCIES} interior vacancies and {DISPLACEMENT} A rms '
+        'displacements per axis, seeded; particles of '
+        f'{LARGE} atoms or more with the first seed only), '
         f'{TILTS} tilts uniform in +-{TILT_RANGE:g} degrees about z, '
         f'{100 * NOISE:.0f} % Gaussian noise, sigma = {BLUR} a, detector '
         f'cells {DETECTOR_CELL} A. Reconstructed by '

@@ -543,7 +543,14 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         `~odl_atoms.defaults.SPLIT_RESIDUAL` (`fit_lattices`; r_min is
         then their mean spacing); else the greedy start runs alone. A
         name: that lattice's starts in any case. None: the greedy start alone. Ignored when ``starts``
-        is given and by methods without starts.
+        is given and by methods without starts. In 3D with ``'auto'``,
+        when no lattice explains the data and ``r_min`` is not given,
+        multiply twinned templates (a five-fold decahedron, an
+        icosahedron) are placed on the energy-free reconstruction and
+        fitted to the data (`fit_twins`); the best one's
+        `~odl_atoms.solvers.twinned.TwinnedStart` joins the greedy start
+        if it leaves at most `~odl_atoms.defaults.LATTICE_RESIDUAL`
+        unexplained (r_min is then its spacing).
     **options
         Options of the method (``solver.option_names()``: ``grid_spacing``,
         ``starts``, ``n_iter``, ...; in 3D ``grid_spacing`` defaults to
@@ -562,7 +569,8 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         or estimated from the data by
         `~odl_atoms.calibration.noise.estimate_noise`), ``info['seed']``,
         ``info['lattice']`` (the lattices fitted, the one chosen, and why)
-        and, with several starts, ``info['start_gap']``: which start won,
+        ``info['twinned']`` (the twinned templates fitted, when they were,
+        and the one chosen) and, with several starts, ``info['start_gap']``: which start won,
         the runner-up and the gap between their objectives in atom
         energies. With a calibration, ``info['calibration']`` holds the
         final `~odl_atoms.calibration.Calibration`, ``info['calibrated']`` the
