@@ -138,3 +138,16 @@ def test_defaults_reconstruct_a_held_out_decahedron():
     assert result.info['twinned']['chosen'] == 'decahedral'
     assert 'twinned' in result.info['lattice']['starts']
     assert oa.match_atoms(truth, result.measure).exact
+
+
+@pytest.mark.slow
+def test_defaults_keep_the_lattice_of_a_single_crystal():
+    """An octahedron in its cubic axes: the fcc lattice explains it, its
+    lattice starts run as before and no twinned template is fitted."""
+    phantom = oa.nanoparticle('octahedron', size=5, vacancies=1,
+                              displacement=0.05, seed=0)
+    result = oa.reconstruct(measure(phantom.measure, 0))
+    assert result.info['lattice']['chosen'] == 'fcc'
+    assert 'twinned' not in result.info
+    assert 'twinned' not in result.info['lattice']['starts']
+    assert oa.match_atoms(phantom.measure, result.measure).exact

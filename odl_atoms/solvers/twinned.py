@@ -307,6 +307,12 @@ class FittedTwin(FittedLattice):
         self.groups = np.asarray(groups, dtype=int)
         self.guide_cost = float(guide_cost)
 
+    def __repr__(self):
+        return (f'{type(self).__name__}({self.lattice!r}, spacing='
+                f'{self.spacing:.4g}, residual '
+                f'{100 * self.residual_fraction:.3g} %, '
+                f'{len(self.positions)} sites, {self.domains} domains)')
+
 
 def fit_twinned(operator, data, guide, spacing, kind, level=0.5):
     """Fit a twinned template of ``kind`` to the data.
@@ -420,7 +426,7 @@ class TwinnedStart:
     >>> fitted = FittedTwin('decahedral', 2.885, 0.0, 1.0, np.zeros((0, 3)),
     ...                     np.zeros(0, int))
     >>> TwinnedStart(fitted)
-    TwinnedStart(FittedTwin('decahedral', spacing=2.885 +- inf, residual 0 %, 0 sites, 5 domains))
+    TwinnedStart(FittedTwin('decahedral', spacing=2.885, residual 0 %, 0 sites, 5 domains))
     """
 
     name = 'twinned'
