@@ -40,10 +40,12 @@ Usage::
     python benchmarks/twinned.py --workers 1            # full run
     python benchmarks/twinned.py --quick                # seconds-long smoke run
     python benchmarks/twinned.py --label baseline ...   # name the run
+    python benchmarks/twinned.py --tilts 3 --max-atoms 600  # fewer tilts
 
-A run's rows are kept by label in ``twinned.csv`` (``--label``, default
-``now``): a run with another label is added next to them, one with the
-same label replaces its own, so the table shows the code before and after
+A run's rows are kept by label and tilt count in ``twinned.csv``
+(``--label``, default ``now``; ``--tilts``, default 5): a run with another
+label or tilt count is added next to them, one with the same replaces its
+own, so the table shows the code before and after
 a change side by side. ``--quick`` uses two small particles (decahedron
 (2, 2, 1), 75 atoms; icosahedron of 3 shells, 55 atoms) and writes to a
 temporary folder unless ``--output`` is given.
@@ -129,20 +131,20 @@ def phantom(shape, size, seed):
     return oa.from_ase(atoms, ndim=3, margin=NEIGHBOUR)
 
 
-def angles():
-    return np.radians(np.linspace(-TILT_RANGE, TILT_RANGE, TILTS))
+def angles(tilts=TILTS):
+    return np.radians(np.linspace(-TILT_RANGE, TILT_RANGE, tilts))
 
 
 def task(args):
     """One reconstruction with the user defaults: a table row."""
-    shape, size, seed, label = args
+    shape, size, seed, label, tilts = args
     warnings.filterwarnings('ignore', category=UserWarning)
     import odl_atoms as oa
     from global_search import relaxed_truth
     from odl_atoms.problem import Problem
 
     truth = phantom(shape, size, seed)
-    measured = oa.simulate(truth, angles(), BLUR * NEIGHBOUR,
+    measured = oa.simulate(truth, angles(tilts), BLUR * NEIGHBOUR,
                            detector_cell=DETECTOR_CELL, noise=NOISE,
                            seed=seed)
     wall, cpu = time.perf_counter(), time.process_time()
@@ -153,7 +155,7 @@ def task(args):
     lattice = info.get('lattice') or {}
     row = dict(label=label, shape=shape,
                size='/'.join(map(str, np.atleast_1d(size))),
-               atoms=truth.positions.shape[0], seed=seed,
+               atoms=truth.positions.shape[0], tilts=tilts, seed=seed,
                found=int(result.n_atoms), f1=float(match.f1),
                exact=bool(match.exact), rmsd=float(match.rmsd),
                cpu=cpu, wall=wall, lattice=lattice.get('chosen') or '',
@@ -177,10 +179,12 @@ def task(args):
     return row
 
 
-def cases(quick, label):
+def cases(quick, label, tilts=TILTS, max_atoms=None):
     chosen = QUICK_CASES if quick else CASES
+    if max_atoms is not None:
+        chosen = [c for c in chosen if len(cluster(*c)) <= max_atoms]
     # Largest first: a pool then ends with short runs.
-    tasks = [(shape, size, seed, label) for shape, size in chosen
+    tasks = [(shape, size, seed, label, tilts) for shape, size in chosen
              for seed in (SEEDS if len(cluster(shape, size)) < LARGE
                           and not quick else SEEDS[:1])]
     return sorted(tasks, key=lambda t: -len(cluster(t[0], t[1])))
@@ -196,9 +200,10 @@ def verdict(row):
 
 def table(rows):
     labels = list(dict.fromkeys(r['label'] for r in rows))
-    order = sorted(rows, key=lambda r: (r['shape'], r['atoms'], r['seed'],
-                                        labels.index(r['label'])))
-    return [[r['shape'], r['size'], r['atoms'], r['seed'], r['label'],
+    order = sorted(rows, key=lambda r: (-r['tilts'], r['shape'], r['atoms'],
+                                        r['seed'], labels.index(r['label'])))
+    return [[r['tilts'], r['shape'], r['size'], r['atoms'], r['seed'],
+             r['label'],
              r['found'], f"{r['f1']:.3f}", 'yes' if r['exact'] else 'no',
              f"{r['rmsd']:.3f}", f"{r['cpu']:.0f}", r['lattice'] or '-',
              r['best_start'],
@@ -209,11 +214,13 @@ def table(rows):
 
 def summary(rows):
     out = []
-    for label in dict.fromkeys(r['label'] for r in rows):
-        group = [r for r in rows if r['label'] == label]
+    for tilts, label in dict.fromkeys((r['tilts'], r['label'])
+                                      for r in rows):
+        group = [r for r in rows
+                 if r['label'] == label and r['tilts'] == tilts]
         f1 = [r['f1'] for r in group]
         out.append(
-            f"- {label}: mean F1 {np.mean(f1):.3f} (lowest {min(f1):.3f}), "
+            f"- {tilts} tilts, {label}: mean F1 {np.mean(f1):.3f} (lowest {min(f1):.3f}), "
             f"exact {sum(r['exact'] for r in group)}/{len(group)}, "
             f"F1 >= 0.99 in {sum(v >= 0.99 for v in f1)}/{len(group)}; "
             f"CPU {sum(r['cpu'] for r in group) / 60:.1f} min in all.")
@@ -225,6 +232,11 @@ def main(argv=None):
     parser.set_defaults(workers=1)
     parser.add_argument('--label', default='now',
                         help='name of this run in the table (default now)')
+    parser.add_argument('--tilts', type=int, default=TILTS,
+                        help=f'number of tilts (default {TILTS})')
+    parser.add_argument('--max-atoms', type=int, default=None,
+                        help='only the particles of at most this many '
+                             'atoms (before vacancies)')
     args = parser.parse_args(argv)
     output = args.output
     if args.quick and '--output' not in (argv if argv is not None
@@ -232,7 +244,7 @@ def main(argv=None):
         # A smoke run must not overwrite the committed results.
         output = tempfile.mkdtemp(prefix='twinned_quick_')
     os.makedirs(output, exist_ok=True)
-    tasks = cases(args.quick, args.label)
+    tasks = cases(args.quick, args.label, args.tilts, args.max_atoms)
     load_before = os.getloadavg()
     start = time.perf_counter()
     if args.workers > 1:
@@ -246,17 +258,22 @@ def main(argv=None):
     old = read_rows(csv_path) if os.path.exists(csv_path) else []
     for r in old:
         r['size'] = str(r['size'])
-    rows = [r for r in old if r['label'] != args.label] + new
+        r.setdefault('tilts', TILTS)   # runs before --tilts: 5
+    # A run replaces the rows of its own label and tilt count.
+    rows = [r for r in old
+            if (r['label'], r['tilts']) != (args.label, args.tilts)] + new
+    fields = list(dict.fromkeys(k for r in new for k in r))
+    rows = [{k: r.get(k) for k in fields} for r in rows]
     runs = []
     if os.path.exists(md_path):
         with open(md_path) as f:
             runs = [line.rstrip('\n') for line in f
                     if line.startswith('- Run ')
-                    and f'"{args.label}"' not in line]
+                    and f'"{args.label}", {args.tilts} tilts' not in line]
     command = ' '.join(['python', 'benchmarks/twinned.py']
                        + (argv if argv is not None else sys.argv[1:]))
     runs.append(
-        f'- Run "{args.label}" ({time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}'
+        f'- Run "{args.label}", {args.tilts} tilts ({time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}'
         f', `{command}`): {len(new)} reconstructions, wall time '
         f'{wall / 60:.1f} min with {args.workers} worker'
         f'{"s" if args.workers > 1 else ""}; load average (1, 5, 15 min) '
@@ -270,7 +287,8 @@ def main(argv=None):
         f'{VACANCIES} interior vacancies and {DISPLACEMENT} A rms '
         'displacements per axis, seeded; particles of '
         f'{LARGE} atoms or more with the first seed only), '
-        f'{TILTS} tilts uniform in +-{TILT_RANGE:g} degrees about z, '
+        f'{TILTS} tilts (or as the run says) uniform in '
+        f'+-{TILT_RANGE:g} degrees about z, '
         f'{100 * NOISE:.0f} % Gaussian noise, sigma = {BLUR} a, detector '
         f'cells {DETECTOR_CELL} A. Reconstructed by '
         '`odl_atoms.reconstruct(measured)` (the user defaults, nothing '
@@ -281,7 +299,8 @@ def main(argv=None):
         'under the problem the answer solved, in atom energies: truth '
         'lower = the search failed, answer lower = the model.', '',
         *runs, '',
-        markdown_table(['shape', 'size', 'atoms', 'seed', 'run', 'found',
+        markdown_table(['tilts', 'shape', 'size', 'atoms', 'seed', 'run',
+                        'found',
                         'F1', 'exact', 'RMSD (A)', 'CPU (s)', 'lattice',
                         'best start', 'objective answer / truth',
                         'failure'], table(rows)),

@@ -128,16 +128,26 @@ def test_twinned_start_needs_a_fit():
 
 
 @pytest.mark.slow
-def test_defaults_reconstruct_a_held_out_decahedron():
-    """`reconstruct` with nothing else given: the twinned start."""
+def test_defaults_reconstruct_a_held_out_decahedron_from_three_tilts():
+    """`reconstruct` with nothing else given: the twinned start wins.
+
+    A 176-atom decahedron turned at random, 3 tilts in +-70 degrees at 1 %
+    noise. Measured: the defaults before the twinned start (the greedy
+    start alone, ``lattice=None`` now) ended at F1 0.944 in 45 s; with it,
+    exact in 16 s.
+    """
     from ase.cluster import Decahedron
 
     truth = held_out(Decahedron('Au', 4, 1, 1,
                                 latticeconstant=A * np.sqrt(2)), seed=0)
-    result = oa.reconstruct(measure(truth, 0))
+    measured = oa.simulate(truth, np.radians([-70, 0, 70]), 0.15 * A,
+                           detector_cell=0.5, noise=0.01, seed=0)
+    result = oa.reconstruct(measured)
     assert result.info['twinned']['chosen'] == 'decahedral'
-    assert 'twinned' in result.info['lattice']['starts']
+    assert result.info['lattice']['starts'] == ['greedy', 'twinned']
+    assert result.info['best_start'] == 'twinned'
     assert oa.match_atoms(truth, result.measure).exact
+    assert abs(result.info['r_min']['value'] / A - 1) < 0.01
 
 
 @pytest.mark.slow

@@ -3,9 +3,11 @@
 A five-fold twinned decahedron is five fcc tetrahedra around a five-fold
 axis, an icosahedron twenty around a centre: no single lattice explains
 them (the 3D lattice fits of `~odl_atoms.reconstruction.fit_lattices`
-leave 10 % of such data unexplained or more, so the defaults ran the greedy
-start alone, and a held-out 176-atom decahedron from 5 tilts came out at
-F1 0.68). Here the ideal twinned particle, built by `ase.cluster`
+left 31-36 % of a 176-atom decahedron's data unexplained), so the defaults
+ran the greedy start alone: at 5 tilts it was not exact on the largest
+particles of ``benchmarks/twinned.py`` (a few atoms wrong: search
+failures), and a 176-atom decahedron from 3 tilts ended at F1 0.944. Here
+the ideal twinned particle, built by `ase.cluster`
 (``Decahedron``, ``Icosahedron``) large enough to hold the particle, is
 fitted to the data instead:
 
@@ -39,7 +41,7 @@ from odl_atoms.solvers.starts import (FittedLattice, _affine_refine,
                                       _emptied, _inside, _LatticeFit)
 
 __all__ = ('TWIN_KINDS', 'FittedTwin', 'TwinnedStart', 'fit_twinned',
-           'twin_template', 'bond_axes')
+           'twin_template', 'bond_axes', 'orient')
 
 #: The twinned particles `fit_twinned` knows: name -> number of domains.
 TWIN_KINDS = {'decahedral': 5, 'icosahedral': 20}
