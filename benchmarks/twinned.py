@@ -159,6 +159,7 @@ def task(args):
                found=int(result.n_atoms), f1=float(match.f1),
                exact=bool(match.exact), rmsd=float(match.rmsd),
                cpu=cpu, wall=wall, lattice=lattice.get('chosen') or '',
+               twin=(info.get('twinned') or {}).get('chosen') or '',
                best_start=info.get('best_start', ''),
                r_min=float(info['r_min']['value']),
                objective=None, truth_objective=None)
@@ -206,6 +207,7 @@ def table(rows):
              r['label'],
              r['found'], f"{r['f1']:.3f}", 'yes' if r['exact'] else 'no',
              f"{r['rmsd']:.3f}", f"{r['cpu']:.0f}", r['lattice'] or '-',
+             r.get('twin') or '-',
              r['best_start'],
              '-' if r['objective'] is None else
              f"{r['objective']:.2f} / {r['truth_objective']:.2f}",
@@ -262,7 +264,7 @@ def main(argv=None):
     # A run replaces the rows of its own label and tilt count.
     rows = [r for r in old
             if (r['label'], r['tilts']) != (args.label, args.tilts)] + new
-    fields = list(dict.fromkeys(k for r in new for k in r))
+    fields = list(dict.fromkeys(k for r in new + rows for k in r))
     rows = [{k: r.get(k) for k in fields} for r in rows]
     runs = []
     if os.path.exists(md_path):
@@ -293,8 +295,9 @@ def main(argv=None):
         f'cells {DETECTOR_CELL} A. Reconstructed by '
         '`odl_atoms.reconstruct(measured)` (the user defaults, nothing '
         'else given). "exact": F1 = 1 (tolerance 0.3 a); RMSD of matched '
-        'atoms (A); CPU time of the reconstruction; the lattice the '
-        'defaults chose and the start that won. Inexact runs: the answer\'s '
+        'atoms (A); CPU time of the reconstruction; the lattice and the '
+        'twinned template (info[\'twinned\'], runs with the twinned start '
+        'only) the defaults chose and the start that won. Inexact runs: the answer\'s '
         'objective against the truth\'s (relaxed from its exact positions) '
         'under the problem the answer solved, in atom energies: truth '
         'lower = the search failed, answer lower = the model.', '',
@@ -302,6 +305,7 @@ def main(argv=None):
         markdown_table(['tilts', 'shape', 'size', 'atoms', 'seed', 'run',
                         'found',
                         'F1', 'exact', 'RMSD (A)', 'CPU (s)', 'lattice',
+                        'twin',
                         'best start', 'objective answer / truth',
                         'failure'], table(rows)),
         '', '## Summary', '', *summary(rows)]
