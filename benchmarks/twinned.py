@@ -222,7 +222,8 @@ def summary(rows):
                  if r['label'] == label and r['tilts'] == tilts]
         f1 = [r['f1'] for r in group]
         out.append(
-            f"- {tilts} tilts, {label}: mean F1 {np.mean(f1):.3f} (lowest {min(f1):.3f}), "
+            f"- {tilts} tilts, {label}: mean F1 {np.mean(f1):.3f} "
+            f"(lowest {min(f1):.3f}), "
             f"exact {sum(r['exact'] for r in group)}/{len(group)}, "
             f"F1 >= 0.99 in {sum(v >= 0.99 for v in f1)}/{len(group)}; "
             f"CPU {sum(r['cpu'] for r in group) / 60:.1f} min in all.")
@@ -275,7 +276,8 @@ def main(argv=None):
     command = ' '.join(['python', 'benchmarks/twinned.py']
                        + (argv if argv is not None else sys.argv[1:]))
     runs.append(
-        f'- Run "{args.label}", {args.tilts} tilts ({time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}'
+        f'- Run "{args.label}", {args.tilts} tilts '
+        f'({time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}'
         f', `{command}`): {len(new)} reconstructions, wall time '
         f'{wall / 60:.1f} min with {args.workers} worker'
         f'{"s" if args.workers > 1 else ""}; load average (1, 5, 15 min) '
@@ -297,7 +299,8 @@ def main(argv=None):
         'else given). "exact": F1 = 1 (tolerance 0.3 a); RMSD of matched '
         'atoms (A); CPU time of the reconstruction; the lattice and the '
         'twinned template (info[\'twinned\'], runs with the twinned start '
-        'only) the defaults chose and the start that won. Inexact runs: the answer\'s '
+        'only) the defaults chose and the start that won. Inexact runs: '
+        'the answer\'s '
         'objective against the truth\'s (relaxed from its exact positions) '
         'under the problem the answer solved, in atom energies: truth '
         'lower = the search failed, answer lower = the model.', '',

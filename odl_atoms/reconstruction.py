@@ -568,10 +568,10 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         noise level used and where it came from: given, the measurement's,
         or estimated from the data by
         `~odl_atoms.calibration.noise.estimate_noise`), ``info['seed']``,
-        ``info['lattice']`` (the lattices fitted, the one chosen, and why)
+        ``info['lattice']`` (the lattices fitted, the one chosen, and why),
         ``info['twinned']`` (the twinned templates fitted, when they were,
-        and the one chosen) and, with several starts, ``info['start_gap']``: which start won,
-        the runner-up and the gap between their objectives in atom
+        and the one chosen) and, with several starts,
+        ``info['start_gap']``: which start won, the runner-up and the gap between their objectives in atom
         energies. With a calibration, ``info['calibration']`` holds the
         final `~odl_atoms.calibration.Calibration`, ``info['calibrated']`` the
         measurement in atom units the answer fits, ``info['alignment']``
