@@ -543,7 +543,14 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         `~odl_atoms.defaults.SPLIT_RESIDUAL` (`fit_lattices`; r_min is
         then their mean spacing); else the greedy start runs alone. A
         name: that lattice's starts in any case. None: the greedy start alone. Ignored when ``starts``
-        is given and by methods without starts.
+        is given and by methods without starts. In 3D with ``'auto'``,
+        when no lattice explains the data and ``r_min`` is not given,
+        multiply twinned templates (a five-fold decahedron, an
+        icosahedron) are placed on the energy-free reconstruction and
+        fitted to the data (`fit_twins`); the best one's
+        `~odl_atoms.solvers.twinned.TwinnedStart` joins the greedy start
+        if it leaves at most `~odl_atoms.defaults.LATTICE_RESIDUAL`
+        unexplained (r_min is then its spacing).
     **options
         Options of the method (``solver.option_names()``: ``grid_spacing``,
         ``starts``, ``n_iter``, ...; in 3D ``grid_spacing`` defaults to
@@ -561,9 +568,10 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         noise level used and where it came from: given, the measurement's,
         or estimated from the data by
         `~odl_atoms.calibration.noise.estimate_noise`), ``info['seed']``,
-        ``info['lattice']`` (the lattices fitted, the one chosen, and why)
-        and, with several starts, ``info['start_gap']``: which start won,
-        the runner-up and the gap between their objectives in atom
+        ``info['lattice']`` (the lattices fitted, the one chosen, and why),
+        ``info['twinned']`` (the twinned templates fitted, when they were,
+        and the one chosen) and, with several starts,
+        ``info['start_gap']``: which start won, the runner-up and the gap between their objectives in atom
         energies. With a calibration, ``info['calibration']`` holds the
         final `~odl_atoms.calibration.Calibration`, ``info['calibrated']`` the
         measurement in atom units the answer fits, ``info['alignment']``
@@ -652,7 +660,7 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     estimated, report = None, {}
     r_info = ({'value': float(r_min), 'error': None, 'source': 'given'}
               if r_min is not None else None)
-    fits, chosen = [], None
+    fits, chosen, twin_starts = [], None, None
     began = time.perf_counter()
     if lattice is not None and measured.ndim == 2:
         # 2D: the lattice fit scans the spacing itself; when a lattice
@@ -667,7 +675,7 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
                             + (' (two domains)' if chosen.domains > 1
                                else '')}
     elif estimate:
-        estimated, _ = estimate_equilibrium_distance(
+        estimated, first = estimate_equilibrium_distance(
             measured, weights=weights, grid_spacing=options.get(
                 'grid_spacing', default_grid_spacing(measured)),
             time_limit=_remaining(deadline), operator=operator)
@@ -685,6 +693,27 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
                           'source': f'fitted {chosen.lattice} lattice '
                                     f'(from the energy-free estimate '
                                     f'{r_info["value"]:.4g})'}
+            elif lattice == 'auto':
+                # No lattice explains the data: a multiply twinned
+                # particle? Its template is placed on the energy-free
+                # atoms and judged by the data it leaves unexplained.
+                twin_began = time.perf_counter()
+                twin_fits, twin = fit_twins(measured, first.measure.positions,
+                                            estimated, operator=operator)
+                report['twinned'] = {
+                    'chosen': None if twin is None else twin.lattice,
+                    'threshold': LATTICE_RESIDUAL,
+                    'fits': [fit.to_dict() for fit in twin_fits],
+                    'seconds': time.perf_counter() - twin_began}
+                if twin is not None:
+                    from odl_atoms.solvers.starts import GreedyStart
+                    from odl_atoms.solvers.twinned import TwinnedStart
+                    estimated = twin.spacing
+                    r_info = {'value': twin.spacing, 'error': None,
+                              'source': f'fitted {twin.lattice} twin '
+                                        f'(from the energy-free estimate '
+                                        f'{r_info["value"]:.4g})'}
+                    twin_starts = [GreedyStart(), TwinnedStart(twin)]
     elif lattice is not None and measured.ndim == 3 and r_min is not None:
         fits, chosen = fit_lattices(measured, lattice, spacing=r_min,
                                     operator=operator)
@@ -717,6 +746,8 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
                                 if fit.lattice == name), None)
             options['starts'] = lattice_starts(name, spacing,
                                                ndim=measured.ndim)
+        elif twin_starts is not None:
+            options['starts'] = twin_starts
         report['lattice']['starts'] = [
             start.name for start in options.get('starts', ())] or ['greedy']
     report['noise'] = noise
@@ -927,6 +958,41 @@ def choose_lattice(fits, splits=(), named=False):
     if named or singles[0].residual_fraction <= LATTICE_RESIDUAL:
         return singles[0]
     return None
+
+
+def fit_twins(measured, guide, spacing, operator=None):
+    """Fit multiply twinned templates to a 3D measurement: ``(fits, chosen)``.
+
+    Each kind of `~odl_atoms.solvers.twinned.TWIN_KINDS` (a five-fold
+    decahedron, an icosahedron), placed on the rough atoms ``guide`` (the
+    energy-free reconstruction) and fitted to the data
+    (`~odl_atoms.solvers.twinned.fit_twinned`), best first. ``chosen`` is
+    the best if it leaves at most `~odl_atoms.defaults.LATTICE_RESIDUAL` of
+    the data's energy unexplained (the threshold of the lattices), else
+    None. `reconstruct` fits them only when no lattice explains the data,
+    so single crystals keep their lattice starts.
+
+    Examples
+    --------
+    >>> import numpy as np, odl_atoms as oa
+    >>> from ase.cluster import Decahedron
+    >>> truth = oa.from_ase(Decahedron('Au', 3, 1, 0), ndim=3, margin=2.885)
+    >>> measured = oa.simulate(truth, np.radians([-60, 0, 60]), 0.43,
+    ...                        detector_cell=0.5)
+    >>> fits, chosen = fit_twins(measured, truth.positions, 2.885)
+    >>> chosen.lattice, chosen.domains, len(chosen.positions)
+    ('decahedral', 5, 23)
+    """
+    from odl_atoms.solvers.twinned import TWIN_KINDS, fit_twinned
+
+    if operator is None:
+        operator = measured.operator()
+    data = measured.element()
+    fits = sorted((fit_twinned(operator, data, guide, spacing, kind)
+                   for kind in TWIN_KINDS), key=lambda fit: fit.misfit)
+    chosen = (fits[0] if fits and fits[0].residual_fraction
+              <= LATTICE_RESIDUAL else None)
+    return fits, chosen
 
 
 def _crystal_first(fits, tie=LATTICE_TIE):
