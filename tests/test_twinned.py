@@ -161,3 +161,21 @@ def test_defaults_keep_the_lattice_of_a_single_crystal():
     assert 'twinned' not in result.info
     assert 'twinned' not in result.info['lattice']['starts']
     assert oa.match_atoms(phantom.measure, result.measure).exact
+
+
+def test_command_line_prints_the_twinned_fit():
+    """``odl-atoms reconstruct`` says which template explained the data
+    and how much each left unexplained (info['twinned'] of `reconstruct`)."""
+    from odl_atoms.cli.reconstruct import _defaults_lines
+    info = {'twinned': {'chosen': 'decahedral', 'threshold': 0.05,
+                        'seconds': 4.2,
+                        'fits': [{'lattice': 'decahedral',
+                                  'residual_fraction': 0.003},
+                                 {'lattice': 'icosahedral',
+                                  'residual_fraction': 0.21}]}}
+    line, = _defaults_lines(info)
+    assert line.startswith('twinned fit (data left unexplained): '
+                           'decahedral 0.3 %, icosahedral 21 %')
+    assert 'decahedral explains the data (<= 5 %)' in line
+    info['twinned']['chosen'] = None
+    assert 'none explains the data (> 5 %)' in _defaults_lines(info)[0]

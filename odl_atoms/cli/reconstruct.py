@@ -150,6 +150,16 @@ def _defaults_lines(info):
             f'lattice fit (data left unexplained): {fits}; ' + verdict
             + f'; starts: {", ".join(lattice["starts"])} '
             f'({lattice["seconds"]:.1f} s)')
+    twinned = info.get('twinned')
+    if twinned and twinned.get('fits'):
+        fits = ', '.join(f'{fit["lattice"]} {100 * fit["residual_fraction"]:.2g} %'
+                         for fit in twinned['fits'])
+        verdict = (f'{twinned["chosen"]} explains the data (<= '
+                   f'{100 * twinned["threshold"]:g} %)' if twinned['chosen']
+                   else f'none explains the data (> '
+                        f'{100 * twinned["threshold"]:g} %)')
+        lines.append(f'twinned fit (data left unexplained): {fits}; '
+                     f'{verdict} ({twinned["seconds"]:.1f} s)')
     r_min = info.get('r_min')
     if r_min and r_min.get('source') != 'given':
         error = (f' +- {r_min["error"]:.2g}' if r_min.get('error')
