@@ -30,6 +30,10 @@ Sections (each a function returning a markdown block; `main` runs them):
   and the batched lattice misfits) and with this tree, side by side in
   fresh processes, on a 7 x 7 square vacancy and a grain boundary at
   0/45/90 degrees; the fitted lattices and the answers are compared too;
+- `escapes_section`: the default `odl_atoms.reconstruct` with one start
+  continuing with the escape moves (``escape_starts=1``, the default until
+  7f88c51) and with the default (``'auto'``: two in 2D), alternating in
+  fresh processes, on square and hexagonal crystals; the answers too;
 - `torch_section`: the torch CPU path with one thread (the package's
   setting) against torch's default.
 
@@ -45,6 +49,7 @@ Usage::
     python benchmarks/speed.py --quick    # fewer sizes and repeats
     python benchmarks/speed.py --sections phases torch   # the others kept
     python benchmarks/speed.py --sections lattice        # the lattice fits
+    python benchmarks/speed.py --sections escapes        # escape_starts
 
 Writes ``benchmarks/results/speed.md`` (sections not run are kept from the
 file as it was).
@@ -803,9 +808,83 @@ def torch_section(repeat=5):
                              rows))
 
 
+#: Cases of `escapes_section`: (crystal, defect, angles in degrees, noise).
+ESCAPE_CASES = (('square', 'vacancy', (0, 45, 90), 0.01),
+                ('square', 'grain_boundary', (31.9, 117.5, 162.9), 0.01),
+                ('hexagonal', 'vacancy', (0, 60), 0.01),
+                ('hexagonal', 'displaced', (0, 30), 0.01))
+
+_ESCAPES_WORKER = """
+import json, sys, time, warnings
+warnings.filterwarnings('ignore')
+import numpy as np
+sys.path.insert(0, sys.argv[5])
+import odl_atoms as oa
+from global_search import BLUR, N_DETECTOR, make_phantom
+crystal, defect, angles, noise, _, escapes = sys.argv[1:7]
+phantom = make_phantom(defect, crystal)
+a = phantom.lattice_spacing
+measured = oa.simulate(phantom.measure,
+                       np.radians([float(t) for t in angles.split('/')]),
+                       BLUR * a, n_detector=N_DETECTOR, noise=float(noise),
+                       seed=0)
+escapes = escapes if escapes == 'auto' else int(escapes)
+t0 = time.process_time()
+result = oa.reconstruct(measured, escape_starts=escapes)
+total = time.process_time() - t0
+match = oa.match_atoms(phantom.measure, result.measure)
+print(json.dumps(dict(total=total, f1=match.f1, exact=bool(match.exact))))
+"""
+
+
+def escapes_section(cases=ESCAPE_CASES, repeat=2):
+    """CPU time of the default reconstruction with ``escape_starts=1`` and
+    ``'auto'``, alternating in fresh processes (the fastest of
+    ``repeat``)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS='1', OPENBLAS_NUM_THREADS='1')
+    rows = []
+    for crystal, defect, angles, noise in cases:
+        key = '/'.join(f'{t:g}' for t in angles)
+        runs, loads = {}, {}
+        for _ in range(repeat):
+            for escapes in ('1', 'auto'):
+                before = load()
+                out = subprocess.run(
+                    [sys.executable, '-c', _ESCAPES_WORKER, crystal, defect,
+                     key, str(noise), '-', escapes,
+                     os.path.join(root, 'benchmarks')],
+                    env=env, capture_output=True, text=True, cwd=root)
+                if out.returncode:
+                    raise RuntimeError(out.stderr)
+                answer = json.loads(out.stdout.strip().splitlines()[-1])
+                loads.setdefault(escapes, []).append(0.5 * (before + load()))
+                if (escapes not in runs
+                        or answer['total'] < runs[escapes]['total']):
+                    runs[escapes] = answer
+                print(crystal, defect, key, escapes,
+                      round(answer['total'], 2), flush=True)
+        one, auto = runs['1'], runs['auto']
+        rows.append([crystal, defect, key, f'{100 * noise:g} %',
+                     f'{one["total"]:.1f}', f'{auto["total"]:.1f}',
+                     f'{auto["total"] / one["total"]:.2f}',
+                     f'{one["f1"]:.3f} / {auto["f1"]:.3f}',
+                     f'{np.mean(loads["1"] + loads["auto"]):.1f}'])
+    table = markdown_table(
+        ['crystal', 'defect', 'angles', 'noise', 'escape_starts=1 CPU (s)',
+         "'auto' CPU (s)", 'ratio', 'F1 (1 / auto)', 'load'], rows)
+    return ('## Two starts continuing with the escapes\n\n'
+            '`odl_atoms.reconstruct(measured, escape_starts=E)` with '
+            "E = 1 (the default until 7f88c51) and 'auto' (the default: 2 "
+            'in 2D), the fastest of '
+            f'{repeat} fresh processes each, alternating; CPU seconds of the '
+            'whole call (lattice fits included).\n\n' + table)
+
+
 SECTIONS = {'objective': objective_section, 'forward': forward_section,
             'cold': cold_start_section, 'phases': phases_section,
-            'lattice': lattice_fit_section, 'torch': torch_section}
+            'lattice': lattice_fit_section, 'escapes': escapes_section,
+            'torch': torch_section}
 
 
 def previous_sections(path):
@@ -857,6 +936,8 @@ def main(argv=None):
         elif name == 'lattice':
             block = lattice_fit_section(repeat=1 if args.quick else 2,
                                         current=args.current)
+        elif name == 'escapes':
+            block = escapes_section(repeat=1 if args.quick else 2)
         elif name == 'torch':
             block = torch_section(2 if args.quick else 5)
         else:
