@@ -95,4 +95,5 @@ LATTICE_TIE = 0.005
 
 #: The named lattices of ``lattice=`` / ``--lattice``: 2D ones, then 3D
 #: (cubic) ones (`odl_atoms.solvers.starts.LATTICES_BY_NDIM`).
-LATTICE_NAMES = ('square', 'hexagonal', 'fcc', 'bcc', 'sc')
+LATTICE_NAMES = ('square', 'hexagonal', 'rectangular', 'centred_rectangular',
+                 'honeycomb', 'fcc', 'bcc', 'sc')
