@@ -22,7 +22,8 @@ starts agreed.
 
 - `GreedyStart`: the user's ``initial`` measure, or no atom at all (the
   paper's ADCG).
-- `LatticeStart`: the crystal lattice (square, hexagonal, or any basis) that
+- `LatticeStart`: the crystal lattice (square, hexagonal, rectangular,
+  centred rectangular, honeycomb, cubic in 3D, or any basis) that
   best fits the data, over orientations and offsets, on the sites the data
   support. Crystals are lattices: a defect is a small change to one, which
   ADCG's pruning, additions and escapes then make.
