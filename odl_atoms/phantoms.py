@@ -5,13 +5,16 @@ Every builder returns a `Phantom`: the atomic configuration as a
 length scale benchmarks express errors in) and the atoms and sites that make
 the defect, for figures that highlight it.
 
-2D phantoms are atomic columns seen along a zone axis: a square or hexagonal
-(triangular) lattice with one kind of defect,
+2D phantoms are atomic columns seen along a zone axis: a square, hexagonal
+(triangular), rectangular, centred rectangular or honeycomb lattice
+(`LATTICES_2D`) with one kind of defect,
 
 ================  ============================================================
 name              builder
 ================  ============================================================
-perfect           `square_lattice`, `hexagonal_lattice`
+perfect           `square_lattice`, `hexagonal_lattice`,
+                  `rectangular_lattice`, `centred_rectangular_lattice`,
+                  `honeycomb_lattice`
 vacancy           `lattice_with_vacancy`
 interstitial      `lattice_with_interstitial`
 substitution      `lattice_with_substitution`
@@ -20,7 +23,8 @@ grain_boundary    `lattice_with_grain_boundary`
 displaced         `lattice_with_displacements`
 ================  ============================================================
 
-and `defect_phantom` builds any of them by name. With the defaults (7 x 7
+and `defect_phantom` builds any of them by name; `two_species` gives the
+rows (honeycomb: the two sublattices) of one alternately two species. With the defaults (7 x 7
 square lattice) every 2D phantom has 46 to 50 atoms, the size of the test cases
 of Ganguly et al., "Atomic super-resolution tomography" (arXiv 2002.00710).
 
@@ -468,8 +472,9 @@ def lattice_with_vacancy(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The perfect lattice, see `square_lattice` and `hexagonal_lattice`.
+    lattice : str, optional
+        The perfect lattice, one of `LATTICES_2D` (default ``'square'``),
+        see `square_lattice` and `hexagonal_lattice`.
     shape, spacing, margin, species, weight : optional
         As for the perfect lattice.
     index : int or sequence of int, optional
@@ -513,8 +518,9 @@ def lattice_with_interstitial(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The perfect lattice, see `square_lattice` and `hexagonal_lattice`.
+    lattice : str, optional
+        The perfect lattice, one of `LATTICES_2D` (default ``'square'``),
+        see `square_lattice` and `hexagonal_lattice`.
     shape, spacing, margin, species, weight : optional
         As for the perfect lattice.
     site : array-like of shape ``(2,)``, optional
@@ -559,8 +565,9 @@ def lattice_with_substitution(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The perfect lattice, see `square_lattice` and `hexagonal_lattice`.
+    lattice : str, optional
+        The perfect lattice, one of `LATTICES_2D` (default ``'square'``),
+        see `square_lattice` and `hexagonal_lattice`.
     shape, spacing, margin, species, weight : optional
         As for the perfect lattice.
     index : int or sequence of int, optional
@@ -644,9 +651,12 @@ def lattice_with_edge_dislocation(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The lattice. For 'hexagonal', ``b`` runs along the close-packed rows
-        and the core is a 5-7 ring pair.
+    lattice : str, optional
+        The lattice, one of `LATTICES_2D`. For 'hexagonal', ``b`` runs along
+        the close-packed rows and the core is a 5-7 ring pair; for the
+        centred rectangular and honeycomb lattices ``b`` is the shortest
+        translation along the rows (``2 / sqrt(3)`` and ``sqrt(3)``
+        spacings).
     shape : pair of int, optional
         Atoms per row above the slip plane (at least 3) and number of rows
         (at least 2); the lower ``shape[1] // 2`` rows hold one atom fewer.
@@ -741,8 +751,8 @@ def lattice_with_grain_boundary(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The lattice of both grains.
+    lattice : str, optional
+        The lattice of both grains, one of `LATTICES_2D`.
     shape : pair of int, optional
         Size of the rectangle in lattice cells (cell side ``spacing`` along
         the first axis, one row step along the second); it holds about
@@ -750,12 +760,14 @@ def lattice_with_grain_boundary(lattice='square', shape=DEFAULT_SHAPE,
     spacing : positive float, optional
         Nearest-neighbour distance in angstrom.
     angle : float, optional
-        Misorientation of the grains in radians, in (0, pi/2) for the square
-        and (0, pi/3) for the hexagonal lattice (larger angles repeat by
-        symmetry). Default: the coincidence-site boundaries the literature
-        uses most, Sigma 5 for square (``2 atan(1/3)``, 36.87 degrees) and
-        Sigma 7 for hexagonal lattices (``2 atan(1/(3 sqrt 3))``, 21.79
-        degrees).
+        Misorientation of the grains in radians, in (0, pi/2) for the square,
+        (0, pi/3) for the hexagonal and honeycomb and (0, pi) for the
+        rectangular lattices (larger angles repeat by symmetry). Default:
+        the coincidence-site boundaries the literature uses most, Sigma 5
+        for square (``2 atan(1/3)``, 36.87 degrees) and Sigma 7 for
+        hexagonal lattices (``2 atan(1/(3 sqrt 3))``, 21.79 degrees); the
+        same 36.87 degrees for the rectangular and 21.79 for the honeycomb
+        lattice (there no coincidence boundary).
     min_distance : float in (0, 1), optional
         Closest allowed distance across the boundary, in spacings. Inside a
         grain atoms are a full spacing apart; 0.7 removes the atoms that
@@ -847,8 +859,9 @@ def lattice_with_displacements(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The perfect lattice, see `square_lattice` and `hexagonal_lattice`.
+    lattice : str, optional
+        The perfect lattice, one of `LATTICES_2D` (default ``'square'``),
+        see `square_lattice` and `hexagonal_lattice`.
     shape, spacing, margin, species, weight : optional
         As for the perfect lattice.
     amplitude : non-negative float, optional
@@ -932,7 +945,8 @@ def defect_phantom(name, lattice='square', shape=DEFAULT_SHAPE,
         One of `PHANTOM_NAMES_2D`: ``'perfect'``, ``'vacancy'``,
         ``'interstitial'``, ``'substitution'``, ``'edge_dislocation'``,
         ``'grain_boundary'``, ``'displaced'``.
-    lattice : {'square', 'hexagonal'}, optional
+    lattice : str, optional
+        One of `LATTICES_2D` (default ``'square'``).
     shape : pair of int, optional
     spacing : positive float, optional
         Nearest-neighbour distance in angstrom.
