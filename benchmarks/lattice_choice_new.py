@@ -100,7 +100,9 @@ def main(argv=None):
             + [c for c in todo if c[0] == 'crystal' and c[3] == 0.01])
     load = ', '.join(f'{v:.2f}' for v in os.getloadavg())
     began = time.perf_counter()
-    rows = run_parallel(run_case, todo, args.workers, desc='new fits')
+    from lattices2d import run_saving
+    rows = run_saving(run_case, todo, args.workers, os.path.join(
+        args.output, 'lattice_choice_new.partial.csv'))
     wall = time.perf_counter() - began
     old = {key(r): r for r in read_rows(os.path.join(
         os.path.dirname(os.path.abspath(__file__)), 'results',

@@ -285,6 +285,36 @@ def tables(rows):
     return text
 
 
+def run_saving(func, tasks, workers, path):
+    """`run_parallel`, each row also appended to the CSV ``path`` as it
+    comes (a run cut short keeps its rows; ``--from-csv`` reads them)."""
+    import csv
+    import json
+    import multiprocessing
+
+    rows = []
+    context = multiprocessing.get_context('spawn')
+    with context.Pool(workers) as pool:
+        for row in pool.imap_unordered(func, tasks):
+            rows.append(row)
+            fields = list(dict.fromkeys(k for r in rows for k in r))
+            with open(path, 'w', newline='') as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows([{k: r.get(k) for k in fields}
+                                  for r in rows])
+            print(f'{len(rows)}/{len(tasks)} done', json.dumps(
+                {k: row.get(k) for k in ('crystal', 'defect', 'angles',
+                                         'case', 'exact', 'f1', 'cpu_time',
+                                         'lattice')}, default=str),
+                flush=True)
+    return rows
+
+
+def name_of(args):
+    return f'lattices2d_{"_".join(args.crystal)}{args.suffix}'
+
+
 def load():
     return ', '.join(f'{v:.2f}' for v in os.getloadavg())
 
@@ -317,9 +347,10 @@ def main(argv=None):
                      args.small)
         load_before = load()
         began = time.perf_counter()
-        rows = run_parallel(run_case, todo, args.workers)
+        rows = run_saving(run_case, todo, args.workers, os.path.join(
+            args.output, name_of(args) + '.partial.csv'))
         wall = time.perf_counter() - began
-        name = f'lattices2d_{"_".join(args.crystal)}{args.suffix}'
+        name = name_of(args)
         stamp_lines = [f'Command: `{command}`',
                        f'{len(rows)} reconstructions, {args.workers} '
                        f'worker(s), wall time {wall / 60:.1f} min; load '
