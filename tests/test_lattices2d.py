@@ -240,3 +240,19 @@ def test_honeycomb_along_its_bonds_is_ambiguous(angles, same):
             pos, np.ones(len(pos)))
     else:
         assert difference > 0.1
+
+
+@pytest.mark.slow
+def test_honeycomb_vacancy_exact_with_the_defaults():
+    # Nothing told but the data: the honeycomb lattice is fitted and
+    # chosen, its spacing is r_min, and the vacancy comes out exact (the
+    # crystal's known atoms). Generic angles: along the bonds (0/60/120)
+    # the data do not determine the crystal (above).
+    phantom, measured = crystal('honeycomb', shape=(3, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        result = oa.reconstruct(measured)
+    info = result.info
+    assert info['lattice']['chosen'] == 'honeycomb'
+    assert abs(info['r_min']['value'] / phantom.lattice_spacing - 1) < 5e-3
+    assert oa.match_atoms(phantom.measure, result.measure).exact
