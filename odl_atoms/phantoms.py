@@ -767,7 +767,7 @@ def lattice_with_grain_boundary(lattice='square', shape=DEFAULT_SHAPE,
         for square (``2 atan(1/3)``, 36.87 degrees) and Sigma 7 for
         hexagonal lattices (``2 atan(1/(3 sqrt 3))``, 21.79 degrees); the
         same 36.87 degrees for the rectangular and 21.79 for the honeycomb
-        lattice (there no coincidence boundary).
+        lattice (not coincidence boundaries there).
     min_distance : float in (0, 1), optional
         Closest allowed distance across the boundary, in spacings. Inside a
         grain atoms are a full spacing apart; 0.7 removes the atoms that
