@@ -900,11 +900,14 @@ def fit_lattices(measured, lattice='auto', spacing=None, operator=None):
                                   for name in names),
                                  key=lambda fit: fit.misfit))
     splits = []
-    if (lattice == 'auto' and measured.ndim == 2 and fits
-            and fits[0].residual_fraction > SPLIT_TRIGGER):
+    # Sparse fits (`_sparse`) are no candidates: they neither spare the
+    # two-domain fits nor get one.
+    eligible = [fit for fit in fits if not _sparse(fit)]
+    if (lattice == 'auto' and measured.ndim == 2 and eligible
+            and eligible[0].residual_fraction > SPLIT_TRIGGER):
         from odl_atoms.solvers.starts import fit_split_lattice
         splits = sorted((fit_split_lattice(operator, data, fit)
-                         for fit in fits), key=lambda fit: fit.misfit)
+                         for fit in eligible), key=lambda fit: fit.misfit)
     return fits + splits, choose_lattice(fits, splits,
                                          named=lattice != 'auto')
 
