@@ -5,13 +5,16 @@ Every builder returns a `Phantom`: the atomic configuration as a
 length scale benchmarks express errors in) and the atoms and sites that make
 the defect, for figures that highlight it.
 
-2D phantoms are atomic columns seen along a zone axis: a square or hexagonal
-(triangular) lattice with one kind of defect,
+2D phantoms are atomic columns seen along a zone axis: a square, hexagonal
+(triangular), rectangular, centred rectangular or honeycomb lattice
+(`LATTICES_2D`) with one kind of defect,
 
 ================  ============================================================
 name              builder
 ================  ============================================================
-perfect           `square_lattice`, `hexagonal_lattice`
+perfect           `square_lattice`, `hexagonal_lattice`,
+                  `rectangular_lattice`, `centred_rectangular_lattice`,
+                  `honeycomb_lattice`
 vacancy           `lattice_with_vacancy`
 interstitial      `lattice_with_interstitial`
 substitution      `lattice_with_substitution`
@@ -20,7 +23,8 @@ grain_boundary    `lattice_with_grain_boundary`
 displaced         `lattice_with_displacements`
 ================  ============================================================
 
-and `defect_phantom` builds any of them by name. With the defaults (7 x 7
+and `defect_phantom` builds any of them by name; `two_species` gives the
+rows (honeycomb: the two sublattices) of one alternately two species. With the defaults (7 x 7
 square lattice) every 2D phantom has 46 to 50 atoms, the size of the test cases
 of Ganguly et al., "Atomic super-resolution tomography" (arXiv 2002.00710).
 
@@ -47,6 +51,10 @@ __all__ = (
     'Phantom',
     'square_lattice',
     'hexagonal_lattice',
+    'rectangular_lattice',
+    'centred_rectangular_lattice',
+    'honeycomb_lattice',
+    'two_species',
     'lattice_with_vacancy',
     'lattice_with_interstitial',
     'lattice_with_substitution',
@@ -58,6 +66,8 @@ __all__ = (
     'fcc_slab',
     'PHANTOM_NAMES_2D',
     'LATTICES_2D',
+    'RECTANGULAR_ASPECT',
+    'CENTRED_ASPECT',
     'NANOPARTICLE_SHAPES',
     'DEFAULT_SPACING',
 )
@@ -75,8 +85,25 @@ DEFAULT_SPACING = 2.885
 #: atoms, the size of the test cases of the paper (40-50 atoms).
 DEFAULT_SHAPE = (7, 7)
 
-#: Lattices the 2D builders know.
-LATTICES_2D = ('square', 'hexagonal')
+#: Lattices the 2D builders know. Besides the square and hexagonal ones:
+#: ``'rectangular'`` (rows `RECTANGULAR_ASPECT` spacings apart),
+#: ``'centred_rectangular'`` (a rectangular cell ``a x b``, ``b / a =``
+#: `CENTRED_ASPECT`, with an atom at its centre: the columns of fcc and bcc
+#: crystals seen down [110]) and ``'honeycomb'`` (graphene: a hexagonal
+#: lattice of spacing ``sqrt(3)`` spacings with two atoms per cell).
+LATTICES_2D = ('square', 'hexagonal', 'rectangular', 'centred_rectangular',
+               'honeycomb')
+
+#: Distance between the rows of the ``'rectangular'`` phantoms in spacings:
+#: sqrt(2), the ratio of the column distances of fcc [110] seen as a
+#: rectangular lattice (a / sqrt(2) and a).
+RECTANGULAR_ASPECT = np.sqrt(2)
+
+#: ``b / a`` of the ``'centred_rectangular'`` phantoms' cell: sqrt(2), the
+#: columns of fcc and bcc crystals seen down [110] (bcc: a cell of a x a
+#: sqrt(2) with a column at its centre; the nearest neighbours are the
+#: centre and the corners, a sqrt(3) / 2 apart, at 70.53 degrees).
+CENTRED_ASPECT = np.sqrt(2)
 
 # The names `defect_phantom` and `nanoparticle` accept live in
 # odl_atoms.defaults, where the command line reads them without loading ODL.
@@ -273,6 +300,171 @@ def hexagonal_lattice(shape=DEFAULT_SHAPE, spacing=DEFAULT_SPACING,
     return _perfect('hexagonal', shape, spacing, margin, species, weight)
 
 
+def rectangular_lattice(shape=DEFAULT_SHAPE, spacing=DEFAULT_SPACING,
+                        margin=None, species='X', weight=1.0):
+    """Return a perfect rectangular lattice of atomic columns.
+
+    Rows run along the first axis with atoms ``spacing`` apart (the nearest
+    neighbours); the rows are `RECTANGULAR_ASPECT` (sqrt(2)) spacings
+    apart, as the columns of an fcc crystal seen down [110] drawn on a
+    rectangular lattice.
+
+    Parameters
+    ----------
+    shape, spacing, margin, species, weight : optional
+        As for `square_lattice`.
+
+    Returns
+    -------
+    phantom : `Phantom`
+        Atoms ordered row by row, centred on the origin.
+
+    Examples
+    --------
+    >>> p = rectangular_lattice(shape=(2, 2), spacing=2.0)
+    >>> p.measure.positions.round(3)
+    array([[-1.   , -1.414],
+           [ 1.   , -1.414],
+           [-1.   ,  1.414],
+           [ 1.   ,  1.414]])
+    """
+    return _perfect('rectangular', shape, spacing, margin, species, weight)
+
+
+def centred_rectangular_lattice(shape=DEFAULT_SHAPE, spacing=DEFAULT_SPACING,
+                                margin=None, species='X', weight=1.0):
+    """Return a perfect centred rectangular lattice of atomic columns.
+
+    A rectangular cell ``a x b`` with ``b / a =`` `CENTRED_ASPECT`
+    (sqrt(2)) and an atom at its centre: the columns of a bcc or fcc
+    crystal seen down [110]. The nearest neighbours, ``spacing`` apart,
+    are the centre and the corners (``a = 2 spacing / sqrt(3)``); rows
+    run along the first axis, ``b / 2`` apart, every other one shifted by
+    ``a / 2``.
+
+    Parameters
+    ----------
+    shape, spacing, margin, species, weight : optional
+        As for `square_lattice`.
+
+    Returns
+    -------
+    phantom : `Phantom`
+        Atoms ordered row by row, centred on the origin.
+
+    Examples
+    --------
+    >>> p = centred_rectangular_lattice(shape=(2, 2), spacing=2.0)
+    >>> p.measure.positions.round(3)
+    array([[-1.155, -0.816],
+           [ 1.155, -0.816],
+           [ 0.   ,  0.816],
+           [ 2.309,  0.816]])
+    >>> float(np.linalg.norm(p.measure.positions[2] - p.measure.positions[0]))
+    2.0
+    """
+    return _perfect('centred_rectangular', shape, spacing, margin, species,
+                    weight)
+
+
+def honeycomb_lattice(shape=DEFAULT_SHAPE, spacing=DEFAULT_SPACING,
+                      margin=None, species='X', weight=1.0):
+    """Return a perfect honeycomb lattice of atomic columns (graphene).
+
+    A hexagonal lattice of spacing ``sqrt(3) spacing`` with two atoms per
+    cell: every atom has three neighbours ``spacing`` apart. The rows run
+    along the first axis (zigzag direction), in pairs: the two atoms of a
+    cell, one spacing apart along the second axis; pairs 1.5 spacings
+    apart, every other one shifted by half a cell.
+
+    Parameters
+    ----------
+    shape : pair of int, optional
+        Atoms per row and number of rows (``shape[1]`` rows: ``shape[1] /
+        2`` cells), each at least 2.
+    spacing, margin, species, weight : optional
+        As for `square_lattice` (``spacing``: the bond length).
+
+    Returns
+    -------
+    phantom : `Phantom`
+        Atoms ordered row by row; the middle atom of the middle row at the
+        origin.
+
+    Examples
+    --------
+    >>> p = honeycomb_lattice(shape=(2, 3), spacing=1.0)
+    >>> p.measure.positions.round(3)
+    array([[ 0.   , -0.5  ],
+           [ 1.732, -0.5  ],
+           [-0.866,  0.   ],
+           [ 0.866,  0.   ],
+           [-0.866,  1.   ],
+           [ 0.866,  1.   ]])
+    """
+    return _perfect('honeycomb', shape, spacing, margin, species, weight)
+
+
+def two_species(phantom, lattice, species=('B', 'N'), weights=(1.0, 1.5)):
+    """The phantom with its rows alternately of two species.
+
+    Rows (of the phantom's lattice, before any defect moved its atoms) of
+    even index hold ``species[0]``, odd ones ``species[1]``: the two
+    sublattices of a honeycomb crystal (hexagonal boron nitride), or
+    alternating rows of a rectangular one. Each atom takes the row nearest
+    its height (phantoms of `LATTICES_2D` at their default ``spacing``
+    and no ``margin`` change needed: the box stays).
+
+    Parameters
+    ----------
+    phantom : `Phantom`
+        A 2D phantom of ``lattice`` (not a grain boundary: its grains are
+        rotated).
+    lattice : str
+        Its lattice (`LATTICES_2D`).
+    species : pair of str, optional
+    weights : pair of float, optional
+        Different weights: the data tell species apart by them.
+
+    Returns
+    -------
+    phantom : `Phantom`
+        The same atoms, box, defect and name.
+
+    Examples
+    --------
+    >>> p = two_species(honeycomb_lattice(shape=(2, 2)), 'honeycomb')
+    >>> p.measure.species.tolist(), p.measure.weights.tolist()
+    (['B', 'B', 'N', 'N'], [1.0, 1.0, 1.5, 1.5])
+    """
+    lattice = _check_lattice(lattice)
+    if len(set(map(float, weights))) != 2 or len(set(species)) != 2:
+        raise ValueError('two species need two names and two different '
+                         f'weights, got {species!r} and {weights!r}')
+    a = phantom.lattice_spacing
+    y = phantom.measure.positions[:, 1]
+    if lattice == 'honeycomb':
+        # Rows at (1.5 c + s) a: the nearest row's site s is the species.
+        rows = np.arange(-4 * len(y) - 2, 4 * len(y) + 2)
+        heights = _honeycomb_row_y(rows, a)
+        nearest = np.argmin(np.abs(y[:, None] - heights[None]), axis=1)
+        parity = rows[nearest] % 2
+    else:
+        step = _row_step(lattice, a)
+        low = y.min()
+        parity = np.round((y - low) / step).astype(int) % 2
+    labels = np.array(species, dtype=object)[parity].astype(str)
+    values = np.array(weights, dtype=float)[parity]
+    measure = phantom.space.element(phantom.measure.positions, weights=values,
+                                    species=labels)
+    return Phantom(measure, phantom.name, phantom.lattice_spacing,
+                   defect_atoms=phantom.defect_atoms,
+                   defect_sites=phantom.defect_sites,
+                   description=(f'{phantom.description}; rows alternately '
+                                f'{species[0]} (weight {weights[0]:g}) and '
+                                f'{species[1]} ({weights[1]:g})'))
+
+
 def lattice_with_vacancy(lattice='square', shape=DEFAULT_SHAPE,
                          spacing=DEFAULT_SPACING, index=None, margin=None,
                          species='X', weight=1.0):
@@ -280,8 +472,9 @@ def lattice_with_vacancy(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The perfect lattice, see `square_lattice` and `hexagonal_lattice`.
+    lattice : str, optional
+        The perfect lattice, one of `LATTICES_2D` (default ``'square'``),
+        see `square_lattice` and `hexagonal_lattice`.
     shape, spacing, margin, species, weight : optional
         As for the perfect lattice.
     index : int or sequence of int, optional
@@ -325,8 +518,9 @@ def lattice_with_interstitial(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The perfect lattice, see `square_lattice` and `hexagonal_lattice`.
+    lattice : str, optional
+        The perfect lattice, one of `LATTICES_2D` (default ``'square'``),
+        see `square_lattice` and `hexagonal_lattice`.
     shape, spacing, margin, species, weight : optional
         As for the perfect lattice.
     site : array-like of shape ``(2,)``, optional
@@ -371,8 +565,9 @@ def lattice_with_substitution(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The perfect lattice, see `square_lattice` and `hexagonal_lattice`.
+    lattice : str, optional
+        The perfect lattice, one of `LATTICES_2D` (default ``'square'``),
+        see `square_lattice` and `hexagonal_lattice`.
     shape, spacing, margin, species, weight : optional
         As for the perfect lattice.
     index : int or sequence of int, optional
@@ -456,9 +651,12 @@ def lattice_with_edge_dislocation(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The lattice. For 'hexagonal', ``b`` runs along the close-packed rows
-        and the core is a 5-7 ring pair.
+    lattice : str, optional
+        The lattice, one of `LATTICES_2D`. For 'hexagonal', ``b`` runs along
+        the close-packed rows and the core is a 5-7 ring pair; for the
+        centred rectangular and honeycomb lattices ``b`` is the shortest
+        translation along the rows (``2 / sqrt(3)`` and ``sqrt(3)``
+        spacings).
     shape : pair of int, optional
         Atoms per row above the slip plane (at least 3) and number of rows
         (at least 2); the lower ``shape[1] // 2`` rows hold one atom fewer.
@@ -487,6 +685,7 @@ def lattice_with_edge_dislocation(lattice='square', shape=DEFAULT_SHAPE,
     (28, 18)
     """
     lattice = _check_lattice(lattice)
+    lattice = _check_lattice(lattice)
     n0, n1 = _check_shape(shape, minimum=(3, 2))
     spacing = _check_length(spacing, 'spacing')
     margin = _check_margin(margin, spacing)
@@ -494,7 +693,8 @@ def lattice_with_edge_dislocation(lattice='square', shape=DEFAULT_SHAPE,
     if not -1 < nu < 0.5:
         raise ValueError(f'`poisson_ratio` must lie in (-1, 0.5) for a stable '
                          f'isotropic solid, got {poisson_ratio!r}')
-    b = spacing
+    # The Burgers vector: a lattice translation along the rows.
+    b = step = _x_step(lattice, spacing)
     row_step = _row_step(lattice, spacing)
     first_upper = n1 // 2
     # Reference columns at half-integer multiples of the spacing, so no atom
@@ -502,9 +702,17 @@ def lattice_with_edge_dislocation(lattice='square', shape=DEFAULT_SHAPE,
     pad = n0 + 2
     rows = []
     for j in range(n1):
-        y = (j - first_upper + 0.5) * row_step
-        offset = _row_offset(lattice, j - first_upper)
-        x = (np.arange(-pad, pad) + 0.5 + offset) * spacing
+        if lattice == 'honeycomb':
+            # The slip plane cuts the bonds along y of one cell row, half
+            # a spacing from either end (between two cell rows, a quarter
+            # spacing, the field crushed atoms to 0.37 spacings).
+            row = j - first_upper + 1
+            y = float(_honeycomb_row_y(row, spacing) - 0.5 * spacing)
+        else:
+            row = j - first_upper
+            y = (j - first_upper + 0.5) * row_step
+        offset = _row_offset(lattice, row)
+        x = (np.arange(-pad, pad) + 0.5 + offset) * step
         ux, uy = _edge_dislocation_field(x, np.full_like(x, y), b, nu)
         x_new, y_new = x + ux, y + uy
         # Keep the run of atoms whose centre is closest to where the perfect
@@ -512,7 +720,7 @@ def lattice_with_edge_dislocation(lattice='square', shape=DEFAULT_SHAPE,
         # atom of the upper rows appears in the middle, at the core.
         count = n0 if j >= first_upper else n0 - 1
         centres = np.convolve(x_new, np.ones(count) / count, mode='valid')
-        target = (offset - 0.25) * spacing
+        target = (offset - 0.25) * step
         start = int(np.argmin(np.abs(centres - target)))
         rows.append(np.column_stack([x_new, y_new])[start:start + count])
     positions = np.concatenate(rows)
@@ -543,8 +751,8 @@ def lattice_with_grain_boundary(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The lattice of both grains.
+    lattice : str, optional
+        The lattice of both grains, one of `LATTICES_2D`.
     shape : pair of int, optional
         Size of the rectangle in lattice cells (cell side ``spacing`` along
         the first axis, one row step along the second); it holds about
@@ -552,12 +760,14 @@ def lattice_with_grain_boundary(lattice='square', shape=DEFAULT_SHAPE,
     spacing : positive float, optional
         Nearest-neighbour distance in angstrom.
     angle : float, optional
-        Misorientation of the grains in radians, in (0, pi/2) for the square
-        and (0, pi/3) for the hexagonal lattice (larger angles repeat by
-        symmetry). Default: the coincidence-site boundaries the literature
-        uses most, Sigma 5 for square (``2 atan(1/3)``, 36.87 degrees) and
-        Sigma 7 for hexagonal lattices (``2 atan(1/(3 sqrt 3))``, 21.79
-        degrees).
+        Misorientation of the grains in radians, in (0, pi/2) for the square,
+        (0, pi/3) for the hexagonal and honeycomb and (0, pi) for the
+        rectangular lattices (larger angles repeat by symmetry). Default:
+        the coincidence-site boundaries the literature uses most, Sigma 5
+        for square (``2 atan(1/3)``, 36.87 degrees) and Sigma 7 for
+        hexagonal lattices (``2 atan(1/(3 sqrt 3))``, 21.79 degrees); the
+        same 36.87 degrees for the rectangular and 21.79 for the honeycomb
+        lattice (not coincidence boundaries there).
     min_distance : float in (0, 1), optional
         Closest allowed distance across the boundary, in spacings. Inside a
         grain atoms are a full spacing apart; 0.7 removes the atoms that
@@ -582,10 +792,14 @@ def lattice_with_grain_boundary(lattice='square', shape=DEFAULT_SHAPE,
     n0, n1 = _check_shape(shape)
     spacing = _check_length(spacing, 'spacing')
     margin = _check_margin(margin, spacing)
-    symmetry = np.pi / 2 if lattice == 'square' else np.pi / 3
+    # The lattice's rotational period; rectangular lattices repeat after
+    # half a turn only.
+    symmetry = {'square': np.pi / 2, 'hexagonal': np.pi / 3,
+                'honeycomb': np.pi / 3}.get(lattice, np.pi)
     if angle is None:
-        angle = (2 * np.arctan(1 / 3) if lattice == 'square'
-                 else 2 * np.arctan(1 / (3 * np.sqrt(3))))
+        angle = (2 * np.arctan(1 / (3 * np.sqrt(3)))
+                 if lattice in ('hexagonal', 'honeycomb')
+                 else 2 * np.arctan(1 / 3))
     angle = float(angle)
     if not 0 < angle < symmetry:
         raise ValueError(
@@ -595,11 +809,14 @@ def lattice_with_grain_boundary(lattice='square', shape=DEFAULT_SHAPE,
     if not 0 < min_distance < 1:
         raise ValueError(f'`min_distance` must lie in (0, 1) spacings, got '
                          f'{min_distance!r}')
-    half_width = n0 * spacing / 2
+    half_width = n0 * _x_step(lattice, spacing) / 2
     half_height = n1 * _row_step(lattice, spacing) / 2
     # A lattice large enough to cover the rectangle at any rotation.
     n_big = 2 * max(n0, n1) + 1
-    big = _lattice_positions(lattice, (n_big, n_big), spacing)
+    # Honeycomb rows are 0.75 spacings apart, cells sqrt(3) wide: three
+    # times the rows to cover the same height.
+    big = _lattice_positions(lattice, (n_big, n_big * (
+        3 if lattice == 'honeycomb' else 1)), spacing)
     big -= big[_index_nearest_centre(big)]
     # A tiny tolerance makes the cut independent of rounding for atoms that
     # fall exactly on the rectangle's edges.
@@ -642,8 +859,9 @@ def lattice_with_displacements(lattice='square', shape=DEFAULT_SHAPE,
 
     Parameters
     ----------
-    lattice : {'square', 'hexagonal'}, optional
-        The perfect lattice, see `square_lattice` and `hexagonal_lattice`.
+    lattice : str, optional
+        The perfect lattice, one of `LATTICES_2D` (default ``'square'``),
+        see `square_lattice` and `hexagonal_lattice`.
     shape, spacing, margin, species, weight : optional
         As for the perfect lattice.
     amplitude : non-negative float, optional
@@ -727,7 +945,8 @@ def defect_phantom(name, lattice='square', shape=DEFAULT_SHAPE,
         One of `PHANTOM_NAMES_2D`: ``'perfect'``, ``'vacancy'``,
         ``'interstitial'``, ``'substitution'``, ``'edge_dislocation'``,
         ``'grain_boundary'``, ``'displaced'``.
-    lattice : {'square', 'hexagonal'}, optional
+    lattice : str, optional
+        One of `LATTICES_2D` (default ``'square'``).
     shape : pair of int, optional
     spacing : positive float, optional
         Nearest-neighbour distance in angstrom.
@@ -761,9 +980,8 @@ def defect_phantom(name, lattice='square', shape=DEFAULT_SHAPE,
     ValueError: unknown 2D phantom 'twin'; choose one of 'perfect', ...
     """
     if name == 'perfect':
-        builder = {'square': square_lattice,
-                   'hexagonal': hexagonal_lattice}[_check_lattice(lattice)]
-        return builder(shape=shape, spacing=spacing, **kwargs)
+        return _perfect(_check_lattice(lattice), shape=shape,
+                        spacing=spacing, **kwargs)
     if name not in _BUILDERS_2D:
         valid = ', '.join(repr(n) for n in PHANTOM_NAMES_2D)
         raise ValueError(f'unknown 2D phantom {name!r}; choose one of {valid}')
@@ -1073,25 +1291,70 @@ def _fcc_lattice_constant(symbol, lattice_constant):
 
 
 def _row_step(lattice, spacing):
-    return spacing if lattice == 'square' else spacing * np.sqrt(3) / 2
+    """Distance between neighbouring rows (the mean one for
+    ``'honeycomb'``, whose rows are alternately 1 and 1/2 spacing apart)."""
+    if lattice == 'square':
+        return spacing
+    if lattice == 'hexagonal':
+        return spacing * np.sqrt(3) / 2
+    if lattice == 'rectangular':
+        return spacing * RECTANGULAR_ASPECT
+    if lattice == 'centred_rectangular':
+        # Half the cell's height b = CENTRED_ASPECT a.
+        return _x_step(lattice, spacing) * CENTRED_ASPECT / 2
+    return 0.75 * spacing  # honeycomb
+
+
+def _x_step(lattice, spacing):
+    """Distance between neighbouring atoms of one row (a lattice
+    translation, the Burgers vector of the edge dislocation)."""
+    if lattice == 'centred_rectangular':
+        # The nearest neighbours are the cell's centre and corners,
+        # sqrt(a^2 + b^2) / 2 = spacing apart.
+        return 2 * spacing / np.sqrt(1 + CENTRED_ASPECT ** 2)
+    if lattice == 'honeycomb':
+        return spacing * np.sqrt(3)
+    # The spacing itself (not a product): the square and hexagonal
+    # phantoms stay bit for bit what they were.
+    return spacing
 
 
 def _row_offset(lattice, row):
-    """Shift of a row along the first axis, in spacings."""
-    return 0.0 if lattice == 'square' else 0.5 * (row % 2)
+    """Shift of a row along the first axis, in row steps (`_x_step`)."""
+    if lattice in ('square', 'rectangular'):
+        return 0.0
+    if lattice == 'honeycomb':
+        # Rows in pairs (the two atoms of a cell, one spacing apart
+        # along y); every other pair shifted by half a cell.
+        return 0.5 * ((row // 2) % 2)
+    return 0.5 * (row % 2)
+
+
+def _honeycomb_row_y(row, spacing):
+    """Height of honeycomb row ``row`` (0 at row 0): rows ``2 c`` and
+    ``2 c + 1`` hold the two atoms of cell row ``c``, one spacing apart
+    (a bond along y); cell rows are ``1.5`` spacings apart (zigzag bonds
+    between them)."""
+    cell, site = np.divmod(np.asarray(row), 2)
+    return (1.5 * cell + site) * spacing
 
 
 def _lattice_positions(lattice, shape, spacing):
     """Lattice points row by row, centred on the origin.
 
-    For odd sizes the middle atom of the middle row is at the origin.
+    For odd sizes the middle atom of the middle row is at the origin
+    (honeycomb: at the origin for any size; its rows are not evenly
+    spaced).
     """
     n0, n1 = shape
     j, i = np.divmod(np.arange(n0 * n1), n0)
     middle_row = (n1 - 1) // 2
     offsets = np.array([_row_offset(lattice, r - middle_row) for r in j])
-    x = (i - (n0 - 1) / 2 + offsets) * spacing
-    y = (j - (n1 - 1) / 2) * _row_step(lattice, spacing)
+    x = (i - (n0 - 1) / 2 + offsets) * _x_step(lattice, spacing)
+    if lattice == 'honeycomb':
+        y = _honeycomb_row_y(j - middle_row, spacing)
+    else:
+        y = (j - (n1 - 1) / 2) * _row_step(lattice, spacing)
     return np.column_stack([x, y]).astype(float)
 
 
@@ -1124,13 +1387,32 @@ def _index_nearest_centre(positions):
 
 
 def _central_cell_centre(lattice, positions, spacing):
-    """Centre of the lattice cell (square or triangle) nearest the centre."""
+    """Centre of the lattice cell (square, rectangle, triangle or hexagon)
+    nearest the centre: the point farthest from its neighbours."""
     if lattice == 'square':
         offset, n_corners = (spacing / 2, spacing / 2), 4
         corner_distance = spacing / np.sqrt(2)
-    else:
+    elif lattice == 'hexagonal':
         offset, n_corners = (spacing / 2, spacing * np.sqrt(3) / 6), 3
         corner_distance = spacing / np.sqrt(3)
+    elif lattice == 'rectangular':
+        b = spacing * RECTANGULAR_ASPECT
+        offset, n_corners = (spacing / 2, b / 2), 4
+        corner_distance = np.hypot(spacing, b) / 2
+    elif lattice == 'centred_rectangular':
+        # The circumcentre of the triangle of two neighbouring corners and
+        # the cell's centre: (a/2, (b^2 - a^2) / (4 b)) from a corner.
+        a = _x_step(lattice, spacing)
+        b = a * CENTRED_ASPECT
+        height = (b ** 2 - a ** 2) / (4 * b)
+        offset, n_corners = (a / 2, height), 3
+        corner_distance = np.hypot(a / 2, height)
+    else:
+        # Honeycomb: the hexagon's centre, a spacing from its six atoms
+        # (from the lower atom of a vertical bond: half a cell along x,
+        # half a spacing up).
+        offset, n_corners = (spacing * np.sqrt(3) / 2, spacing / 2), 6
+        corner_distance = spacing
     candidates = positions + np.array(offset)
     # Only centres of complete cells: those with all corners in the lattice.
     corners = cKDTree(positions).query_ball_point(

@@ -30,6 +30,7 @@ import warnings
 
 from odl_atoms.defaults import (DEFAULT_ALPHA, DEFAULT_GRID_PER_SIGMA_3D,
                                  DEFAULT_SEED, LATTICE_NAMES,
+                                 LATTICE_STRETCH,
                                  LATTICE_RESIDUAL, LATTICE_TIE,
                                  SPLIT_RESIDUAL, SPLIT_TRIGGER)
 from odl_atoms.errors import ValidationError
@@ -534,8 +535,9 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     lattice : 'auto', str or None, optional
         Lattice starts of ADCG (`~odl_atoms.solvers.starts.lattice_starts`,
         besides its greedy start; the lowest objective wins). ``'auto'``
-        (default): every named lattice of the data's dimension (square and
-        hexagonal in 2D, fcc, bcc and sc in 3D) is fitted to the data, its
+        (default): every named lattice of the data's dimension (square,
+        hexagonal, rectangular, centred rectangular and honeycomb in 2D,
+        their shape included; fcc, bcc and sc in 3D) is fitted to the data, its
         spacing included (`~odl_atoms.solvers.starts.fit_lattice`); the
         best one's starts join the greedy start if it leaves at most
         `~odl_atoms.defaults.LATTICE_RESIDUAL` of the data unexplained, or,
@@ -744,8 +746,11 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
             else:
                 spacing = next((fit.spacing for fit in fits
                                 if fit.lattice == name), None)
-            options['starts'] = lattice_starts(name, spacing,
-                                               ndim=measured.ndim)
+            options['starts'] = lattice_starts(
+                name, spacing, ndim=measured.ndim,
+                aspect=next((fit.aspect for fit in [chosen] + fits
+                             if fit is not None and fit.lattice == name),
+                            None))
         elif twin_starts is not None:
             options['starts'] = twin_starts
         report['lattice']['starts'] = [
@@ -880,8 +885,10 @@ def _lattice_setting(cls, measured, lattice, options):
 def fit_lattices(measured, lattice='auto', spacing=None, operator=None):
     """Fit lattices to a measurement: ``(fits, chosen)``.
 
-    Every named lattice of the data's dimension (``'auto'``) or the one
-    named, fitted with its spacing (`~odl_atoms.solvers.starts.fit_lattice`;
+    The lattices ``'auto'`` tries in the data's dimension
+    (`~odl_atoms.solvers.starts.AUTO_LATTICES`: in 2D the square and the
+    hexagonal lattice), those of a sequence of names (chosen among as
+    ``'auto'`` chooses), or the one named, fitted with its spacing (`~odl_atoms.solvers.starts.fit_lattice`;
     ``spacing`` is the first guess, required in 3D), best first, through
     the measurement's forward operator or ``operator`` (e.g. shifted by
     the projections' alignment). ``chosen``
@@ -913,10 +920,11 @@ def fit_lattices(measured, lattice='auto', spacing=None, operator=None):
     >>> [fit.lattice for fit in fits], chosen.lattice
     (['hexagonal', 'square'], 'hexagonal')
     """
-    from odl_atoms.solvers.starts import LATTICES_BY_NDIM, fit_lattice
+    from odl_atoms.solvers.starts import AUTO_LATTICES, fit_lattice
 
-    names = (LATTICES_BY_NDIM[measured.ndim] if lattice == 'auto'
-             else (lattice,))
+    choosing = not isinstance(lattice, str) or lattice == 'auto'
+    names = (AUTO_LATTICES[measured.ndim] if lattice == 'auto'
+             else tuple(lattice) if choosing else (lattice,))
     if spacing is None and measured.ndim != 2:
         return [], None
     if operator is None:
@@ -926,13 +934,15 @@ def fit_lattices(measured, lattice='auto', spacing=None, operator=None):
                                   for name in names),
                                  key=lambda fit: fit.misfit))
     splits = []
-    if (lattice == 'auto' and measured.ndim == 2 and fits
-            and fits[0].residual_fraction > SPLIT_TRIGGER):
+    # Sparse fits (`_sparse`) are no candidates: they neither spare the
+    # two-domain fits nor get one.
+    eligible = [fit for fit in fits if not _sparse(fit)]
+    if (choosing and measured.ndim == 2 and eligible
+            and eligible[0].residual_fraction > SPLIT_TRIGGER):
         from odl_atoms.solvers.starts import fit_split_lattice
         splits = sorted((fit_split_lattice(operator, data, fit)
-                         for fit in fits), key=lambda fit: fit.misfit)
-    return fits + splits, choose_lattice(fits, splits,
-                                         named=lattice != 'auto')
+                         for fit in eligible), key=lambda fit: fit.misfit)
+    return fits + splits, choose_lattice(fits, splits, named=not choosing)
 
 
 def choose_lattice(fits, splits=(), named=False):
@@ -945,8 +955,18 @@ def choose_lattice(fits, splits=(), named=False):
     or in any case when ``named`` (the user named the lattice); but the
     best two-domain fit, unless ``named``, if the best single one leaves
     more than `~odl_atoms.defaults.SPLIT_TRIGGER` and it at most
-    `~odl_atoms.defaults.SPLIT_RESIDUAL`.
+    `~odl_atoms.defaults.SPLIT_RESIDUAL`. Unless ``named``, fits of the
+    rectangular, centred rectangular and honeycomb lattices whose occupied
+    sites are a sparse subset of them
+    (`~odl_atoms.defaults.LATTICE_STRETCH`) are not candidates.
     """
+    if not named:
+        # The new 2D lattices only where their occupied sites are their
+        # crystal (`_sparse`): a honeycomb lattice half the atoms' distance
+        # apart, its sites sparsely occupied, explained 40 random atoms at
+        # 0/90 degrees (1.2 % left).
+        fits = [fit for fit in fits if not _sparse(fit)]
+        splits = [fit for fit in splits if not _sparse(fit)]
     singles = _crystal_first(sorted(fits, key=lambda fit: fit.misfit))
     if not singles:
         return None
@@ -995,6 +1015,27 @@ def fit_twins(measured, guide, spacing, operator=None):
     return fits, chosen
 
 
+#: The 2D lattices `choose_lattice` holds to `LATTICE_STRETCH`.
+_SHAPED_2D = ('rectangular', 'centred_rectangular', 'honeycomb')
+
+
+def _sparse(fit):
+    """Whether a fit of a rectangular, centred rectangular or honeycomb
+    lattice occupies a sparse subset of its sites: their median neighbour
+    distance more than `~odl_atoms.defaults.LATTICE_STRETCH` spacings (the
+    crystal of the lattice would have its sites' neighbours at one
+    spacing). Square and hexagonal fits are never sparse here (the rule
+    that chose among them stays as it was measured)."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    if fit.lattice not in _SHAPED_2D or len(fit.positions) < 2:
+        return False
+    points = fit.positions
+    neighbour = np.median(cKDTree(points).query(points, 2)[0][:, 1])
+    return neighbour > LATTICE_STRETCH * fit.spacing
+
+
 def _crystal_first(fits, tie=LATTICE_TIE):
     """The fits with the crystal's own lattice first among equals.
 
@@ -1023,7 +1064,40 @@ def _crystal_first(fits, tie=LATTICE_TIE):
         return abs(np.log(neighbour / fit.spacing))
 
     first = min(equal, key=stretch)
+    if first.lattice in _PREFERENCE_2D:
+        # 2D lattices that contain one another: a honeycomb crystal is a
+        # hexagonal lattice with a third of its sites empty (measured at
+        # 32.2/84.1/115.2 degrees: both left 0.01 %, nearest neighbours at
+        # the spacing in both), a square crystal a rectangular or centred
+        # rectangular one of aspect 1. Among the fits as stretched as the
+        # first, the one with the fewest sites per area (the fewest empty
+        # sites), and of those alike (within 5 %) the more symmetric
+        # lattice (`_PREFERENCE_2D`).
+        alike = [fit for fit in equal if fit.lattice in _PREFERENCE_2D
+                 and stretch(fit) <= stretch(first) + 0.05]
+        sparsest = min(_site_density(fit) for fit in alike)
+        first = min((fit for fit in alike
+                     if _site_density(fit) <= 1.05 * sparsest),
+                    key=lambda fit: _PREFERENCE_2D.index(fit.lattice))
     return [first] + [fit for fit in fits if fit is not first]
+
+
+#: The 2D lattices from the most to the least symmetric: which of fits
+#: that explain the data alike `_crystal_first` puts first.
+_PREFERENCE_2D = ('square', 'hexagonal', 'honeycomb', 'centred_rectangular',
+                  'rectangular')
+
+
+def _site_density(fit):
+    """Sites per area of a fitted 2D lattice, in 1 / spacing^2."""
+    import numpy as np
+
+    aspect = fit.aspect or 1.0
+    return {'square': 1.0, 'hexagonal': 2 / np.sqrt(3),
+            'rectangular': 1 / aspect,
+            # A cell a x (aspect a), 2 sites, a = 2 / sqrt(1 + aspect^2).
+            'centred_rectangular': (1 + aspect ** 2) / (2 * aspect),
+            'honeycomb': 4 / (3 * np.sqrt(3))}[fit.lattice] / fit.spacing ** 2
 
 
 def start_gap(result):

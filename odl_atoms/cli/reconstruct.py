@@ -81,10 +81,14 @@ def add_arguments(parser):
                              'of this kind (one, one per half box, and in 2D '
                              'two meeting at a searched cut), its spacing '
                              'fitted to the data; the lowest objective wins. '
-                             '2D: square, hexagonal (orientation searched); '
+                             '2D: square, hexagonal, rectangular, '
+                             'centred_rectangular (their aspect b/a fitted), '
+                             'honeycomb (two sites per cell; orientation '
+                             'searched); '
                              '3D: fcc, bcc, sc with cubic axes along x, y, '
-                             'z. auto (default): every lattice of the data\'s '
-                             'dimension is fitted, and the best one\'s starts '
+                             'z. auto (default): the square and hexagonal '
+                             'lattices in 2D, every 3D one in 3D, are fitted, '
+                             'and the best one\'s starts '
                              'join the greedy start when it explains the '
                              'data; none: the greedy start alone')
     parser.add_argument('--seed', type=int, default=None,

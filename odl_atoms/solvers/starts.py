@@ -22,7 +22,8 @@ starts agreed.
 
 - `GreedyStart`: the user's ``initial`` measure, or no atom at all (the
   paper's ADCG).
-- `LatticeStart`: the crystal lattice (square, hexagonal, or any basis) that
+- `LatticeStart`: the crystal lattice (square, hexagonal, rectangular,
+  centred rectangular, honeycomb, cubic in 3D, or any basis) that
   best fits the data, over orientations and offsets, on the sites the data
   support. Crystals are lattices: a defect is a small change to one, which
   ADCG's pruning, additions and escapes then make.
@@ -73,11 +74,44 @@ _RESIDUAL_VALUES = 2 ** 22
 #: Sites whose windows are computed in one batch of residuals.
 _RESIDUAL_SITES = 2 ** 16
 
-#: Names `LatticeStart` knows: 2D (orientation searched) and 3D cubic.
-NAMED_LATTICES = ('square', 'hexagonal') + tuple(CUBIC)
+#: The named 2D lattices: the five Bravais lattices but the oblique one
+#: (square, hexagonal, rectangular, centred rectangular) and the honeycomb
+#: lattice (graphene: a hexagonal lattice with two sites per cell).
+LATTICES_2D = ('square', 'hexagonal', 'rectangular', 'centred_rectangular',
+               'honeycomb')
 
-#: The named lattices of each dimension: what ``lattice='auto'`` tries.
-LATTICES_BY_NDIM = {2: ('square', 'hexagonal'), 3: tuple(CUBIC)}
+#: Names `LatticeStart` knows: 2D (orientation searched) and 3D cubic.
+NAMED_LATTICES = LATTICES_2D + tuple(CUBIC)
+
+#: The named lattices of each dimension (what ``--lattice NAME`` accepts).
+LATTICES_BY_NDIM = {2: LATTICES_2D, 3: tuple(CUBIC)}
+
+#: The lattices ``lattice='auto'`` tries (`auto_lattice`,
+#: `odl_atoms.reconstruction.fit_lattices`): in 2D the square and the
+#: hexagonal lattice only, what the user-defaults benchmarks validated. The
+#: rectangular, centred rectangular and honeycomb lattices are fitted when
+#: named (or listed, ``fit_lattices(measured, LATTICES_2D)``): all five
+#: cost about 2.5 times the fit time of two, and their benchmark
+#: (benchmarks/lattices2d.py) is not complete yet.
+AUTO_LATTICES = {2: ('square', 'hexagonal'), 3: tuple(CUBIC)}
+
+#: Rotational period of each named 2D lattice (radians): its orientations
+#: are searched over it.
+PERIODS = {'square': np.pi / 2, 'hexagonal': np.pi / 3,
+           'rectangular': np.pi, 'centred_rectangular': np.pi,
+           'honeycomb': np.pi / 3}
+
+#: First guess of the shape parameter of the rectangular lattices, ``b /
+#: a`` of the rectangular cell (`LatticeStart`'s ``aspect``): sqrt(2), the
+#: columns of fcc and bcc crystals seen down [110]. `fit_lattice` fits it
+#: (the affine map of its sites).
+DEFAULT_ASPECT = np.sqrt(2)
+
+#: The range of ``aspect`` a fit may reach: a rectangular lattice of
+#: aspect 1 is square; a centred rectangular one of aspect 1 square too,
+#: of sqrt(3) hexagonal.
+ASPECT_RANGE = {'rectangular': (1.0, 3.0),
+                'centred_rectangular': (1.0, np.sqrt(3))}
 
 #: Nearest-neighbour distances `fit_lattice` scans in 2D, in units of the
 #: atom width sigma: closer atoms are not resolved from each other, and a
@@ -133,7 +167,11 @@ class LatticeStart:
     ----------
     lattice : str or array-like, optional
         A named lattice with nearest-neighbour distance ``spacing``: 2D
-        ``'square'`` or ``'hexagonal'`` (orientations searched), 3D
+        ``'square'``, ``'hexagonal'``, ``'rectangular'`` (rows ``aspect``
+        spacings apart), ``'centred_rectangular'`` (a cell ``a x aspect
+        a`` with a site at its centre, the nearest neighbours) or
+        ``'honeycomb'`` (a hexagonal lattice of ``sqrt(3)`` spacings with
+        two sites per cell; orientations searched), 3D
         ``'fcc'``, ``'bcc'`` or ``'sc'`` with cubic axes along x, y, z (as
         `ase.cluster` and `ase.build` make them; orientation not searched);
         or the lattice basis as the rows of a ``(d, d)`` array (angstrom),
@@ -156,6 +194,10 @@ class LatticeStart:
         sweeps from the best single lattice). Default 1: one lattice. 2 fits
         two grains, or a displacement field, piece by piece (measured at
         0/60/120 degrees: a grain boundary exact with 2, not with 1).
+    aspect : float, optional
+        ``b / a`` of the rectangular cell of ``'rectangular'`` (> 1) and
+        ``'centred_rectangular'`` (in (1, sqrt(3))) lattices; default
+        `DEFAULT_ASPECT` (sqrt(2)). Ignored by the other lattices.
     occupancy : bool or 'auto', optional
         Judge every lattice by its best 0/1 occupation of the supported
         sites (a box-constrained least-squares fit of the occupations,
@@ -184,7 +226,8 @@ class LatticeStart:
     """
 
     def __init__(self, lattice='square', spacing=None, n_orientations=45,
-                 n_offsets=6, level=0.5, patches=1, occupancy='auto'):
+                 n_offsets=6, level=0.5, patches=1, occupancy='auto',
+                 aspect=None):
         if isinstance(lattice, str):
             if lattice not in NAMED_LATTICES + ('auto',):
                 raise ValueError(
@@ -203,8 +246,13 @@ class LatticeStart:
         if spacing is not None and not (isinstance(spacing, numbers.Real)
                                         and spacing > 0):
             raise ValueError(f'`spacing` must be a positive number, got {spacing!r}')
+        if aspect is not None and not (isinstance(aspect, numbers.Real)
+                                       and aspect > 0):
+            raise ValueError(f'`aspect` must be a positive number, got '
+                             f'{aspect!r}')
         self.lattice = lattice
         self.spacing = None if spacing is None else float(spacing)
+        self.aspect = None if aspect is None else float(aspect)
         self.n_orientations = int(n_orientations)
         self.n_offsets = int(n_offsets)
         self.level = float(level)
@@ -276,6 +324,9 @@ class LatticeStart:
                 f"{self.lattice!r} is a 2D lattice; for {ndim}D atoms use "
                 f"{', '.join(map(repr, CUBIC))} or give the lattice basis "
                 f"as a (d, d) array")
+        if self.lattice not in ('square', 'hexagonal'):
+            return _bases_2d(self.lattice, spacing, self.n_orientations,
+                             self.aspect)
         # The angle between the basis vectors is also the rotational period.
         angle = np.pi / 2 if self.lattice == 'square' else np.pi / 3
         phi = np.arange(self.n_orientations) * angle / self.n_orientations
@@ -341,7 +392,7 @@ class LatticeStart:
         if occupancy == 'auto':
             # Dense occupancy fits cost O(sites^2) per lattice and offset.
             sites = np.prod(space.max_pt - space.min_pt) / np.abs(
-                np.linalg.det(bases[0]))
+                np.linalg.det(bases[0][:d])) * (len(bases[0]) - d + 1)
             occupancy = d == 2 and sites <= OCCUPANCY_SITES
         key = ('lattice fit', self.level, occupancy)
         fit = None if shared is None else shared.get(key)
@@ -361,7 +412,8 @@ class LatticeStart:
         args = [lattice]
         for name, default in (('spacing', None), ('n_orientations', 45),
                               ('n_offsets', 6), ('level', 0.5),
-                              ('patches', 1), ('occupancy', 'auto')):
+                              ('patches', 1), ('occupancy', 'auto'),
+                              ('aspect', None)):
             value = getattr(self, name)
             if value != default:
                 args.append(f'{name}={value!r}')
@@ -402,7 +454,7 @@ class SplitLatticeStart(LatticeStart):
 
     Parameters
     ----------
-    lattice, spacing, level, occupancy :
+    lattice, spacing, level, occupancy, aspect :
         As for `LatticeStart`.
     n_orientations : int, optional
         Orientations tried per side (default 15: 6 degrees for a square
@@ -429,9 +481,9 @@ class SplitLatticeStart(LatticeStart):
 
     def __init__(self, lattice='square', spacing=None, n_orientations=15,
                  n_offsets=6, level=0.5, n_cuts=None, cut_step=0.75,
-                 tether=0.08, occupancy='auto'):
+                 tether=0.08, occupancy='auto', aspect=None):
         super().__init__(lattice, spacing, n_orientations, n_offsets, level,
-                         occupancy=occupancy)
+                         occupancy=occupancy, aspect=aspect)
         self.n_cuts = None if n_cuts is None else int(n_cuts)
         self.cut_step = float(cut_step)
         self.tether = float(tether)
@@ -485,7 +537,7 @@ class SplitLatticeStart(LatticeStart):
             # No site is supported (data in the wrong units, say): nothing
             # to cut.
             return candidates
-        basis = bases[j_best]
+        basis = bases[j_best][:d]  # the cell (a motif's rows follow)
         normals = list(np.eye(d))
         for row in basis:
             row = row / np.linalg.norm(row)
@@ -546,7 +598,8 @@ class SplitLatticeStart(LatticeStart):
         for name, default in (('spacing', None), ('n_orientations', 15),
                               ('n_offsets', 6), ('level', 0.5),
                               ('n_cuts', None), ('cut_step', 0.75),
-                              ('tether', 0.08), ('occupancy', 'auto')):
+                              ('tether', 0.08), ('occupancy', 'auto'),
+                              ('aspect', None)):
             value = getattr(self, name)
             if value != default:
                 args.append(f'{name}={value!r}')
@@ -799,7 +852,7 @@ class _LatticeFit:
 
         for j, basis in enumerate(bases):
             sites = _lattice_sites(*self.box, basis)
-            shifts = offsets @ basis
+            shifts = offsets @ basis[:d]
             per = max(1, _STACK_SITES // max(len(sites), 1))
             for begin in range(0, m, per):
                 part = shifts[begin:begin + per]
@@ -1237,13 +1290,37 @@ def orientation_index(points, bases, spacing):
     if len(pairs) < 2:
         return None
     bond = points[pairs[:, 1]] - points[pairs[:, 0]]
-    first, second = bases[0]
+    first, second = bases[0][:2]
     period = np.arccos(np.clip(first @ second / (np.linalg.norm(first)
                                                  * np.linalg.norm(second)),
                                -1, 1))
     theta = np.arctan2(bond[:, 1], bond[:, 0]) - np.arctan2(first[1], first[0])
-    mean = np.exp(2j * np.pi * theta / period).mean()
-    turn = (np.angle(mean) / (2 * np.pi)) % 1.0  # fraction of the period
+    if (len(bases[0]) == 2 and np.isclose(np.linalg.norm(first),
+                                          np.linalg.norm(second))
+            and (np.isclose(period, np.pi / 2)
+                 or np.isclose(period, np.pi / 3))):
+        # Square and hexagonal: the bonds repeat with the angle between
+        # the basis vectors, the first one's direction is a bond's.
+        mean = np.exp(2j * np.pi * theta / period).mean()
+        turn = (np.angle(mean) / (2 * np.pi)) % 1.0  # fraction of the period
+        return int(np.round(turn * len(bases))) % len(bases)
+    # The others (rectangular, centred rectangular, honeycomb): the bases
+    # span the period in equal steps; the order parameter of the points'
+    # bonds against that of the first basis's own bonds.
+    step = (np.arctan2(bases[1][0][1], bases[1][0][0])
+            - np.arctan2(first[1], first[0])) % (2 * np.pi)
+    period = step * len(bases)
+    own = _lattice_sites(-3 * np.abs(bases[0]).max(axis=0) - spacing,
+                         3 * np.abs(bases[0]).max(axis=0) + spacing,
+                         bases[0])
+    own = own[np.linalg.norm(own, axis=1) < 4 * spacing]
+    pairs = cKDTree(own).query_pairs(1.3 * spacing, output_type='ndarray')
+    reference = own[pairs[:, 1]] - own[pairs[:, 0]]
+    reference = np.arctan2(reference[:, 1], reference[:, 0]) - np.arctan2(
+        first[1], first[0])
+    mean = (np.exp(2j * np.pi * theta / period).mean()
+            / np.exp(2j * np.pi * reference / period).mean())
+    turn = (np.angle(mean) / (2 * np.pi)) % 1.0
     return int(np.round(turn * len(bases))) % len(bases)
 
 
@@ -1260,14 +1337,52 @@ def _inside(points, lo, hi):
 
 
 def _lattice_sites(lo, hi, basis):
-    """Lattice points ``k @ basis`` covering the box ``[lo, hi]`` (plus a cell)."""
+    """Lattice points ``k @ basis`` covering the box ``[lo, hi]`` (plus a cell).
+
+    ``basis`` ``(d, d)``, or ``(d + m, d)``: a lattice with a basis
+    (honeycomb), its cell's vectors and then the ``m`` shifts of the other
+    sites of a cell (each lattice point's site, then each shift's).
+    """
+    d = len(lo)
+    cell, motif = basis[:d], basis[d:]
     corners = np.stack(np.meshgrid(*zip(lo, hi), indexing='ij'),
                        -1).reshape(-1, len(lo))
-    k = corners @ np.linalg.inv(basis)
+    k = corners @ np.linalg.inv(cell)
     ranges = [np.arange(np.floor(k[:, i].min()) - 1, np.ceil(k[:, i].max()) + 2)
               for i in range(len(lo))]
     index = np.stack(np.meshgrid(*ranges, indexing='ij'), -1).reshape(-1, len(lo))
-    return index @ basis
+    points = index @ cell
+    if not len(motif):
+        return points
+    return np.concatenate([points] + [points + shift for shift in motif])
+
+
+def _bases_2d(lattice, spacing, n, aspect=None):
+    """The bases of a rectangular, centred rectangular or honeycomb
+    lattice at ``n`` orientations over its period (`PERIODS`), ``(n, d,
+    d)`` (honeycomb ``(n, 3, 2)``: the hexagonal cell, then the second
+    site's shift)."""
+    phi = np.arange(n) * PERIODS[lattice] / n
+    along = np.stack([np.cos(phi), np.sin(phi)], -1)
+    across = np.stack([-np.sin(phi), np.cos(phi)], -1)
+    aspect = DEFAULT_ASPECT if aspect is None else aspect
+    if lattice == 'rectangular':
+        # The nearest neighbours along the rows, the rows aspect apart.
+        return spacing * np.stack([along, aspect * across], 1)
+    if lattice == 'centred_rectangular':
+        # A cell a x (aspect a) with a centre site: the primitive vectors
+        # from a corner to the centres, the nearest neighbours.
+        a = 2 * spacing / np.sqrt(1 + aspect ** 2)
+        return np.stack([a / 2 * along + aspect * a / 2 * across,
+                         -a / 2 * along + aspect * a / 2 * across], 1)
+    if lattice == 'honeycomb':
+        # A hexagonal cell sqrt(3) spacings wide; the second site a third
+        # of the cell's long diagonal on, one spacing from the first.
+        cell = spacing * np.sqrt(3)
+        second = np.stack([np.cos(phi + np.pi / 3),
+                           np.sin(phi + np.pi / 3)], -1)
+        return cell * np.stack([along, second, (along + second) / 3], 1)
+    raise ValueError(f'no 2D bases for {lattice!r}')
 
 
 class _Support:
@@ -1325,11 +1440,15 @@ class FittedLattice:
     domains : int
         1 for one lattice (`fit_lattice`), 2 for two domains of it that
         meet at a line (`fit_split_lattice`).
+    aspect : float or None
+        The fitted ``b / a`` of a rectangular or centred rectangular
+        lattice (`LatticeStart`), else None.
     """
 
     def __init__(self, lattice, spacing, spacing_error, misfit, data_energy,
-                 positions, domains=1):
+                 positions, domains=1, aspect=None):
         self.lattice = lattice
+        self.aspect = None if aspect is None else float(aspect)
         self.domains = int(domains)
         self.spacing = float(spacing)
         self.spacing_error = float(spacing_error)
@@ -1347,18 +1466,21 @@ class FittedLattice:
         return {'lattice': self.lattice, 'spacing': self.spacing,
                 'spacing_error': self.spacing_error, 'misfit': self.misfit,
                 'residual_fraction': self.residual_fraction,
-                'n_sites': len(self.positions), 'domains': self.domains}
+                'n_sites': len(self.positions), 'domains': self.domains,
+                'aspect': self.aspect}
 
     def __repr__(self):
         return (f'{type(self).__name__}({self.lattice!r}, spacing='
                 f'{self.spacing:.4g} +- {self.spacing_error:.2g}, '
-                f'residual {100 * self.residual_fraction:.3g} %, '
+                + ('' if self.aspect is None
+                   else f'aspect {self.aspect:.4g}, ')
+                + f'residual {100 * self.residual_fraction:.3g} %, '
                 f'{len(self.positions)} sites'
                 + (f', {self.domains} domains)' if self.domains > 1 else ')'))
 
 
 def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
-                spacing_range=None, level=0.5, _coarser=False):
+                spacing_range=None, level=0.5, aspect=None, _coarser=False):
     """Fit a named lattice, its spacing included, to the data.
 
     1. Without ``spacing`` (2D only): a coarse scan of the nearest-neighbour
@@ -1396,6 +1518,10 @@ def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
         The scan's range in angstrom (default `SPACING_RANGE` sigma).
     level : float, optional
         Support level of the sites (see `LatticeStart`).
+    aspect : float, optional
+        First guess of a rectangular lattice's shape (`LatticeStart`;
+        default `DEFAULT_ASPECT`): the scan is at it, the affine maps of
+        step 2 fit it (``fitted.aspect``).
 
     Returns
     -------
@@ -1426,8 +1552,12 @@ def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
                   if spacing_range is None else spacing_range)
         count = int(np.floor(np.log(hi / lo) / np.log(SPACING_STEP))) + 1
         spacings = lo * SPACING_STEP ** np.arange(count)
-        coarse = LatticeStart(lattice, n_orientations=15, n_offsets=4,
-                              level=level, occupancy=False)
+        # 15 orientations per 90 degrees (a rectangular lattice's period
+        # is 180).
+        coarse = LatticeStart(lattice, n_orientations=int(round(
+            15 * PERIODS.get(lattice, np.pi / 2) / (np.pi / 2))) if lattice
+            in ('rectangular', 'centred_rectangular') else 15, n_offsets=4,
+            level=level, occupancy=False, aspect=aspect)
         found = []
         for s in spacings:
             fit, bases, offsets, _, _ = coarse._search(operator, data, s)
@@ -1461,7 +1591,7 @@ def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
             turn = None if turn is None else turn / coarse.n_orientations
             fits.append(_refined_lattice(operator, data, lattice,
                                          float(spacings[k]), turn, rounds,
-                                         level))
+                                         level, aspect))
         # Among fits that explain the data alike, the coarsest: a finer
         # lattice with some sites empty explains a little more of any
         # crystal (a displaced hexagonal crystal at 0/30 degrees: 1.61 %
@@ -1472,7 +1602,7 @@ def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
                      key=lambda fit: fit.spacing)
     else:
         fitted = _refined_lattice(operator, data, lattice, spacing, None,
-                                  rounds, level)
+                                  rounds, level, aspect)
     points, spacing = fitted.positions, fitted.spacing
     if len(points) >= 3 and not _coarser:
         # The scan can land on a fraction of the spacing whose occupied
@@ -1484,23 +1614,30 @@ def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
         neighbour = float(np.median(cKDTree(points).query(points, 2)[0][:, 1]))
         if neighbour > 1.3 * spacing:
             coarser = fit_lattice(operator, data, lattice, spacing=neighbour,
-                                  rounds=rounds, level=level, _coarser=True)
+                                  rounds=rounds, level=level,
+                                  aspect=fitted.aspect, _coarser=True)
             if coarser.misfit <= (fitted.misfit
                                   + COARSER_TOLERANCE * fitted.data_energy):
                 return coarser
     return fitted
 
 
-def _refined_lattice(operator, data, lattice, spacing, turn, rounds, level):
+def _refined_lattice(operator, data, lattice, spacing, turn, rounds, level,
+                     aspect=None):
     """Steps 2 of `fit_lattice`: the best occupied arrangement at
     ``spacing`` (orientations near ``turn``, a fraction of the period, if
-    given) and the affine refinement of its sites, ``rounds`` times."""
+    given) and the affine refinement of its sites, ``rounds`` times. The
+    rectangular lattices' ``aspect`` follows the affine map too."""
     y = np.asarray(data.data, dtype=float).ravel()
     c = operator.inner_weight
     space = operator.domain
     d = space.ndim
     misfit = AtomObjective(operator, data)
-    start = LatticeStart(lattice, level=level)
+    shaped = lattice in ASPECT_RANGE
+    if shaped and aspect is None:
+        aspect = DEFAULT_ASPECT
+    start = LatticeStart(lattice, level=level,
+                         aspect=aspect if shaped else None)
     points = np.zeros((0, d))
     for _ in range(max(int(rounds), 1)):
         fit, bases, offsets, _, _ = start._search(operator, data, spacing)
@@ -1510,7 +1647,7 @@ def _refined_lattice(operator, data, lattice, spacing, turn, rounds, level):
             n = len(bases)
             bases = bases[near_orientations(n, [int(round(turn * n)) % n],
                                             width=2)]
-        points = fit.best(fit.box, bases, offsets, -fit.y)[1]
+        _, points, k = fit.best(fit.box, bases, offsets, -fit.y)
         if not len(points):
             break
         refined, maps = _affine_refine(misfit, points,
@@ -1523,17 +1660,47 @@ def _refined_lattice(operator, data, lattice, spacing, turn, rounds, level):
             # next round's sites past the memory): keep the unrefined fit.
             break
         points = refined
+        change = 0.0
+        if shaped and k is not None:
+            # The mapped cell's spacing and shape (the affine map is the
+            # only fit of the shape: measured, the square and hexagonal
+            # lattices with their affine maps left 5-10 % of rectangular
+            # and centred rectangular crystals unexplained).
+            new, new_aspect = _cell_shape(lattice,
+                                          bases[k][:d] @ maps[0].T)
+            change = abs(np.log(new_aspect / aspect))
+            scale = new / spacing
+            aspect = start.aspect = new_aspect
         spacing *= scale
         if d == 2 and len(points) >= 3:
             all_bases = start.bases(d, spacing)
             j = orientation_index(points, all_bases, spacing)
             turn = None if j is None else j / len(all_bases)
-        if abs(scale - 1) < 1e-3:
+        if abs(scale - 1) < 1e-3 and change < 1e-3:
             break
     value = misfit.data_misfit(points, np.ones(len(points)))
     error = _spacing_error(operator, y, points, spacing, value)
     return FittedLattice(lattice, spacing, error, value, 0.5 * c * (y @ y),
-                         points)
+                         points, aspect=aspect if shaped else None)
+
+
+def _cell_shape(lattice, cell):
+    """``(spacing, aspect)`` of a rectangular (``cell``: the rows'
+    neighbour vector, then the next row's) or centred rectangular
+    (``cell``: the two primitive vectors, corner to centre) lattice's
+    mapped cell, the aspect within `ASPECT_RANGE`."""
+    if lattice == 'rectangular':
+        a, b = np.linalg.norm(cell, axis=1)
+    else:
+        a = np.linalg.norm(cell[0] - cell[1])
+        b = np.linalg.norm(cell[0] + cell[1])
+    a, b = min(a, b), max(a, b)
+    lo, hi = ASPECT_RANGE[lattice]
+    aspect = float(np.clip(b / a, lo, hi))
+    if lattice == 'rectangular':
+        return float(a), aspect
+    # Corner to centre: sqrt(a^2 + b^2) / 2 at the clipped shape.
+    return float(a * np.sqrt(1 + aspect ** 2) / 2), aspect
 
 
 def fit_split_lattice(operator, data, fitted, level=0.5):
@@ -1592,7 +1759,8 @@ def fit_split_lattice(operator, data, fitted, level=0.5):
         # No lattice to split (no site the data support).
         return fitted
     misfit = AtomObjective(operator, data)
-    start = SplitLatticeStart(fitted.lattice, level=level)
+    start = SplitLatticeStart(fitted.lattice, level=level,
+                              aspect=fitted.aspect)
     best = None
     for positions, groups in start.candidates(operator, data,
                                               fitted.spacing):
@@ -1612,7 +1780,8 @@ def fit_split_lattice(operator, data, fitted, level=0.5):
     spacing = fitted.spacing * scale
     error = _spacing_error(operator, y, points, spacing, value)
     return FittedLattice(fitted.lattice, spacing, error, value,
-                         fitted.data_energy, points, domains=domains)
+                         fitted.data_energy, points, domains=domains,
+                         aspect=fitted.aspect)
 
 
 def _spacing_error(operator, y, points, spacing, value):
@@ -1700,7 +1869,8 @@ def rank_lattices(operator, data, spacing=None, rounds=3):
 def auto_lattice(context, spacing, level=0.5, occupancy='auto'):
     """The named lattice that ``lattice='auto'`` starts resolve to.
 
-    Of the named lattices of the problem's dimension (`LATTICES_BY_NDIM`),
+    Of the lattices ``'auto'`` tries in the problem's dimension
+    (`AUTO_LATTICES`),
     at the nearest-neighbour distance ``spacing``, the one whose best
     single arrangement (`LatticeStart.positions`) has the smallest data
     misfit; computed once per search (kept in ``context.scratch``, whose
@@ -1711,7 +1881,7 @@ def auto_lattice(context, spacing, level=0.5, occupancy='auto'):
     if key not in scratch:
         d = context.operator.domain.ndim
         values = {}
-        for name in LATTICES_BY_NDIM[d]:
+        for name in AUTO_LATTICES[d]:
             start = LatticeStart(name, spacing, level=level,
                                  occupancy=occupancy)
             fit, bases, offsets, _, _ = start._search(
@@ -1721,7 +1891,7 @@ def auto_lattice(context, spacing, level=0.5, occupancy='auto'):
     return scratch[key]
 
 
-def lattice_starts(lattice, spacing=None, ndim=2):
+def lattice_starts(lattice, spacing=None, ndim=2, aspect=None):
     """Every start for a crystal of a known lattice: the recommended set.
 
     The greedy start, the single best lattice, 2 x 2 patches and, for the
@@ -1741,6 +1911,9 @@ def lattice_starts(lattice, spacing=None, ndim=2):
     ndim : int, optional
         The atoms' dimension, for ``lattice='auto'`` (the split start is
         2D only).
+    aspect : float, optional
+        The shape of a rectangular or centred rectangular lattice
+        (`LatticeStart`; e.g. `FittedLattice.aspect`).
 
     Examples
     --------
@@ -1748,16 +1921,20 @@ def lattice_starts(lattice, spacing=None, ndim=2):
     [GreedyStart(), LatticeStart('square'), LatticeStart('square', patches=2), SplitLatticeStart('square')]
     >>> len(lattice_starts('fcc')), len(lattice_starts('auto', ndim=3))
     (3, 3)
+    >>> lattice_starts('rectangular', aspect=1.5)[1]
+    LatticeStart('rectangular', aspect=1.5)
     """
-    starts = [GreedyStart(), LatticeStart(lattice, spacing),
-              LatticeStart(lattice, spacing, patches=2)]
+    if not (isinstance(lattice, str) and lattice in ASPECT_RANGE):
+        aspect = None  # only the rectangular lattices have a shape
+    starts = [GreedyStart(), LatticeStart(lattice, spacing, aspect=aspect),
+              LatticeStart(lattice, spacing, patches=2, aspect=aspect)]
     if isinstance(lattice, str) and lattice == 'auto':
         two_d = ndim == 2
     else:
-        two_d = (lattice in ('square', 'hexagonal')
+        two_d = (lattice in LATTICES_2D
                  if isinstance(lattice, str) else np.shape(lattice)[0] == 2)
     if two_d:
-        starts.append(SplitLatticeStart(lattice, spacing))
+        starts.append(SplitLatticeStart(lattice, spacing, aspect=aspect))
     return starts
 
 
