@@ -818,7 +818,7 @@ _ESCAPES_WORKER = """
 import json, sys, time, warnings
 warnings.filterwarnings('ignore')
 import numpy as np
-sys.path.insert(0, sys.argv[5])
+sys.path.insert(0, sys.argv[7])
 import odl_atoms as oa
 from global_search import BLUR, N_DETECTOR, make_phantom
 crystal, defect, angles, noise, _, escapes = sys.argv[1:7]
