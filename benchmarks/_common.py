@@ -85,13 +85,16 @@ def reconstruction_parser(doc):
 
 
 def run_parallel(func, tasks, workers, desc='reconstructions'):
-    """Return ``[func(t) for t in tasks]`` (in completion order), in processes.
+    """Return ``[func(t) for t in tasks]`` (in completion order), in
+    ``workers`` processes; in this process, in order, for one worker.
 
     'spawn': forked workers can deadlock in BLAS thread pools the parent
     already started; each worker builds its own operators anyway.
     """
     from tqdm import tqdm
 
+    if workers <= 1:
+        return [func(t) for t in tqdm(tasks, desc=desc)]
     context = multiprocessing.get_context('spawn')
     with context.Pool(workers) as pool:
         return list(tqdm(pool.imap_unordered(func, tasks), total=len(tasks),

@@ -387,10 +387,7 @@ def main(argv=None):
     tasks = plan(args.quick, args.seeds)
     load_before = os.getloadavg()
     start = time.perf_counter()
-    if args.workers > 1:
-        rows = run_parallel(task, tasks, args.workers)
-    else:
-        rows = [task(t) for t in tasks]
+    rows = run_parallel(task, tasks, args.workers)
     wall = time.perf_counter() - start
     load_after = os.getloadavg()
 

@@ -818,10 +818,10 @@ _ESCAPES_WORKER = """
 import json, sys, time, warnings
 warnings.filterwarnings('ignore')
 import numpy as np
-sys.path.insert(0, sys.argv[7])
+sys.path.insert(0, sys.argv[6])
 import odl_atoms as oa
 from global_search import BLUR, N_DETECTOR, make_phantom
-crystal, defect, angles, noise, _, escapes = sys.argv[1:7]
+crystal, defect, angles, noise, escapes = sys.argv[1:6]
 phantom = make_phantom(defect, crystal)
 a = phantom.lattice_spacing
 measured = oa.simulate(phantom.measure,
@@ -852,7 +852,7 @@ def escapes_section(cases=ESCAPE_CASES, repeat=2):
                 before = load()
                 out = subprocess.run(
                     [sys.executable, '-c', _ESCAPES_WORKER, crystal, defect,
-                     key, str(noise), '-', escapes,
+                     key, str(noise), escapes,
                      os.path.join(root, 'benchmarks')],
                     env=env, capture_output=True, text=True, cwd=root)
                 if out.returncode:

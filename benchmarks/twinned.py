@@ -250,10 +250,7 @@ def main(argv=None):
     tasks = cases(args.quick, args.label, args.tilts, args.max_atoms)
     load_before = os.getloadavg()
     start = time.perf_counter()
-    if args.workers > 1:
-        new = run_parallel(task, tasks, args.workers)
-    else:
-        new = [task(t) for t in tasks]
+    new = run_parallel(task, tasks, args.workers)
     wall = time.perf_counter() - start
     load_after = os.getloadavg()
     csv_path = os.path.join(output, 'twinned.csv')
