@@ -513,7 +513,9 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         atoms found and the reconstruction repeated from its answer, up to
         ``rounds`` times, until they change by less than
         `CALIBRATION_TOLERANCE` (alternating minimisation of the misfit over
-        the atoms and the model). A `Calibration` is used as given (and
+        the atoms and the model). ADCG leaves out its escape moves until the
+        model has settled (or the last round comes), and then searches with
+        them. A `Calibration` is used as given (and
         refined); False or None: the data are taken as they are.
     sigma, intensity : float, optional
         The atom width (angstrom) and the intensity of one atom (data units)
@@ -578,7 +580,8 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         final `~odl_atoms.calibration.Calibration`, ``info['calibrated']`` the
         measurement in atom units the answer fits, ``info['alignment']``
         the shifts, and ``info['calibration_rounds']`` each round's width,
-        intensity, shifts and atom count.
+        intensity, shifts and atom count (and whether the search that found
+        the atoms had ADCG's escape moves).
 
     Raises
     ------
@@ -760,13 +763,18 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         report['seed'] = seed
     if r_info is not None and takes_option(cls, 'potential'):
         report['r_min'] = r_info
+    calibrating = cal is not None or aligning
+    # While the atom model is still being calibrated, the searches leave out
+    # the escape moves (most of a search's time); the one with them runs
+    # once the model has settled (`_calibration_rounds`).
+    quick = _without_escapes(cls, options) if calibrating and rounds else None
     result = _run_solver(cls, operator, measured.element(),
-                         settings, options, initial=initial,
+                         settings, quick or options, initial=initial,
                          callback=callback, deadline=deadline)
-    if cal is not None or aligning:
+    if calibrating:
         result, cal, measured, shifts, history = _calibration_rounds(
             result, cls, raw, cal, measured, shifts, settings, options,
-            rounds, callback, deadline)
+            rounds, callback, deadline, quick=quick)
         if cal is not None:
             result.info['calibration'] = cal
             result.info['calibrated'] = measured
@@ -1145,18 +1153,44 @@ def needs_calibration(measured):
             or measured.intensity_unit not in (None, 'atoms'))
 
 
+def _without_escapes(cls, options):
+    """``options`` with no escape moves, or None for a method without
+    them."""
+    if not takes_option(cls, 'moves'):
+        return None
+    return dict(options, moves=())
+
+
 def _calibration_rounds(result, cls, raw, cal, measured, shifts, settings,
-                        options, rounds, callback, deadline):
+                        options, rounds, callback, deadline, quick=None):
     """Alternate: fit the atom model (and the shifts) at the atoms found,
-    reconstruct again from them; until the model stops changing."""
+    reconstruct again from them; until the model stops changing.
+
+    With ``quick`` (the method's options without escape moves, which
+    ``result`` was found with), the searches use them until the model
+    settles or the last round comes; that round's search and any after it
+    use ``options``. On the abTEM crystals the rounds changed the width
+    and intensity by a few per cent, while each search with the escape
+    moves cost several times one without them.
+    """
     import numpy as np
 
     history = []
     cell = float(np.min(measured.geometry.det_partition.cell_sides))
-    for _ in range(rounds):
-        if result.n_atoms == 0 or (deadline is not None
-                                   and time.monotonic() > deadline):
+    escaped = quick is None  # whether ``result``'s search had the escapes
+    for turn in range(rounds):
+        if deadline is not None and time.monotonic() > deadline:
             break
+        if result.n_atoms == 0:
+            if escaped:
+                break
+            # Nothing to fit the model at: the full search, unchanged model.
+            escaped = True
+            result = _run_solver(cls, _shifted(measured, shifts),
+                                 measured.element(), settings, options,
+                                 initial=result.measure, callback=callback,
+                                 deadline=deadline)
+            continue
         positions = result.measure.positions
         atom_weights = result.measure.weights
         moved = 0.0
@@ -1176,17 +1210,27 @@ def _calibration_rounds(result, cls, raw, cal, measured, shifts, settings,
             'n_atoms': result.n_atoms, 'data_misfit': result.data_misfit,
             'sigma': None if cal is None else cal.sigma,
             'intensity': None if cal is None else cal.intensity,
-            'shift_change_cells': moved, 'model_change': change})
-        if change < CALIBRATION_TOLERANCE and moved < SHIFT_TOLERANCE:
+            'shift_change_cells': moved, 'model_change': change,
+            # Whether the search that found these atoms had the escapes.
+            'escapes': escaped})
+        settled = (change < CALIBRATION_TOLERANCE
+                   and moved < SHIFT_TOLERANCE)
+        if settled and escaped:
             break
+        escaped = escaped or settled or turn == rounds - 1
         settings = dict(settings, noise_std=measured.noise_std)
-        operator = measured.operator()
-        if shifts is not None:
-            operator = operator.shifted(shifts)
-        result = _run_solver(cls, operator, measured.element(), settings,
-                             options, initial=result.measure,
-                             callback=callback, deadline=deadline)
+        result = _run_solver(cls, _shifted(measured, shifts),
+                             measured.element(), settings,
+                             options if escaped else quick,
+                             initial=result.measure, callback=callback,
+                             deadline=deadline)
     return result, cal, measured, shifts, history
+
+
+def _shifted(measured, shifts):
+    """The forward operator of ``measured``, its projections shifted."""
+    operator = measured.operator()
+    return operator if shifts is None else operator.shifted(shifts)
 
 
 def reconstruct_alphas(measured, alphas, solver='adcg', r_min=None,

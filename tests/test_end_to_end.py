@@ -57,3 +57,8 @@ def test_reconstruct_calibrates_in_python_too():
     # shifts stay small for these unshifted data (well below a pixel).
     shifts = np.asarray(result.info['alignment']['shifts'])
     assert np.abs(shifts).max() < 0.1 * measured.pixel_size[0]
+    # The first search, on the first guess of the model, had no escape
+    # moves; the answer's search had them.
+    rounds = result.info['calibration_rounds']
+    assert not rounds[0]['escapes']
+    assert result.info['moves_taken']
