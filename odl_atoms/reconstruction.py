@@ -547,13 +547,13 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         then their mean spacing); else the greedy start runs alone. A
         name: that lattice's starts in any case. None: the greedy start alone. Ignored when ``starts``
         is given and by methods without starts. In 3D with ``'auto'``,
-        when no lattice explains the data and ``r_min`` is not given,
-        multiply twinned templates (a five-fold decahedron, an
-        icosahedron) are placed on the energy-free reconstruction and
-        fitted to the data (`fit_twins`); the best one's
+        when no lattice explains the data, multiply twinned templates (a
+        five-fold decahedron, an icosahedron) are placed on the
+        energy-free reconstruction (run for this when ``r_min`` is given)
+        and fitted to the data (`fit_twins`); the best one's
         `~odl_atoms.solvers.twinned.TwinnedStart` joins the greedy start
         if it leaves at most `~odl_atoms.defaults.LATTICE_RESIDUAL`
-        unexplained (r_min is then its spacing).
+        unexplained (r_min is then its spacing unless given).
     **options
         Options of the method (``solver.option_names()``: ``grid_spacing``,
         ``starts``, ``n_iter``, ...; in 3D ``grid_spacing`` defaults to
@@ -699,29 +699,29 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
                                     f'(from the energy-free estimate '
                                     f'{r_info["value"]:.4g})'}
             elif lattice == 'auto':
-                # No lattice explains the data: a multiply twinned
-                # particle? Its template is placed on the energy-free
-                # atoms and judged by the data it leaves unexplained.
-                twin_began = time.perf_counter()
-                twin_fits, twin = fit_twins(measured, first.measure.positions,
-                                            estimated, operator=operator)
-                report['twinned'] = {
-                    'chosen': None if twin is None else twin.lattice,
-                    'threshold': LATTICE_RESIDUAL,
-                    'fits': [fit.to_dict() for fit in twin_fits],
-                    'seconds': time.perf_counter() - twin_began}
+                twin = _fit_twin(measured, first.measure.positions,
+                                 estimated, operator, report)
                 if twin is not None:
-                    from odl_atoms.solvers.starts import GreedyStart
-                    from odl_atoms.solvers.twinned import TwinnedStart
                     estimated = twin.spacing
                     r_info = {'value': twin.spacing, 'error': None,
                               'source': f'fitted {twin.lattice} twin '
                                         f'(from the energy-free estimate '
                                         f'{r_info["value"]:.4g})'}
-                    twin_starts = [GreedyStart(), TwinnedStart(twin)]
+                    twin_starts = _twin_starts(twin)
     elif lattice is not None and measured.ndim == 3 and r_min is not None:
         fits, chosen = fit_lattices(measured, lattice, spacing=r_min,
                                     operator=operator)
+        if chosen is None and lattice == 'auto':
+            # The twinned templates need rough atoms to be placed on: the
+            # energy-free reconstruction the estimate of r_min would run.
+            _, first = estimate_equilibrium_distance(
+                measured, weights=weights, grid_spacing=options.get(
+                    'grid_spacing', default_grid_spacing(measured)),
+                time_limit=_remaining(deadline), operator=operator)
+            twin = _fit_twin(measured, first.measure.positions, float(r_min),
+                             operator, report)
+            if twin is not None:
+                twin_starts = _twin_starts(twin)
     if estimated is not None:
         settings['potential'] = estimated
     if lattice is not None:
@@ -790,6 +790,31 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
     if gap is not None:
         result.info['start_gap'] = gap
     return result
+
+
+def _fit_twin(measured, guide, spacing, operator, report):
+    """`fit_twins` on the rough atoms ``guide``, recorded in
+    ``report['twinned']``; the chosen twin or None.
+
+    Used when no lattice explains 3D data: a multiply twinned particle's
+    template is placed on the energy-free atoms and judged by the data it
+    leaves unexplained.
+    """
+    began = time.perf_counter()
+    fits, twin = fit_twins(measured, guide, spacing, operator=operator)
+    report['twinned'] = {
+        'chosen': None if twin is None else twin.lattice,
+        'threshold': LATTICE_RESIDUAL,
+        'fits': [fit.to_dict() for fit in fits],
+        'seconds': time.perf_counter() - began}
+    return twin
+
+
+def _twin_starts(twin):
+    """ADCG's starts for a fitted twin: greedy and the twinned start."""
+    from odl_atoms.solvers.starts import GreedyStart
+    from odl_atoms.solvers.twinned import TwinnedStart
+    return [GreedyStart(), TwinnedStart(twin)]
 
 
 def _noise_source(measured, options):
