@@ -108,7 +108,8 @@ def run_case(name, variant, root=DATA):
            'sigma': None, 'sigma_ref': None, 'intensity': None,
            'intensity_ref': None, 'shift_error_cells': None,
            'objective': None, 'truth_objective': None, 'rounds': None,
-           'r_min': None, 'message': ''}
+           'r_min': None, 'rmsd': None, 'sigma_rounds': None,
+           'message': ''}
     options = {}
     if variant == 'lattice':
         options['starts'] = oa.lattice_starts('square' if ndim == 2
@@ -138,7 +139,16 @@ def run_case(name, variant, root=DATA):
     match = oa.match_atoms(truth, result.measure)
     row.update(n_found=result.n_atoms, f1=match.f1, exact=match.exact,
                r_min=result.info.get('estimated_r_min'),
-               rounds=len(result.info.get('calibration_rounds') or []))
+               rounds=len(result.info.get('calibration_rounds') or []),
+               rmsd=match.rmsd)
+    # The width through the calibration: the first estimate (from the
+    # images), then each round's refit at the atoms found.
+    first = (calibration.sigma if variant == 'zone-axis calibration'
+             else calibrate(measured, images=series).sigma)
+    row['sigma_rounds'] = '/'.join(
+        f'{value:.4f}' for value in [first] + [
+            entry['sigma'] for entry in
+            result.info.get('calibration_rounds') or []])
     row['defect_found'] = defect_found(
         meta, truth.positions, np.asarray(result.measure.positions),
         0.3 * float(np.min(np.asarray(meta.get('lattice_constant', 4.08)))
@@ -272,7 +282,7 @@ def render(rows):
     """The markdown of the results."""
     header = ['case', 'angles', 'variant', 'atoms', 'found', 'F1', 'exact',
               'defect', 'time (s)', 'CPU (s)', 'sigma (ref)', 'intensity / ref',
-              'shift err (px)', 'F answer / truth', 'note']
+              'shift err (px)', 'rmsd (A)', 'F answer / truth', 'note']
     table = []
     for r in rows:
         ratio = (r['intensity'] / r['intensity_ref']
@@ -286,7 +296,8 @@ def render(rows):
                       'yes' if r['exact'] else 'no',
                       {True: 'yes', False: 'no', None: ''}[r['defect_found']],
                       _fmt(r['time'], '.1f'), _fmt(r['cpu'], '.1f'), sig, _fmt(ratio, '.3f'),
-                      _fmt(r['shift_error_cells'], '.3f'), objective,
+                      _fmt(r['shift_error_cells'], '.3f'),
+                      _fmt(r.get('rmsd'), '.3f'), objective,
                       r['message']])
     done = [r for r in rows if r['f1'] is not None]
     times = [r['time'] for r in done if r['ndim'] == 2]
@@ -297,6 +308,9 @@ def render(rows):
         'a user does not have; they only score the runs. "lattice" also '
         'gives the crystal\'s lattice type; "zone-axis calibration" the '
         'width and intensity from the zone-axis series of the same crystal.',
+        '"rmsd": of the matched atoms from the true ones (in 2D the column '
+        'positions), angstrom; the width\'s path through the calibration '
+        'rounds is in the CSV (sigma_rounds).',
         '',
         markdown_table(header, table),
         '',
