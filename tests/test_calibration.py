@@ -420,6 +420,26 @@ def test_refined_calibration_moves_to_the_atoms_fit():
         cal.refined(measured, np.zeros((0, 2)))
 
 
+def test_refined_keeps_a_given_width_and_intensity():
+    # reconstruct's calibration rounds refine at the atoms found; a width
+    # and an intensity the user gave stay (the rounds had moved a given
+    # width of 0.34 to 0.311 on the shipped abTEM case).
+    measured, series, clean = _zone_axis_case()
+    cal = calibrate(measured, images=series, sigma=0.37, intensity=0.055)
+    refined = cal.refined(measured, clean.ground_truth())
+    assert (refined.sigma, refined.intensity) == (0.37, 0.055)
+    assert refined.sources['sigma'] == refined.sources['intensity'] == 'given'
+    # The factors take up the intensity the data hold: the same model as a
+    # free fit of the intensity at the given width.
+    free = dataclasses.replace(cal, sources=dict(
+        cal.sources, intensity='estimated')).refined(
+            measured, clean.ground_truth())
+    assert free.sigma == 0.37 and free.intensity != 0.055
+    assert refined.intensity * refined.scales == pytest.approx(
+        free.intensity * free.scales, rel=1e-12)
+    assert refined.backgrounds == pytest.approx(free.backgrounds, rel=1e-12)
+
+
 def test_forward_models_recover_what_made_the_data():
     # Data made of a core and a tail Gaussian per atom, and of atoms of two
     # intensities: the matching models fit them to the noise level.

@@ -263,7 +263,11 @@ class Calibration:
         """Return this calibration fitted again at given atoms.
 
         The width, intensity, factors and backgrounds are fitted by least
-        squares at the atoms (`refine_calibration`); the noise model stays.
+        squares at the atoms (`refine_calibration`); the noise model stays,
+        and so do a width and an intensity that were given (their source
+        ``'given'``): with a given intensity and the factors fitted, the
+        factors take up what the fit's intensity differs by (the same
+        model of the data).
 
         Parameters
         ----------
@@ -309,25 +313,34 @@ class Calibration:
             y = y - self.backgrounds.reshape((-1,) + (1,) * (y.ndim - 1))
         if not scales:
             y = y / self.scales.reshape((-1,) + (1,) * (y.ndim - 1))
+        keep_sigma = self.sources.get('sigma') == 'given'
+        keep_intensity = scales and self.sources.get('intensity') == 'given'
         fit = refine_calibration(op, y, positions, weights, variance=variance,
-                                 scales=scales, backgrounds=backgrounds)
+                                 scales=scales, backgrounds=backgrounds,
+                                 fit_sigma=not keep_sigma)
         how = f'refined by least squares at {positions.shape[0]} atoms'
         sources = dict(self.sources)
-        sources.update(sigma=how, intensity=how)
+        errors = {'reduced_misfit': fit.reduced_misfit}
+        if not keep_sigma:
+            sources['sigma'], errors['sigma'] = how, fit.sigma_error
+        intensity, factors = fit.intensity, fit.scales
+        if keep_intensity:
+            intensity = self.intensity
+            factors = fit.scales * (fit.intensity / self.intensity)
+        else:
+            sources['intensity'] = how
+            errors['intensity'] = fit.intensity_error
         if scales:
             sources['scales'] = how
         if backgrounds:
             sources['backgrounds'] = how
         totals = self.atoms * self.intensity if self.atoms else None
         return dataclasses.replace(
-            self, sigma=fit.sigma, intensity=fit.intensity,
-            scales=fit.scales if scales else self.scales,
+            self, sigma=fit.sigma, intensity=intensity,
+            scales=factors if scales else self.scales,
             backgrounds=fit.backgrounds if backgrounds else self.backgrounds,
-            atoms=(totals / fit.intensity if totals else None),
-            sources=sources,
-            errors={'sigma': fit.sigma_error,
-                    'intensity': fit.intensity_error,
-                    'reduced_misfit': fit.reduced_misfit})
+            atoms=(totals / intensity if totals else None),
+            sources=sources, errors=errors)
 
     # --- Reporting
 

@@ -229,7 +229,7 @@ def _minimise_sigma(fun, sigma0, bounds):
 
 def refine_calibration(operator, data, positions, weights=None,
                        variance=None, scales=True, backgrounds=True,
-                       sigma_bounds=None):
+                       sigma_bounds=None, fit_sigma=True):
     """Fit width, intensity, factors and backgrounds at fixed atoms.
 
     Parameters
@@ -252,6 +252,9 @@ def refine_calibration(operator, data, positions, weights=None,
         Fit a background per projection (else none).
     sigma_bounds : (float, float), optional
         Where to search the width (default ``sigma / 4`` to ``4 sigma``).
+    fit_sigma : bool, optional
+        Fit the width (default); False: keep the operator's (its error is
+        then reported as 0).
 
     Returns
     -------
@@ -285,8 +288,11 @@ def refine_calibration(operator, data, positions, weights=None,
         return _linear_fit(y, w, [fixed.project(sigma)], bool(scales),
                            bool(backgrounds))
 
-    sigma = _minimise_sigma(lambda s: solve(s)[2], fixed.op.sigma,
-                            sigma_bounds)
+    if fit_sigma:
+        sigma = _minimise_sigma(lambda s: solve(s)[2], fixed.op.sigma,
+                                sigma_bounds)
+    else:
+        sigma = float(fixed.op.sigma)
     coef, bg, ssr = solve(sigma)
     s = coef[0]
     if np.mean(s) <= 0:
@@ -303,7 +309,7 @@ def refine_calibration(operator, data, positions, weights=None,
     sigma_err, intensity_err = _errors(p, d_sigma, w, bool(scales),
                                        bool(backgrounds), ssr, fixed.weighted)
     return RefinedCalibration(
-        sigma=sigma, sigma_error=sigma_err, intensity=intensity,
+        sigma=sigma, sigma_error=sigma_err if fit_sigma else 0.0, intensity=intensity,
         intensity_error=intensity_err, scales=s / intensity, backgrounds=bg,
         misfit=ssr, n_values=int(y.size), weighted=fixed.weighted)
 
