@@ -259,7 +259,7 @@ class Calibration:
             source=json.dumps(source, ensure_ascii=False, default=_json))
 
     def refined(self, measured, atoms, weights=None, scales=True,
-                backgrounds=True, weighted=False, shifts=None):
+                backgrounds=True, weighted=False, shifts=None, sigma=True):
         """Return this calibration fitted again at given atoms.
 
         The width, intensity, factors and backgrounds are fitted by least
@@ -286,6 +286,9 @@ class Calibration:
             Detector shifts of the projections
             (`~odl_atoms.GaussianRayTransform.shifted`), when the atoms
             were found with aligned projections.
+        sigma : bool, optional
+            Fit the width (else keep this calibration's, as a given one
+            always is).
 
         Returns
         -------
@@ -313,7 +316,7 @@ class Calibration:
             y = y - self.backgrounds.reshape((-1,) + (1,) * (y.ndim - 1))
         if not scales:
             y = y / self.scales.reshape((-1,) + (1,) * (y.ndim - 1))
-        keep_sigma = self.sources.get('sigma') == 'given'
+        keep_sigma = not sigma or self.sources.get('sigma') == 'given'
         keep_intensity = scales and self.sources.get('intensity') == 'given'
         fit = refine_calibration(op, y, positions, weights, variance=variance,
                                  scales=scales, backgrounds=backgrounds,
