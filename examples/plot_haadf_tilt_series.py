@@ -55,14 +55,17 @@ print(calibration)
 
 # %%
 # `odl_atoms.reconstruct` does that by itself for data in a microscope's
-# units, aligns the projections, reconstructs, fits the model and the
-# shifts again at the atoms it found and reconstructs from there, until
-# they settle.
+# units, aligns the projections, reconstructs, fits the intensity, factors,
+# backgrounds and shifts again at the atoms it found and reconstructs from
+# there, until they settle (the width of the resolved peaks stays in 2D:
+# refitted at the atoms it drifts low as the columns spread to mimic the
+# non-Gaussian HAADF profile). Until then the searches leave out ADCG's
+# escape moves, most of a search's time; the last one has them.
 
 result = oa.reconstruct(measured, images=series)
 for k, step in enumerate(result.info['calibration_rounds'], 1):
     print(f"round {k}: {step['n_atoms']} atoms, sigma {step['sigma']:.3f} A, "
-          f"intensity {step['intensity']:.5f}")
+          f"intensity {step['intensity']:.5f}, escapes: {step['escapes']}")
 print(oa.verdict(result, oa.Problem(result.info['calibrated'].operator(),
                                     result.info['calibrated'].element())))
 
