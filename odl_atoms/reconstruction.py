@@ -1205,9 +1205,9 @@ def _calibration_rounds(result, cls, raw, cal, measured, shifts, settings,
     reconstruct again from them; until the model stops changing.
 
     With ``quick`` (the method's options without escape moves, which
-    ``result`` was found with), the searches use them until the model
-    settles or the last round comes; that round's search and any after it
-    use ``options``. On the abTEM crystals the rounds changed the width
+    ``result`` was found with), the searches continue the answer so far
+    alone, without escapes, until the model settles or the last round
+    comes; that round's search and any after it use ``options``. On the abTEM crystals the rounds changed the width
     and intensity by a few per cent, while each search with the escape
     moves cost several times one without them.
     """
@@ -1216,6 +1216,12 @@ def _calibration_rounds(result, cls, raw, cal, measured, shifts, settings,
     history = []
     cell = float(np.min(measured.geometry.det_partition.cell_sides))
     escaped = quick is None  # whether ``result``'s search had the escapes
+    if quick is not None:
+        from odl_atoms.solvers.starts import GreedyStart
+        # Between the first search and the last, the answer so far is the
+        # only start: the model moves by per cent, and the other starts
+        # (lattice fits) would cost most of a search without escapes.
+        quick = dict(quick, starts=(GreedyStart(),))
     for turn in range(rounds):
         if deadline is not None and time.monotonic() > deadline:
             break
