@@ -34,6 +34,7 @@ Usage::
     python benchmarks/realistic_data.py --all      # the data (cached; ~1 h CPU)
     python benchmarks/realistic.py                 # the benchmark
     python benchmarks/realistic.py --case au7_vacancy_zone --variants defaults
+    python benchmarks/realistic.py --compare OLD.csv NEW.csv --output DIR
 """
 
 import argparse
@@ -219,6 +220,10 @@ def main(argv=None):
     parser.add_argument('--add', action='store_true',
                         help='keep the rows of the existing results file '
                              'whose case and variant are not run again')
+    parser.add_argument('--compare', nargs=2, metavar=('BEFORE', 'AFTER'),
+                        help='write realistic_compare.md in --output: the '
+                             'rows of two results CSVs (two versions of the '
+                             'code) side by side; no run')
     parser.add_argument('--report-only', action='store_true',
                         help='write the markdown again from the CSV in '
                              '--output (no run; keeps its date line)')
@@ -227,6 +232,11 @@ def main(argv=None):
     from realistic_data import CASES
 
     table = os.path.join(args.output, 'realistic.csv')
+    if args.compare:
+        write_result(os.path.join(args.output, 'realistic_compare.md'),
+                     'Realistic data: two versions of the code',
+                     compare(*(read_rows(path) for path in args.compare)))
+        return 0
     if args.report_only:
         report = os.path.join(args.output, 'realistic.md')
         with open(report) as f:
@@ -320,6 +330,34 @@ def render(rows):
         targets(rows),
     ]
     return '\n'.join(text)
+
+
+def compare(before, after):
+    """The markdown of the runs two results CSVs share, side by side."""
+    old = {(r['case'], r['variant']): r for r in before}
+    header = ['case', 'variant', 'F1 before / after', 'exact',
+              'sigma / ref before', 'after', 'CPU (s) before', 'after',
+              'ratio']
+    table, ratios = [], []
+    for r in after:
+        b = old.get((r['case'], r['variant']))
+        if b is None or b['f1'] is None or r['f1'] is None:
+            continue
+        ratio = b['cpu'] / r['cpu']
+        ratios.append(ratio)
+        table.append([
+            r['case'], r['variant'], f"{b['f1']:.3f} / {r['f1']:.3f}",
+            f"{'yes' if b['exact'] else 'no'} / "
+            f"{'yes' if r['exact'] else 'no'}",
+            f"{b['sigma'] / b['sigma_ref']:.3f}",
+            f"{r['sigma'] / r['sigma_ref']:.3f}",
+            f"{b['cpu']:.1f}", f"{r['cpu']:.1f}", f'{ratio:.2f}'])
+    if not table:
+        return 'No run in both files.'
+    return '\n'.join([
+        markdown_table(header, table), '',
+        f'CPU before / after: {min(ratios):.2f}-{max(ratios):.2f} x '
+        f'(median {np.median(ratios):.2f}) over {len(ratios)} runs'])
 
 
 def targets(rows):
