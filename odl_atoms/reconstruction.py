@@ -71,8 +71,10 @@ CALIBRATION_ROUNDS = 3
 #: three rounds was 3.6-4.6 % below the fit at the true columns, the peak
 #: fits' 1.1-3.4 % above it; held at the latter, the positions were closer
 #: to the truth (rmsd 0.074 against 0.123 A on the 5 x 5 crystal) and the
-#: interstitial crystal exact (F1 0.980 with the refit). 3D particles kept
-#: their width within 2 % with the refit.
+#: interstitial crystal exact (F1 0.980 with the refit). In 3D the first
+#: estimate (the sharpest projections' peaks) was 4-10 % high on three abTEM
+#: particles and the refit brought it within 1 % (``benchmarks/realistic.py``,
+#: ``sigma_rounds`` in its CSV).
 REFIT_WIDTH = {2: False, 3: True}
 
 #: The calibration loop stops when the atom width and intensity change by
