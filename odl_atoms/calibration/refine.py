@@ -409,7 +409,7 @@ def fit_forward_model(operator, data, positions, weights=None, variance=None,
                               f'{sorted(FORWARD_MODELS)}')
     fixed = _AtAtoms(operator, data, positions, weights, variance)
     y, w = fixed.y, fixed.w
-    m, n_atoms = fixed.m, fixed.positions.shape[0]
+    m = fixed.m
     sigma0 = fixed.op.sigma
     if model in ('gaussian', 'gaussian+background', 'scaled'):
         per, bgs = model == 'scaled', model != 'gaussian'
