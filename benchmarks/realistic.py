@@ -261,6 +261,7 @@ def main(argv=None):
             jobs.append((name, variant, args.data))
         partner = zone_axis_partner(name)
         if partner and case_files(partner, args.data) and \
+                'zone-axis calibration' not in variants and \
                 CASES[name].__class__.__name__ == 'ColumnCase':
             jobs.append((name, 'zone-axis calibration', args.data))
     load = os.getloadavg()
