@@ -313,7 +313,7 @@ def render(rows):
                       _fmt(r['time'], '.1f'), _fmt(r['cpu'], '.1f'), sig, _fmt(ratio, '.3f'),
                       _fmt(r['shift_error_cells'], '.3f'),
                       _fmt(r.get('rmsd'), '.3f'), objective,
-                      r['message']])
+                      r['message'] or ''])
     done = [r for r in rows if r['f1'] is not None]
     times = [r['time'] for r in done if r['ndim'] == 2]
     text = [
