@@ -323,7 +323,8 @@ class Calibration:
                                  fit_sigma=not keep_sigma)
         how = f'refined by least squares at {positions.shape[0]} atoms'
         sources = dict(self.sources)
-        errors = {'reduced_misfit': fit.reduced_misfit}
+        # What is kept keeps its error.
+        errors = dict(self.errors, reduced_misfit=fit.reduced_misfit)
         if not keep_sigma:
             sources['sigma'], errors['sigma'] = how, fit.sigma_error
         intensity, factors = fit.intensity, fit.scales

@@ -309,8 +309,8 @@ def refine_calibration(operator, data, positions, weights=None,
     sigma_err, intensity_err = _errors(p, d_sigma, w, bool(scales),
                                        bool(backgrounds), ssr, fixed.weighted)
     return RefinedCalibration(
-        sigma=sigma, sigma_error=sigma_err if fit_sigma else 0.0, intensity=intensity,
-        intensity_error=intensity_err, scales=s / intensity, backgrounds=bg,
+        sigma=sigma, sigma_error=sigma_err if fit_sigma else 0.0,
+        intensity=intensity, intensity_error=intensity_err, scales=s / intensity, backgrounds=bg,
         misfit=ssr, n_values=int(y.size), weighted=fixed.weighted)
 
 

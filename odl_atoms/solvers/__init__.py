@@ -2,7 +2,8 @@
 
 Each solver takes its method's options; what to solve is a
 `~odl_atoms.problem.Problem`. `ADCG` (with its starts, twinned-particle
-starts, escape moves and certificate), `SimulatedAnnealing` and `SIRT` + atom picking.
+starts, escape moves and certificate), `SimulatedAnnealing` and `SIRT` +
+atom picking.
 """
 
 from odl_atoms.solvers import (adcg, annealing, base, certificate, moves,
