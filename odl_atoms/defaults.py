@@ -119,7 +119,16 @@ LATTICE_TIE = 0.005
 #: and keeps the finer fit when it explains more.)
 LATTICE_STRETCH = 1.3
 
+#: The named 2D lattices, of the phantoms (`odl_atoms.phantoms`) and of the
+#: lattice starts (`odl_atoms.solvers.starts`): the five Bravais lattices
+#: but the oblique one - square, hexagonal (triangular), ``'rectangular'``
+#: and ``'centred_rectangular'`` (a rectangular cell with an atom at its
+#: centre: the columns of fcc and bcc crystals seen down [110]) - and
+#: ``'honeycomb'`` (graphene: a hexagonal lattice of ``sqrt(3)`` spacings
+#: with two atoms per cell).
+LATTICES_2D = ('square', 'hexagonal', 'rectangular', 'centred_rectangular',
+               'honeycomb')
+
 #: The named lattices of ``lattice=`` / ``--lattice``: 2D ones, then 3D
 #: (cubic) ones (`odl_atoms.solvers.starts.LATTICES_BY_NDIM`).
-LATTICE_NAMES = ('square', 'hexagonal', 'rectangular', 'centred_rectangular',
-                 'honeycomb', 'fcc', 'bcc', 'sc')
+LATTICE_NAMES = LATTICES_2D + ('fcc', 'bcc', 'sc')

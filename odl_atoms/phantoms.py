@@ -44,7 +44,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from odl_atoms.atoms import from_ase
-from odl_atoms.defaults import NANOPARTICLE_SHAPES, PHANTOM_NAMES_2D
+from odl_atoms.defaults import (LATTICES_2D, NANOPARTICLE_SHAPES,
+                                 PHANTOM_NAMES_2D)
 from odl_atoms.space import SparseMeasure, SparseMeasureSpace
 
 __all__ = (
@@ -85,14 +86,9 @@ DEFAULT_SPACING = 2.885
 #: atoms, the size of the test cases of the paper (40-50 atoms).
 DEFAULT_SHAPE = (7, 7)
 
-#: Lattices the 2D builders know. Besides the square and hexagonal ones:
-#: ``'rectangular'`` (rows `RECTANGULAR_ASPECT` spacings apart),
-#: ``'centred_rectangular'`` (a rectangular cell ``a x b``, ``b / a =``
-#: `CENTRED_ASPECT`, with an atom at its centre: the columns of fcc and bcc
-#: crystals seen down [110]) and ``'honeycomb'`` (graphene: a hexagonal
-#: lattice of spacing ``sqrt(3)`` spacings with two atoms per cell).
-LATTICES_2D = ('square', 'hexagonal', 'rectangular', 'centred_rectangular',
-               'honeycomb')
+# The lattices the 2D builders know (LATTICES_2D: rectangular rows
+# RECTANGULAR_ASPECT spacings apart, centred rectangular cells of shape
+# CENTRED_ASPECT) live in odl_atoms.defaults, shared with the lattice starts.
 
 #: Distance between the rows of the ``'rectangular'`` phantoms in spacings:
 #: sqrt(2), the ratio of the column distances of fcc [110] seen as a

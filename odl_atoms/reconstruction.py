@@ -688,6 +688,14 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         # reconstruction needed).
         fits, chosen = fit_lattices(measured, lattice, spacing=r_min,
                                     operator=operator)
+
+    def energy_free():
+        # r_min's estimate from an energy-free reconstruction, and its atoms.
+        return estimate_equilibrium_distance(
+            measured, weights=weights, grid_spacing=options.get(
+                'grid_spacing', default_grid_spacing(measured)),
+            time_limit=_remaining(deadline), operator=operator)
+
     if estimate and chosen is not None:
         estimated = chosen.spacing
         r_info = {'value': chosen.spacing, 'error': chosen.spacing_error,
@@ -695,10 +703,7 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
                             + (' (two domains)' if chosen.domains > 1
                                else '')}
     elif estimate:
-        estimated, first = estimate_equilibrium_distance(
-            measured, weights=weights, grid_spacing=options.get(
-                'grid_spacing', default_grid_spacing(measured)),
-            time_limit=_remaining(deadline), operator=operator)
+        estimated, first = energy_free()
         r_info = {'value': estimated, 'error': None,
                   'source': 'energy-free reconstruction'}
         if lattice is not None and measured.ndim == 3:
@@ -729,10 +734,7 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         if chosen is None and lattice == 'auto':
             # The twinned templates need rough atoms to be placed on: the
             # energy-free reconstruction the estimate of r_min would run.
-            _, first = estimate_equilibrium_distance(
-                measured, weights=weights, grid_spacing=options.get(
-                    'grid_spacing', default_grid_spacing(measured)),
-                time_limit=_remaining(deadline), operator=operator)
+            _, first = energy_free()
             twin = _fit_twin(measured, first.measure.positions, float(r_min),
                              operator, report)
             if twin is not None:

@@ -37,6 +37,7 @@ from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
 from odl_atoms import kernels
+from odl_atoms.defaults import LATTICES_2D
 from odl_atoms.geometry import as_data
 from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import Stencil
@@ -73,12 +74,6 @@ _RESIDUAL_VALUES = 2 ** 22
 
 #: Sites whose windows are computed in one batch of residuals.
 _RESIDUAL_SITES = 2 ** 16
-
-#: The named 2D lattices: the five Bravais lattices but the oblique one
-#: (square, hexagonal, rectangular, centred rectangular) and the honeycomb
-#: lattice (graphene: a hexagonal lattice with two sites per cell).
-LATTICES_2D = ('square', 'hexagonal', 'rectangular', 'centred_rectangular',
-               'honeycomb')
 
 #: Names `LatticeStart` knows: 2D (orientation searched) and 3D cubic.
 NAMED_LATTICES = LATTICES_2D + tuple(CUBIC)
@@ -1552,12 +1547,12 @@ def fit_lattice(operator, data, lattice, spacing=None, rounds=3,
                   if spacing_range is None else spacing_range)
         count = int(np.floor(np.log(hi / lo) / np.log(SPACING_STEP))) + 1
         spacings = lo * SPACING_STEP ** np.arange(count)
-        # 15 orientations per 90 degrees (a rectangular lattice's period
-        # is 180).
-        coarse = LatticeStart(lattice, n_orientations=int(round(
-            15 * PERIODS.get(lattice, np.pi / 2) / (np.pi / 2))) if lattice
-            in ('rectangular', 'centred_rectangular') else 15, n_offsets=4,
-            level=level, occupancy=False, aspect=aspect)
+        # 15 orientations per period, 30 over the rectangular lattices'
+        # 180 degrees (15 per 90, as for the square lattice).
+        coarse = LatticeStart(lattice,
+                              n_orientations=30 if lattice in ASPECT_RANGE
+                              else 15, n_offsets=4, level=level,
+                              occupancy=False, aspect=aspect)
         found = []
         for s in spacings:
             fit, bases, offsets, _, _ = coarse._search(operator, data, s)
