@@ -358,3 +358,49 @@ def _write_api_page():
 
 
 _write_api_page()
+
+
+# -- Constants: their ``#:`` comments ------------------------------------------------
+#
+# The package re-exports its constants (``odl_atoms.LATTICES_2D`` is defined
+# in ``odl_atoms.defaults``); autodoc looks for a ``#:`` comment in the
+# package's own __init__.py, finds none and shows the docstring of the value's
+# type (``tuple``, ``float``). The comment is taken from the module that
+# assigns the name instead.
+
+def _constant_comments():
+    import pkgutil
+    from sphinx.pycode import ModuleAnalyzer
+    comments = {}
+    for info in pkgutil.walk_packages(odl_atoms.__path__, 'odl_atoms.'):
+        try:
+            docs = ModuleAnalyzer.for_module(info.name).find_attr_docs()
+        except Exception:   # a module without source: nothing to read
+            continue
+        for (scope, name), lines in docs.items():
+            if scope == '' and name in odl_atoms.__all__:
+                comments.setdefault(name, list(lines))
+    return comments
+
+
+_CONSTANT_COMMENTS = _constant_comments()
+
+
+def _constant_docstring(app, what, name, obj, options, lines):
+    short = name.rpartition('.')[2]
+    if what == 'data' and name == f'odl_atoms.{short}' \
+            and short in _CONSTANT_COMMENTS:
+        lines[:] = _CONSTANT_COMMENTS[short]
+
+
+def setup(app):
+    import inspect
+    from sphinx.util import logging
+    app.connect('autodoc-process-docstring', _constant_docstring)
+    # -W makes this an error: a new constant without its comment.
+    for name in odl_atoms.__all__:
+        value = getattr(odl_atoms, name)
+        if not (inspect.isclass(value) or inspect.isroutine(value)
+                or inspect.ismodule(value) or name in _CONSTANT_COMMENTS):
+            logging.getLogger(__name__).warning(
+                f'odl_atoms.{name} has no #: comment where it is assigned')
