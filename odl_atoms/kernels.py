@@ -1503,8 +1503,11 @@ def addition_energies_cells(positions, points, par, attractive_only):
 
 
 def addition_energies(positions, points, parameters, attractive_only=False):
-    """Return the energy change of adding an atom at each point, and the
-    distance from each point to the nearest atom.
+    """Return the energy change of adding an atom at each of ``points``.
+
+    With the distance from each point to the nearest atom, as the oracle's
+    `odl_atoms.solvers.adcg.oracle.addition_energies` returns them (cut-off
+    and core as `lennard_jones`).
 
     Parameters
     ----------
