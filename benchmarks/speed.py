@@ -35,7 +35,12 @@ Sections (each a function returning a markdown block; `main` runs them):
   7f88c51) and with the default (``'auto'``: two in 2D), alternating in
   fresh processes, on square and hexagonal crystals; the answers too;
 - `torch_section`: the torch CPU path with one thread (the package's
-  setting) against torch's default.
+  setting) against torch's default;
+- `demo_inner_section`: the inner calls of ``odl-atoms demo``'s ADCG,
+  recorded in one solve and replayed both ways, alternating: its L-BFGS-B
+  runs through ``scipy.optimize.minimize`` and through
+  `odl_atoms.descent.lbfgsb`, its oracle's addition energies with the NumPy
+  path (KD-trees) and the compiled kernel; the answers compared.
 
 Times are CPU seconds of the process (``time.process_time``: the machine
 is shared, and CPU time is what another job's load disturbs least), medians
@@ -50,6 +55,7 @@ Usage::
     python benchmarks/speed.py --sections phases torch   # the others kept
     python benchmarks/speed.py --sections lattice        # the lattice fits
     python benchmarks/speed.py --sections escapes        # escape_starts
+    python benchmarks/speed.py --sections demo           # demo's inner calls
 
 Writes ``benchmarks/results/speed.md`` (sections not run are kept from the
 file as it was).
@@ -881,10 +887,121 @@ def escapes_section(cases=ESCAPE_CASES, repeat=2):
             'whole call (lattice fits included).\n\n' + table)
 
 
+def demo_inner_section(repeat=5):
+    """The demo's L-BFGS-B runs and addition energies, replayed both ways."""
+    from scipy.optimize import minimize
+
+    import odl_atoms as oa
+    from odl_atoms.descent import lbfgsb
+    from odl_atoms.problem import Problem
+    from odl_atoms.solvers.adcg import descent as descent_module
+    from odl_atoms.solvers.adcg import oracle as oracle_module
+
+    from odl_atoms.cli import (DEMO_ANGLES_DEG, DEMO_DETECTOR, DEMO_NOISE,
+                               DEMO_SEED, DEMO_SIGMA)
+    phantom = oa.defect_phantom('vacancy')
+    measured = oa.simulate(phantom.measure, np.radians(DEMO_ANGLES_DEG),
+                           DEMO_SIGMA, n_detector=DEMO_DETECTOR,
+                           noise=DEMO_NOISE, seed=DEMO_SEED)
+    problem = Problem(measured.operator(), measured.element(),
+                      potential=phantom.lattice_spacing,
+                      noise_std=measured.noise_std or 0.0)
+    runs, oracle_calls = [], []
+    local_minimize = descent_module.LocalDescent._minimize
+    addition_energies = oracle_module.addition_energies
+
+    def record_run(self, fun, x0, lo, hi):
+        runs.append((fun, x0.copy(), np.array(lo), np.array(hi),
+                     self.maxiter))
+        return local_minimize(self, fun, x0, lo, hi)
+
+    def record_oracle(potential, positions, points, **kwargs):
+        oracle_calls.append((potential, np.array(positions), points,
+                             kwargs))
+        return addition_energies(potential, positions, points, **kwargs)
+
+    descent_module.LocalDescent._minimize = record_run
+    oracle_module.addition_energies = record_oracle
+    try:
+        oa.ADCG().solve(problem)
+    finally:
+        descent_module.LocalDescent._minimize = local_minimize
+        oracle_module.addition_energies = addition_energies
+
+    def through_minimize(fun, x0, lo, hi, maxiter):
+        return minimize(fun, x0, jac=True, method='L-BFGS-B',
+                        bounds=list(zip(lo, hi)),
+                        options={'maxiter': maxiter}).x
+
+    def through_lbfgsb(fun, x0, lo, hi, maxiter):
+        return lbfgsb(fun, x0, lo, hi, maxiter=maxiter).x
+
+    def energies(backend):
+        with kernels.use_backend(backend):
+            return [addition_energies(p, x, g, **kwargs)
+                    for p, x, g, kwargs in oracle_calls]
+
+    evaluations = [0]
+
+    def replay(driver):
+        def counted(fun):
+            def wrapped(x):
+                evaluations[0] += 1
+                return fun(x)
+            return wrapped
+        return [driver(counted(fun), *rest) for fun, *rest in runs]
+
+    pairs = [('L-BFGS-B runs', f'{len(runs)} runs',
+              lambda: replay(through_minimize),
+              lambda: replay(through_lbfgsb),
+              '`minimize`', '`lbfgsb`'),
+             ('addition energies', f'{len(oracle_calls)} calls',
+              lambda: energies('numpy'), lambda: energies('numba'),
+              'NumPy (KD-trees, the grid\'s cached)', 'compiled')]
+    rows = []
+    for name, calls, old, new, old_label, new_label in pairs:
+        times, answers, counts = {'old': [], 'new': []}, {}, {}
+        before = load()
+        for _ in range(repeat):
+            for key, func in (('old', old), ('new', new)):
+                evaluations[0] = 0
+                t0 = time.process_time()
+                answers[key] = func()
+                times[key].append(time.process_time() - t0)
+                counts[key] = evaluations[0]
+        if name == 'L-BFGS-B runs':
+            same = all(np.array_equal(a, b) for a, b in
+                       zip(answers['old'], answers['new']))
+            agreement = (f'{"bit-identical" if same else "DIFFERENT"}; '
+                         f'{counts["old"]} and {counts["new"]} evaluations')
+        else:
+            err = max(float(np.abs(a[0] - b[0]).max()) for a, b in
+                      zip(answers['old'], answers['new']))
+            scale = max(float(np.abs(b[0]).max()) for b in answers['old'])
+            same = all(np.array_equal(a[1], b[1]) for a, b in
+                       zip(answers['old'], answers['new']))
+            agreement = (f'energies within {err / scale:.1e} of the largest; '
+                         f'nearest distances '
+                         f'{"equal" if same else "DIFFERENT"}')
+        old_t, new_t = np.median(times['old']), np.median(times['new'])
+        rows.append([name, calls, f'{old_label} {old_t:.3f}',
+                     f'{new_label} {new_t:.3f}', f'{old_t / new_t:.1f}',
+                     agreement, f'{0.5 * (before + load()):.1f}'])
+    return ('## The demo\'s inner calls, replayed\n\n'
+            'The L-BFGS-B runs of the local moves (`LocalDescent._minimize`) '
+            'and the oracle\'s addition energies of one ADCG solve of '
+            '`odl-atoms demo`, recorded and replayed with the old and the '
+            f'new call, alternating, {repeat} times each; median CPU '
+            'seconds of all calls (the objective evaluations included in the '
+            'L-BFGS-B runs).\n\n'
+            + markdown_table(['calls', 'count', 'old (s)', 'new (s)',
+                              'old / new', 'answers', 'load'], rows))
+
+
 SECTIONS = {'objective': objective_section, 'forward': forward_section,
             'cold': cold_start_section, 'phases': phases_section,
             'lattice': lattice_fit_section, 'escapes': escapes_section,
-            'torch': torch_section}
+            'torch': torch_section, 'demo': demo_inner_section}
 
 
 def previous_sections(path):
@@ -940,6 +1057,8 @@ def main(argv=None):
             block = escapes_section(repeat=1 if args.quick else 2)
         elif name == 'torch':
             block = torch_section(2 if args.quick else 5)
+        elif name == 'demo':
+            block = demo_inner_section(2 if args.quick else 5)
         else:
             block = cold_start_section()
         blocks[block.split('\n', 1)[0][3:]] = block

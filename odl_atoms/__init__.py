@@ -75,7 +75,7 @@ _EXPORTS = {
                        'estimate_equilibrium_distance', 'solver_class',
                        'available_solvers', 'takes_option'),
     'errors': ('ValidationError',),
-    'descent': ('bfgs_descent', 'odl_local_descent'),
+    'descent': ('bfgs_descent', 'odl_local_descent', 'lbfgsb'),
     'confidence': ('AtomConfidence', 'atom_confidence', 'verdict',
                    'CONFIDENCE_SCALE', 'UNCERTAIN_BELOW'),
     'alignment': ('Alignment', 'centre_of_mass_shifts', 'refine_shifts',

@@ -1,4 +1,4 @@
-"""Local descent with ODL's own smooth solver.
+"""Local descent: ODL's own smooth solver, and SciPy's L-BFGS-B called lean.
 
 Two small functions around ``odl.solvers.bfgs_method`` (limited-memory BFGS)
 with ``odl.solvers.BacktrackingLineSearch``:
@@ -39,15 +39,23 @@ there. On a bound, of ``F``'s one-sided slopes the one of least size is
 used (L-BFGS-B's projected gradient), so that a coordinate held by a bound
 neither drives the quasi-Newton step nor keeps the others from converging.
 The answer returned is ``P z``, inside the box.
+
+`lbfgsb` is SciPy's bound-constrained L-BFGS-B, the default local move of
+the solvers, driven directly (see its documentation for why).
 """
 
 import numbers
 
 import numpy as np
 import odl
-from scipy.optimize import OptimizeResult
+from scipy.optimize import OptimizeResult, minimize
 
-__all__ = ('bfgs_descent', 'odl_local_descent')
+try:  # SciPy's L-BFGS-B routine (its C version, SciPy >= 1.15)
+    from scipy.optimize._lbfgsb import setulb as _setulb
+except ImportError:  # pragma: no cover - then `lbfgsb` calls `minimize`
+    _setulb = None
+
+__all__ = ('bfgs_descent', 'odl_local_descent', 'lbfgsb')
 
 
 def _check_count(value, name):
@@ -381,3 +389,111 @@ def odl_local_descent(value_and_gradient, x0, lower, upper, maxiter=100,
                           nfev=func.nfev + 1, success=reason != 'maxiter',
                           status=int(reason == 'maxiter'),
                           message=messages[reason])
+
+
+def lbfgsb(value_and_gradient, x0, lower, upper, maxiter=15000):
+    """SciPy's L-BFGS-B in a box, without SciPy's per-evaluation wrapper.
+
+    The same iterates and answer as ``scipy.optimize.minimize(fun, x0,
+    jac=True, method='L-BFGS-B', bounds=list(zip(lower, upper)),
+    options={'maxiter': maxiter})`` with its other options at their
+    defaults, bit for bit: the same routine (the ``setulb`` of
+    ``scipy.optimize._lbfgsb`` that ``minimize`` calls) is given the same
+    points, values and gradients. What is left out is ``minimize``'s
+    bookkeeping around it: the bounds converted twice, a Python loop over
+    the variables, and per evaluation ``ScalarFunction``'s and
+    ``MemoizeJac``'s copies and checks and an ``OptimizeResult`` per
+    iteration. At the sizes of ADCG's local moves (tens to hundreds of
+    coordinates, an objective of about 40 us) that bookkeeping cost about
+    as much as the objective (measured on ``odl-atoms demo``: 0.49 s of
+    L-BFGS-B through ``minimize``, 0.33 s here, for the same 6,126
+    evaluations). Without SciPy's routine, or with every variable fixed by
+    its bounds (``minimize`` then evaluates once and does not iterate),
+    ``minimize`` itself runs.
+
+    Parameters
+    ----------
+    value_and_gradient : callable
+        ``value_and_gradient(x) -> (value, gradient)`` for a flat float
+        array ``x``; it gets a copy, which it may keep.
+    x0 : array-like
+        Start; clipped to the box.
+    lower, upper : float or array-like
+        Bounds, scalars or one per entry of ``x0`` (``-inf`` / ``inf`` for
+        none).
+    maxiter : int, optional
+        Iteration limit (``minimize``'s option of that name).
+
+    Returns
+    -------
+    result : `scipy.optimize.OptimizeResult`
+        ``x``, ``fun`` (the value of the last evaluation, as ``minimize``
+        reports it), ``nfev``, ``nit``, ``status`` (0 converged, 1 an
+        evaluation or iteration limit, 2 otherwise), ``success``.
+
+    Examples
+    --------
+    A quadratic whose minimum (2, -3) lies outside the box [-1, 1]^2:
+
+    >>> def f(x):
+    ...     d = x - [2.0, -3.0]
+    ...     return float(d @ d), 2 * d
+    >>> res = lbfgsb(f, [0.0, 0.0], -1.0, 1.0)
+    >>> res.x
+    array([ 1., -1.])
+    """
+    x0 = np.asarray(x0, dtype=float).ravel()
+    lower = np.broadcast_to(np.asarray(lower, dtype=float), x0.shape)
+    upper = np.broadcast_to(np.asarray(upper, dtype=float), x0.shape)
+    if np.any(lower > upper):
+        raise ValueError('`lower` must be <= `upper` everywhere')
+    maxiter = _check_count(maxiter, 'maxiter')
+    if _setulb is None or np.all(lower == upper):
+        return minimize(value_and_gradient, x0, jac=True, method='L-BFGS-B',
+                        bounds=list(zip(lower, upper)),
+                        options={'maxiter': maxiter})
+    # minimize's defaults: 10 corrections, ftol 2.2e-9 (as factr), gtol
+    # 1e-5, 20 line-search steps, 15000 evaluations.
+    m, factr, pgtol, maxls, maxfun = (
+        10, 2.2204460492503131e-09 / np.finfo(float).eps, 1e-5, 20, 15000)
+    n = x0.size
+    has_lower, has_upper = np.isfinite(lower), np.isfinite(upper)
+    # L-BFGS-B's bound codes: 0 none, 1 lower, 2 both, 3 upper.
+    nbd = np.where(has_lower, np.where(has_upper, 2, 1),
+                   np.where(has_upper, 3, 0)).astype(np.int32)
+    low_bnd = np.where(has_lower, lower, 0.0)
+    upper_bnd = np.where(has_upper, upper, 0.0)
+    x = np.clip(x0, lower, upper)
+    f = np.array(0.0)
+    g = np.zeros(n)
+    wa = np.zeros(2 * m * n + 5 * n + 11 * m * m + 8 * m)
+    iwa = np.zeros(3 * n, np.int32)
+    task = np.zeros(2, np.int32)
+    ln_task = np.zeros(2, np.int32)
+    lsave = np.zeros(4, np.int32)
+    isave = np.zeros(44, np.int32)
+    dsave = np.zeros(29)
+    last_x = None  # minimize evaluates a point once, however often asked
+    nfev = nit = 0
+    while True:
+        g = g.astype(np.float64)  # setulb may write to it: never the caller's
+        _setulb(m, x, low_bnd, upper_bnd, nbd, f, g, factr, pgtol, wa, iwa,
+                task, lsave, isave, dsave, maxls, ln_task)
+        if task[0] == 3:  # the routine asks for f and g at x
+            if last_x is None or not np.array_equal(x, last_x):
+                last_x = x.copy()
+                value, grad = value_and_gradient(x.copy())
+                last = (float(value), np.asarray(grad, dtype=float).ravel())
+                nfev += 1
+            f, g = last
+        elif task[0] == 1:  # a new iterate
+            nit += 1
+            if nit >= maxiter:
+                task[:] = 5, 504  # stop: iteration limit
+            elif nfev > maxfun:
+                task[:] = 5, 502  # stop: evaluation limit
+        else:
+            break
+    status = 0 if task[0] == 4 else 1 if nfev > maxfun or nit >= maxiter else 2
+    return OptimizeResult(x=x, fun=f, nfev=nfev, nit=nit, status=status,
+                          success=status == 0)

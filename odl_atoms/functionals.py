@@ -475,6 +475,11 @@ class LennardJones(odl.functionals.Functional):
         """Radius below which the pair energy is the quadratic ``A - B r^2``."""
         return self.__core_radius
 
+    @property
+    def kernel_parameters(self):
+        """The parameters as `odl_atoms.kernels` reads them (9 floats)."""
+        return self.__kernel_parameters
+
     # --- Pair energy
 
     def _outer_terms(self, r2):

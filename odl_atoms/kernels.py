@@ -20,7 +20,9 @@ on the compiler's reassociation):
 - `Projector.group_residuals`, `stack_grams_2d`, `lattice_problems` and
   `box_qp`: the lattice searches of `odl_atoms.solvers.starts` (the
   residuals of many site sets at once; the Gram matrices of many site
-  sets; their occupation QPs gathered and solved).
+  sets; their occupation QPs gathered and solved);
+- `addition_energies`: the pair energies an atom added at each point of the
+  oracle's candidate grid would have (`odl_atoms.solvers.adcg.oracle`).
 
 The arithmetic follows the NumPy reference (the same window rule, cell masses
 from the normal tails as there) but is not a copy of it: the tails come from
@@ -51,7 +53,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
 
 __all__ = ('AVAILABLE', 'backend', 'use_backend', 'Projector',
            'lennard_jones', 'box_qp', 'lattice_problems', 'stack_grams_2d',
-           'warm_up',
+           'warm_up', 'addition_energies',
            'DENSE_PAIRS_MAX_ATOMS')
 
 #: True if numba imports (the compiled kernels can run).
@@ -1368,6 +1370,7 @@ def warm_up():
         lj_dense(np.zeros((2, 2)), par, True)
         lj_cells(np.zeros((2, 2)), par, True)
         lj_pair_terms(np.ones(2), par)
+        addition_energies_cells(np.zeros((2, 2)), np.ones((3, 2)), par, True)
     seconds['Lennard-Jones'] = time.perf_counter() - start
     start = time.perf_counter()
     if AVAILABLE:
@@ -1380,3 +1383,148 @@ def warm_up():
                          np.ones(1))
     seconds['lattice QP'] = time.perf_counter() - start
     return seconds
+
+
+# ---------------------------------------------------------------------------
+# The oracle's addition energies
+
+@_njit
+def addition_energies_cells(positions, points, par, attractive_only):
+    """Pair-energy sums and nearest distances of grid points to atoms.
+
+    For every point: the sum over the atoms of the pair energy ``phi`` at
+    their distance (each term's negative part only, with
+    ``attractive_only``), and the distance to the nearest atom. The atoms
+    are binned in cells at least a cut-off wide, so each point sums over the
+    ``3^d`` cells around its own; a point whose nearest atom is not found
+    there (none closer than a cell width) is compared with every atom.
+    """
+    p, d = points.shape
+    n = positions.shape[0]
+    energies = np.zeros(p)
+    nearest = np.full(p, np.inf)
+    if n == 0:
+        return energies, nearest
+    lo = np.empty(d)
+    hi = np.empty(d)
+    for k in range(d):
+        lo[k] = positions[0, k]
+        hi[k] = positions[0, k]
+    for i in range(n):
+        for k in range(d):
+            lo[k] = min(lo[k], positions[i, k])
+            hi[k] = max(hi[k], positions[i, k])
+    # As in lj_cells: cells of side >= cut-off, widened (doubling) until
+    # there are at most ~8 per atom.
+    cell = math.sqrt(par[2])
+    cap = max(8.0 * n, 64.0)
+    while True:
+        total = 1.0
+        for k in range(d):
+            total *= math.floor((hi[k] - lo[k]) / cell) + 1.0
+        if total <= cap:
+            break
+        cell *= 2.0
+    dims = np.empty(d, np.int64)
+    for k in range(d):
+        dims[k] = int(math.floor((hi[k] - lo[k]) / cell)) + 1
+    n_cells = 1
+    for k in range(d):
+        n_cells *= dims[k]
+    key = np.empty(n, np.int64)
+    for i in range(n):
+        lin = 0
+        for k in range(d):
+            ck = int(math.floor((positions[i, k] - lo[k]) / cell))
+            if ck >= dims[k]:
+                ck = dims[k] - 1
+            lin = lin * dims[k] + ck
+        key[i] = lin
+    start = np.zeros(n_cells + 1, np.int64)
+    for i in range(n):
+        start[key[i] + 1] += 1
+    for c in range(n_cells):
+        start[c + 1] += start[c]
+    fill = start[:-1].copy()
+    sorted_pos = np.empty((n, d))
+    for i in range(n):
+        for k in range(d):
+            sorted_pos[fill[key[i]], k] = positions[i, k]
+        fill[key[i]] += 1
+    rc2 = par[2]
+    n_blocks = 3 ** d
+    own = np.empty(d, np.int64)
+    for q in range(p):
+        for k in range(d):
+            # The point's cell, possibly outside the atoms' cells.
+            own[k] = int(math.floor((points[q, k] - lo[k]) / cell))
+        total_energy = 0.0
+        best = np.inf
+        for b in range(n_blocks):
+            rest = b
+            lin = 0
+            inside = True
+            for k in range(d):
+                ck = own[k] + rest % 3 - 1
+                rest //= 3
+                if ck < 0 or ck >= dims[k]:
+                    inside = False
+                    break
+                lin = lin * dims[k] + ck
+            if not inside:
+                continue
+            for a in range(start[lin], start[lin + 1]):
+                r2 = 0.0
+                for k in range(d):
+                    diff = points[q, k] - sorted_pos[a, k]
+                    r2 += diff * diff
+                if r2 < best:
+                    best = r2
+                if r2 >= rc2:
+                    continue
+                # Through the distance, as the pair energy of distances.
+                r = math.sqrt(r2)
+                e, _ = _lj_pair(r * r, par)
+                if attractive_only and e > 0.0:
+                    e = 0.0
+                total_energy += e
+        # Every atom outside the block is at least a cell width away.
+        if not best < cell * cell:
+            for a in range(n):
+                r2 = 0.0
+                for k in range(d):
+                    diff = points[q, k] - sorted_pos[a, k]
+                    r2 += diff * diff
+                if r2 < best:
+                    best = r2
+        energies[q] = total_energy
+        nearest[q] = math.sqrt(best)
+    return energies, nearest
+
+
+def addition_energies(positions, points, parameters, attractive_only=False):
+    """Return the energy change of adding an atom at each of ``points``.
+
+    With the distance from each point to the nearest atom, as the oracle's
+    `odl_atoms.solvers.adcg.oracle.addition_energies` returns them (cut-off
+    and core as `lennard_jones`).
+
+    Parameters
+    ----------
+    positions : (n, d) array
+        The atoms.
+    points : (p, d) array
+    parameters : array of 9 floats
+        The Lennard-Jones parameters, as for `lennard_jones`.
+    attractive_only : bool, optional
+        Sum only the negative (attractive) part of each pair energy.
+
+    Returns
+    -------
+    energies, nearest : (p,) arrays
+        ``nearest`` is ``inf`` without atoms.
+    """
+    return addition_energies_cells(
+        np.ascontiguousarray(positions, dtype=float),
+        np.ascontiguousarray(points, dtype=float),
+        np.ascontiguousarray(parameters, dtype=float), bool(attractive_only))

@@ -176,3 +176,78 @@ def test_bad_input():
     with pytest.raises(TypeError, match='domain'):
         bfgs_descent(odl.functionals.L2NormSquared(odl.rn(2)),
                      odl.rn(3).zero())
+
+
+def lbfgsb_cases():
+    """(fun, x0, lower, upper, maxiter): atoms with and without energy,
+    bounds that become active, an iteration limit that stops the run,
+    infinite and one-sided bounds, a fixed coordinate."""
+    rng = np.random.default_rng(3)
+    cases = []
+    for alpha in (0.0, 1e-2):
+        _, fun = atom_problem(alpha)
+        x0 = (TRUTH + rng.normal(scale=0.4, size=TRUTH.shape)).ravel()
+        n = x0.size
+        cases.append((fun, x0, np.full(n, -5.0), np.full(n, 5.0), 100))
+        # A tight box: many bounds active at the answer.
+        cases.append((fun, x0, x0 - 0.1, x0 + 0.1, 100))
+        cases.append((fun, x0, np.full(n, -5.0), np.full(n, 5.0), 3))
+    rosen = odl.functionals.RosenbrockFunctional(odl.rn(4))
+
+    def rosenbrock(x):
+        x = rosen.domain.element(x)
+        return rosen(x), rosen.gradient(x).data
+
+    x0 = np.array([-1.2, 1.0, -0.5, 2.0])
+    cases.append((rosenbrock, x0, np.full(4, -np.inf), np.full(4, np.inf),
+                  15000))
+    cases.append((rosenbrock, x0, np.array([-2, -np.inf, 0.5, -1.0]),
+                  np.array([np.inf, 0.8, 0.5, 1.5]), 15000))
+    return cases
+
+
+@pytest.mark.parametrize('case', range(8))
+def test_lbfgsb_is_scipy_minimize_bit_for_bit(case):
+    """`lbfgsb` drives SciPy's own routine: the same evaluation points,
+    answer, value and counts as ``minimize(method='L-BFGS-B')``."""
+    from odl_atoms.descent import lbfgsb
+
+    fun, x0, lower, upper, maxiter = lbfgsb_cases()[case]
+    points = {'minimize': [], 'lbfgsb': []}
+
+    def recorded(name):
+        def wrapped(x):
+            points[name].append(x.copy())
+            return fun(x)
+        return wrapped
+
+    reference = minimize(recorded('minimize'), x0, jac=True,
+                         method='L-BFGS-B', bounds=list(zip(lower, upper)),
+                         options={'maxiter': maxiter})
+    result = lbfgsb(recorded('lbfgsb'), x0, lower, upper, maxiter=maxiter)
+    assert len(points['lbfgsb']) == len(points['minimize']) > 1
+    for mine, theirs in zip(points['lbfgsb'], points['minimize']):
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(result.x, reference.x)
+    assert result.fun == reference.fun
+    assert (result.nfev, result.nit, result.status, result.success) == (
+        reference.nfev, reference.nit, reference.status, reference.success)
+
+
+def test_lbfgsb_fixed_variables_and_bad_bounds():
+    from odl_atoms.descent import lbfgsb
+
+    def fun(x):
+        d = x - [2.0, -3.0]
+        return float(d @ d), 2 * d
+
+    # Every variable fixed: minimize's answer (the bounds, no iteration).
+    res = lbfgsb(fun, [0.0, 0.0], [0.5, 0.5], [0.5, 0.5])
+    np.testing.assert_array_equal(res.x, [0.5, 0.5])
+    # One fixed: the other still minimised.
+    res = lbfgsb(fun, [0.0, 0.0], [0.5, -1.0], [0.5, 1.0])
+    np.testing.assert_allclose(res.x, [0.5, -1.0])
+    with pytest.raises(ValueError, match='lower'):
+        lbfgsb(fun, [0.0, 0.0], 1.0, -1.0)
+    with pytest.raises(ValueError, match='maxiter'):
+        lbfgsb(fun, [0.0, 0.0], -1.0, 1.0, maxiter=0)

@@ -516,3 +516,66 @@ def test_lattice_problems_match_numpy_gathers():
                                   * background[index[rows, order]]).sum(-1),
                         0.0)
     assert_close(linear, expected)
+
+
+# --- The oracle's addition energies
+
+
+def brute_force_addition_energies(lj, positions, points, attractive_only):
+    """Every point against every atom, NumPy pair energies (no tree)."""
+    r = np.linalg.norm(points[:, None, :] - positions[None, :, :], axis=-1)
+    pair = lj.pair_energy(r.ravel()).reshape(r.shape)
+    if attractive_only:
+        pair = np.minimum(pair, 0.0)
+    return pair.sum(axis=1), r.min(axis=1)
+
+
+@pytest.mark.parametrize('attractive_only', [False, True])
+@pytest.mark.parametrize('d, n', [(2, 48), (2, 400), (3, 300)])
+def test_addition_energies_match_brute_force_and_numpy(d, n, attractive_only):
+    """`kernels.addition_energies` (cell list) against a sum over all pairs
+    and against the oracle's NumPy path (KD-trees): points inside, around
+    and far outside the atoms (those find their nearest atom by the full
+    scan), an atom on a point, atoms in the core and far-flung ones that
+    widen the cells."""
+    from odl_atoms.solvers.adcg.oracle import addition_energies
+
+    rng = np.random.default_rng(d * n)
+    positions = lattice(d, n, 1.1, 0.1, rng)
+    positions[5] = positions[6] + 0.2  # a pair inside the core
+    if n > 100:
+        positions[9] = 1e3  # far-flung atoms widen the cells
+        positions[10] = -3e2
+    lj = LennardJones(odl.rn((2, d)), sigma=1.0, smooth=True,
+                      core_radius=0.7)
+    body = positions[11:]  # not the far-flung ones
+    points = rng.uniform(body.min() - 3 * lj.cutoff,
+                         body.max() + 3 * lj.cutoff, size=(500, d))
+    points[0] = positions[3]  # an atom on a point (distance 0)
+    energies, nearest = kernels.addition_energies(
+        positions, points, lj.kernel_parameters, attractive_only)
+    want, want_nearest = brute_force_addition_energies(
+        lj, positions, points, attractive_only)
+    assert_close(energies, want)
+    np.testing.assert_allclose(nearest, want_nearest, rtol=1e-14, atol=0)
+    assert nearest[0] == 0
+    assert np.any(nearest > np.sqrt(lj.kernel_parameters[2]))  # full scans
+    if attractive_only:
+        # The oracle's call. (Without attractive_only, the NumPy path counts
+        # an atom on a point twice with SciPy 1.17, whose sparse distance
+        # matrix keeps the zero distance it adds separately.)
+        with kernels.use_backend('numba'):
+            compiled = addition_energies(lj, positions, points, True)
+        with kernels.use_backend('numpy'):
+            reference = addition_energies(lj, positions, points, True)
+        assert_close(compiled[0], reference[0])
+        np.testing.assert_allclose(compiled[1], reference[1], rtol=1e-14,
+                                   atol=0)
+
+
+def test_addition_energies_without_atoms():
+    lj = LennardJones(odl.rn((2, 2)), sigma=1.0, smooth=True)
+    energies, nearest = kernels.addition_energies(
+        np.zeros((0, 2)), np.ones((3, 2)), lj.kernel_parameters)
+    np.testing.assert_array_equal(energies, 0.0)
+    np.testing.assert_array_equal(nearest, np.inf)

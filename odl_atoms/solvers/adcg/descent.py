@@ -5,7 +5,8 @@ locally (Boyd, Schiebinger and Recht's "local descent"):
 
 - `LocalDescent.move`: bound-constrained minimisation of
   ``F = 0.5 ||R(mu) - y||^2 + lambda V`` over the positions inside the box
-  (SciPy's L-BFGS-B, or ODL's BFGS with a backtracking line search,
+  (SciPy's L-BFGS-B through `odl_atoms.descent.lbfgsb`, or ODL's BFGS with
+  a backtracking line search,
   ``method='odl'``), of all atoms or of a region (`LocalDescent.block_move`
   for batches);
 - `LocalDescent.choose_weights`: with several allowed weights (species),
@@ -18,9 +19,9 @@ No step ever returns a configuration worse than the one it was given.
 """
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
+from odl_atoms.descent import lbfgsb, odl_local_descent
 from odl_atoms.solvers.configuration import Configuration
 
 __all__ = ('LocalDescent', 'removal_changes', 'DESCENT_METHODS')
@@ -59,8 +60,10 @@ class LocalDescent:
         Atoms closer than this are candidates for merging.
     method : {'scipy', 'odl'}, optional
         The local minimiser: SciPy's L-BFGS-B with the box as bounds
-        (default), or ODL's ``bfgs_method`` with a backtracking line search
-        (`odl_atoms.descent`), projected onto the box.
+        (default; `odl_atoms.descent.lbfgsb`, ``minimize``'s answer without
+        its per-evaluation wrapper), or ODL's ``bfgs_method`` with a
+        backtracking line search (`odl_atoms.descent`), projected onto the
+        box.
     """
 
     def __init__(self, box, allowed, labels, merge_distance, maxiter=100,
@@ -78,13 +81,8 @@ class LocalDescent:
     def _minimize(self, fun, x0, lo, hi):
         """Minimise ``fun(flat) -> (value, gradient)`` within ``[lo, hi]``."""
         if self.method == 'odl':
-            from odl_atoms.descent import odl_local_descent
-
             return odl_local_descent(fun, x0, lo, hi, maxiter=self.maxiter).x
-        res = minimize(fun, x0, jac=True, method='L-BFGS-B',
-                       bounds=list(zip(lo, hi)),
-                       options={'maxiter': self.maxiter})
-        return res.x
+        return lbfgsb(fun, x0, lo, hi, maxiter=self.maxiter).x
 
     def move(self, objective, config, active=None):
         """Minimise the objective over positions (weights fixed), in the box.

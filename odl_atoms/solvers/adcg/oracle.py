@@ -15,10 +15,12 @@ at once by their joint gain (batch additions, for 3D at scale).
 """
 
 import numpy as np
-from scipy.optimize import minimize
 from scipy.sparse import csr_matrix
 from scipy.spatial import cKDTree
 
+from odl_atoms import kernels
+from odl_atoms.descent import lbfgsb
+from odl_atoms.functionals import LennardJones
 from odl_atoms.projection import Stencil
 from odl_atoms.solvers.configuration import Configuration
 from odl_atoms.solvers.grid import scoring_grid
@@ -147,8 +149,7 @@ class Oracle:
             value, grad = correlation(x)
             return -value[0], -grad[0]
 
-        res = minimize(negative_correlation, point, jac=True, method='L-BFGS-B',
-                       bounds=list(zip(lo, hi)), options={'maxiter': 50})
+        res = lbfgsb(negative_correlation, point, lo, hi, maxiter=50)
         return res.x if res.fun <= negative_correlation(point)[0] else point
 
     def best_candidate(self, objective, config, exclude=None):
@@ -269,6 +270,9 @@ def addition_energies(potential, positions, points, attractive_only=False,
     distance from each point to the nearest atom. ``points_tree``: the
     ``cKDTree`` of ``points``, if there is one already.
     """
+    if kernels.backend() == 'numba' and isinstance(potential, LennardJones):
+        return kernels.addition_energies(
+            positions, points, potential.kernel_parameters, attractive_only)
     tree = cKDTree(positions)
     nearest = tree.query(points)[0]
     if points_tree is None:
