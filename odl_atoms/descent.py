@@ -477,8 +477,17 @@ def lbfgsb(value_and_gradient, x0, lower, upper, maxiter=15000):
     nfev = nit = 0
     while True:
         g = g.astype(np.float64)  # setulb may write to it: never the caller's
-        _setulb(m, x, low_bnd, upper_bnd, nbd, f, g, factr, pgtol, wa, iwa,
-                task, lsave, isave, dsave, maxls, ln_task)
+        try:
+            _setulb(m, x, low_bnd, upper_bnd, nbd, f, g, factr, pgtol, wa,
+                    iwa, task, lsave, isave, dsave, maxls, ln_task)
+        except TypeError:
+            # A SciPy whose private routine takes other arguments: its
+            # public path (the same answer, with the wrapper's cost).
+            if nfev or nit:
+                raise
+            return minimize(value_and_gradient, x0, jac=True,
+                            method='L-BFGS-B', bounds=list(zip(lower, upper)),
+                            options={'maxiter': maxiter})
         if task[0] == 3:  # the routine asks for f and g at x
             if last_x is None or not np.array_equal(x, last_x):
                 last_x = x.copy()

@@ -251,3 +251,32 @@ def test_lbfgsb_fixed_variables_and_bad_bounds():
         lbfgsb(fun, [0.0, 0.0], 1.0, -1.0)
     with pytest.raises(ValueError, match='maxiter'):
         lbfgsb(fun, [0.0, 0.0], -1.0, 1.0, maxiter=0)
+
+
+def test_lbfgsb_falls_back_to_minimize_on_another_signature(monkeypatch):
+    """A SciPy whose private routine takes other arguments: `lbfgsb` gives
+    ``minimize``'s answer instead of failing; an error of the objective
+    itself still propagates."""
+    import odl_atoms.descent as descent
+
+    fun, x0, lower, upper, maxiter = lbfgsb_cases()[1]
+    reference = minimize(fun, x0, jac=True, method='L-BFGS-B',
+                         bounds=list(zip(lower, upper)),
+                         options={'maxiter': maxiter})
+
+    def other_signature(m, x, low, up, nbd, f, g, factr, pgtol, wa, iwa,
+                        task, lsave, isave, dsave, maxls):
+        raise AssertionError('not reached: one argument short')
+
+    monkeypatch.setattr(descent, '_setulb', other_signature)
+    result = descent.lbfgsb(fun, x0, lower, upper, maxiter=maxiter)
+    np.testing.assert_array_equal(result.x, reference.x)
+    assert result.nfev == reference.nfev
+
+    monkeypatch.undo()
+
+    def broken(x):
+        raise TypeError('the objective is broken')
+
+    with pytest.raises(TypeError, match='objective is broken'):
+        descent.lbfgsb(broken, x0, lower, upper)
