@@ -380,14 +380,16 @@ class _AttractionField:
     the grid points near atoms that were removed, added or moved (matched by
     exact coordinates), and recomputes from scratch when more than half of
     them changed. The grid points near atoms come from ``tree`` (a
-    ``cKDTree`` of ``points``) or, if ``vectors`` (the coordinate vectors
-    of a regular grid ``points``) are given and the compiled kernels run,
-    from `kernels.grid_ball`: the same pairs, the same sums.
+    ``cKDTree`` of ``points``, made if not given) or, if ``vectors`` (the
+    coordinate vectors of a regular grid ``points``) are given and the
+    compiled kernels run, from `kernels.grid_ball`: the same pairs, the
+    same sums.
     """
 
-    def __init__(self, potential, points, radius, tree, vectors=None):
+    def __init__(self, potential, points, radius, tree=None, vectors=None):
         self.potential, self.points, self.radius = potential, points, radius
-        self.tree, self.vectors = tree, vectors
+        self.tree = cKDTree(points) if tree is None else tree
+        self.vectors = vectors
         self.positions = np.zeros((0, points.shape[1]))
         self.field = np.zeros(points.shape[0])
         self.count = np.zeros(points.shape[0], int)
