@@ -3,7 +3,13 @@
 - `RemovalChanges` (removal changes kept up to date while atoms are
   removed) against `removal_changes` of the atoms left, after every
   removal, and `_emptied` against the one-at-a-time loop written out here
-  (every atom's change recomputed per removal), in 3D and 2D.
+  (every atom's change recomputed per removal), in 3D and 2D;
+- `SeparableGrid.correlate_local` against `SeparableGrid.correlate`;
+- `Oracle.score` updated from a stored score (an atom removed, moved,
+  added; two removed) against a fresh oracle's full scoring, and
+  `best_candidate`'s exclusion zone against the distance to every point;
+- the attraction field with the compiled pair search (`kernels.grid_ball`)
+  against the KD-tree search, bit for bit, and a fresh sum.
 """
 
 import numpy as np
