@@ -645,13 +645,7 @@ class LennardJones(odl.functionals.Functional):
         >>> g.shape
         (3, 2)
         """
-        pos = np.array(positions, dtype=float, ndmin=2)
-        d = self.positions_space.shape[1]
-        if pos.ndim != 2 or pos.shape[1] != d:
-            raise ValueError(
-                f'positions must have shape (m, {d}), got {pos.shape}')
-        if not np.all(np.isfinite(pos)):
-            raise ValueError('positions must be finite (no NaN or inf)')
+        pos = self._checked(positions)
         compiled = self._compiled(pos, gradient)
         if compiled is not None:
             return compiled if gradient else compiled[0]
@@ -659,6 +653,17 @@ class LennardJones(odl.functionals.Functional):
         if gradient:
             return evaluated[3], self._gradient_of(evaluated)
         return evaluated[3]
+
+    def _checked(self, positions):
+        """``positions`` as a float array ``(m, d)``, checked (any ``m``)."""
+        pos = np.array(positions, dtype=float, ndmin=2)
+        d = self.positions_space.shape[1]
+        if pos.ndim != 2 or pos.shape[1] != d:
+            raise ValueError(
+                f'positions must have shape (m, {d}), got {pos.shape}')
+        if not np.all(np.isfinite(pos)):
+            raise ValueError('positions must be finite (no NaN or inf)')
+        return pos
 
     def on_space(self, space):
         """Return the same potential on another domain (e.g. more atoms).
@@ -683,9 +688,7 @@ class LennardJones(odl.functionals.Functional):
         >>> lj.removal_energies([[0, 0], [lj.r_min, 0], [10, 10]])
         array([ 1.,  1.,  0.])
         """
-        pos = np.array(positions, dtype=float, ndmin=2)
-        self.energy(pos)  # validates the positions
-        pos, i, j, _, _ = self._evaluate_array(pos)
+        pos, i, j, _, _ = self._evaluate_array(self._checked(positions))
         diff = pos[i] - pos[j]
         pair = self._pair_terms(np.einsum('ij,ij->i', diff, diff))[0]
         n = pos.shape[0]

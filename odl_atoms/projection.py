@@ -501,6 +501,7 @@ class SeparableGrid:
             self._pv.append(csr_matrix(
                 (pv[:, k].ravel(), (rows_v.ravel(), iv[:, k].ravel())),
                 shape=(n_c, n_v)).toarray())
+        self._pu_columns = None  # the _pu by columns, for correlate_local
         self._stencil = None
 
     @classmethod
@@ -530,6 +531,45 @@ class SeparableGrid:
         for k in range(self.frame.n_angles):
             out = out + self._pu[k] @ (data[k] @ self._pv[k].T)
         return self._to_points(np.asarray(out))
+
+    def correlate_local(self, data):
+        """Return ``(index, <P_i, data>)`` for data that vanish but in a patch.
+
+        Only the grid points whose correlation with ``data`` is not zero
+        are returned (flat C-order indices, each once): those in the layers
+        whose ``v`` profiles reach the rows of ``data`` that are not zero
+        and in the columns whose ``u`` profiles reach, at some angle, that
+        angle's cells that are not zero. The work is that of the patch (the
+        bounding box of the non-zero data), not of the grid: the update of
+        `correlate` after a few atoms change.
+        """
+        data = np.asarray(data, float).reshape(self.frame.shape)
+        nonzero = data != 0
+        rows_v = np.flatnonzero(nonzero.any(axis=(0, 1)))
+        if rows_v.size == 0:
+            return np.zeros(0, int), np.zeros(0)
+        v0, v1 = rows_v[0], rows_v[-1] + 1
+        layers = np.flatnonzero(np.any(
+            [pv[:, v0:v1].any(axis=1) for pv in self._pv], axis=0))
+        if self._pu_columns is None:
+            self._pu_columns = [pu.tocsc() for pu in self._pu]
+        block = 0.0
+        for k, cells in enumerate(nonzero.any(axis=2)):
+            cells = np.flatnonzero(cells)
+            if cells.size == 0:
+                continue
+            u0, u1 = cells[0], cells[-1] + 1
+            small = data[k, u0:u1, v0:v1] @ self._pv[k][layers, v0:v1].T
+            block = block + self._pu_columns[k][:, u0:u1] @ small
+        block = np.asarray(block)
+        ab = np.flatnonzero(block.any(axis=1))
+        a, b = self._ab
+        coords = [None] * 3
+        coords[a], coords[b] = np.divmod(ab, self.shape[b])
+        coords[a], coords[b] = coords[a][:, None], coords[b][:, None]
+        coords[self.axis] = layers[None, :]
+        index = np.ravel_multi_index(np.broadcast_arrays(*coords), self.shape)
+        return index.ravel(), block[ab].ravel()
 
     def self_inner(self):
         """Return ``||P_i||^2`` for every grid point (C order)."""

@@ -1228,14 +1228,20 @@ def _emptied(context, positions, kind=Configuration, groups=None):
     """
     objective = context.objective
     config = kind.lightest(context, positions)
-    keep = np.arange(len(positions))
-    while config.n_atoms:
-        change = context.removal_changes(config)
-        i = int(np.argmin(change))
-        if not change[i] < 0:
-            break
-        config = config.without(i)
-        keep = np.delete(keep, i)
+    keep = np.ones(config.n_atoms, bool)
+    if config.n_atoms:
+        # One at a time, the most negative change first; the changes are
+        # kept up to date near each removed site (`RemovalChanges`), not
+        # recomputed for all atoms.
+        removals = context.removals(config)
+        while removals.n_atoms:
+            i = int(np.argmin(removals.changes))
+            if not removals.changes[i] < 0:
+                break
+            removals.remove(i)
+        keep = ~removals.removed
+        if not keep.all():
+            config = config.without(removals.removed)
     config.value = objective(config.positions, config.weights)
     if groups is not None:
         config.groups = np.asarray(groups)[keep]

@@ -9,11 +9,15 @@ it, and a scratch dictionary that the starts and moves of one search share.
 """
 
 import numpy as np
+from scipy.sparse import csc_matrix
+from scipy.spatial import cKDTree
 
+from odl_atoms.projection import Stencil
 from odl_atoms.solvers.configuration import Configuration
 from odl_atoms.solvers.adcg.descent import removal_changes
 
-__all__ = ('SearchContext', 'GrowPath', 'MEMO_CONFIGURATIONS')
+__all__ = ('SearchContext', 'GrowPath', 'RemovalChanges',
+           'MEMO_CONFIGURATIONS')
 
 #: Configurations whose escape trials `SearchContext.memo` keeps.
 MEMO_CONFIGURATIONS = 2
@@ -79,6 +83,10 @@ class SearchContext:
     def removal_changes(self, config):
         """Exact objective change of removing each atom."""
         return removal_changes(self.objective, config)
+
+    def removals(self, config):
+        """`RemovalChanges` of ``config``, kept up to date by its `remove`."""
+        return RemovalChanges(self.objective, config)
 
     def score(self, config):
         """The oracle's scores of the candidate grid (`Oracle.score`)."""
@@ -233,3 +241,79 @@ class GrowPath:
         if count not in self._finished:
             self._finished[count] = self.context.finish_trial(config, current)
         return self._finished[count]
+
+
+class RemovalChanges:
+
+    """Removal changes of a configuration while its atoms are removed.
+
+    ``changes[j]`` is the exact objective change of removing atom ``j`` of
+    the atoms left (`removal_changes`; ``inf`` for the removed ones). After
+    `remove` of atom ``k`` only the atoms that share data cells with it
+    (``<g_j, g_k> != 0``) or are within the potential's cut-off of it
+    change: ``changes[j] += c w_j w_k <g_j, g_k> + lambda phi(r_jk)`` (the
+    residual loses ``w_k g_k``, atom ``j``'s site energy the pair term).
+    Removing unsupported atoms one at a time then costs the neighbourhoods
+    of the removed atoms instead of a projection and a neighbour search of
+    all atoms per removal; the changes agree with `removal_changes` of the
+    atoms left to rounding.
+
+    Parameters
+    ----------
+    objective : `AtomObjective`
+    config : `Configuration`
+    """
+
+    def __init__(self, objective, config):
+        self.objective = objective
+        self.config = config
+        self.changes = np.asarray(removal_changes(objective, config), float)
+        self.removed = np.zeros(config.n_atoms, bool)
+        op = objective.operator
+        # Atom-by-cell matrix of the unit atoms' data, by columns: the
+        # atoms that touch a cell are one column.
+        idx, val = op.stencil(config.positions).windows()
+        rows = np.repeat(np.arange(config.n_atoms, dtype=np.int32),
+                         idx.shape[1])
+        self._cells = csc_matrix(
+            (val.ravel(), (rows, idx.ravel())),
+            shape=(config.n_atoms, int(np.prod(op.frame.shape))))
+        self._tree = (cKDTree(config.positions) if objective.energy_weight
+                      else None)
+
+    @property
+    def n_atoms(self):
+        """Number of atoms left."""
+        return int(self.removed.size - np.count_nonzero(self.removed))
+
+    def remove(self, k):
+        """Remove atom ``k`` (an index into the original configuration)."""
+        objective, config = self.objective, self.config
+        if self.removed[k]:
+            raise ValueError(f'atom {k} is removed already')
+        self.removed[k] = True
+        self.changes[k] = np.inf
+        if self.n_atoms == 1:
+            # No pairs left: `removal_changes` drops the energy term.
+            left = np.flatnonzero(~self.removed)
+            self.changes[left] = removal_changes(objective,
+                                                 config.without(self.removed))
+            return
+        op = objective.operator
+        w = config.weights
+        idx, val = Stencil(op.frame, config.positions[k:k + 1], op.sigma,
+                           op.truncate, op.mode).windows()
+        # <g_j, g_k> for every atom j (0 for those that share no cell; out
+        # of detector entries have value 0).
+        shared = self._cells[:, idx[0]] @ val[0]
+        self.changes += (objective.inner_weight * w[k]) * (w * shared)
+        if self._tree is not None:
+            potential = objective.potential
+            near = np.asarray(self._tree.query_ball_point(
+                config.positions[k], potential.cutoff), int)
+            near = near[~self.removed[near]]
+            r = np.linalg.norm(config.positions[near] - config.positions[k],
+                               axis=1)
+            inside = r < potential.cutoff  # the pairs of `removal_energies`
+            self.changes[near[inside]] += objective.energy_weight * np.asarray(
+                potential.pair_energy(r[inside]), float)
