@@ -560,17 +560,16 @@ def test_addition_energies_match_brute_force_and_numpy(d, n, attractive_only):
     np.testing.assert_allclose(nearest, want_nearest, rtol=1e-14, atol=0)
     assert nearest[0] == 0
     assert np.any(nearest > np.sqrt(lj.kernel_parameters[2]))  # full scans
-    if attractive_only:
-        # The oracle's call. (Without attractive_only, the NumPy path counts
-        # an atom on a point twice with SciPy 1.17, whose sparse distance
-        # matrix keeps the zero distance it adds separately.)
-        with kernels.use_backend('numba'):
-            compiled = addition_energies(lj, positions, points, True)
-        with kernels.use_backend('numpy'):
-            reference = addition_energies(lj, positions, points, True)
-        assert_close(compiled[0], reference[0])
-        np.testing.assert_allclose(compiled[1], reference[1], rtol=1e-14,
-                                   atol=0)
+    # The oracle's function on both paths (the NumPy one had counted an atom
+    # on a point twice with SciPy 1.17, whose sparse distance matrix keeps
+    # zero distances).
+    with kernels.use_backend('numba'):
+        compiled = addition_energies(lj, positions, points, attractive_only)
+    with kernels.use_backend('numpy'):
+        reference = addition_energies(lj, positions, points, attractive_only)
+    assert_close(compiled[0], reference[0])
+    assert_close(reference[0], want)
+    np.testing.assert_allclose(compiled[1], reference[1], rtol=1e-14, atol=0)
 
 
 def test_addition_energies_without_atoms():

@@ -477,3 +477,19 @@ def test_fcc_lattice_start_in_3d():
     with pytest.raises(ValueError, match='3D lattice'):
         oa.LatticeStart('fcc').bases(2, 1.0)
 
+
+
+def test_lattice_start_with_a_basis_array_in_adcg():
+    """A lattice given as its basis vectors (what ``clusters3d.py`` passes
+    for a stacking fault) starts ADCG: a vacancy crystal recovered exactly
+    (its configuration had compared the array with ``'auto'`` and
+    raised)."""
+    phantom = oa.defect_phantom('vacancy', shape=(4, 4))
+    a = phantom.lattice_spacing
+    measured = simulate(phantom.measure, np.radians([0, 45, 90]), 0.15 * a,
+                        n_detector=64)
+    problem = problem_of(measured, potential=a)
+    start = oa.LatticeStart(a * np.eye(2))
+    result = oa.ADCG(starts=[start], moves=()).solve(problem)
+    assert result.info['best_start'] == 'lattice'
+    assert oa.match_atoms(phantom.measure, result.measure).exact

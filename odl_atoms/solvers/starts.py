@@ -263,7 +263,7 @@ class LatticeStart:
         self.name = 'lattice' if self.patches == 1 else f'lattice/{self.patches}'
 
     def configuration(self, context, initial):
-        if self.lattice == 'auto':
+        if isinstance(self.lattice, str) and self.lattice == 'auto':
             return self.resolved(context).configuration(context, initial)
         objective = context.objective
         spacing = self._spacing(objective)
@@ -489,7 +489,7 @@ class SplitLatticeStart(LatticeStart):
         self.name = 'lattice/split'
 
     def configuration(self, context, initial):
-        if self.lattice == 'auto':
+        if isinstance(self.lattice, str) and self.lattice == 'auto':
             return self.resolved(context).configuration(context, initial)
         objective = context.objective
         spacing = self._spacing(objective)
