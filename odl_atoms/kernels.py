@@ -643,7 +643,7 @@ def lattice_problems(gram, index, values, lattices, order, filled,
 
 @_njit
 def _box_qp_group(columns, linear, lipschitz, sizes, w, members, n_iter,
-                  tol):
+                  tol, bound, margin):
     """FISTA on the problems ``members`` together, in place on ``w``, until
     none of their entries moves by ``tol`` or more (see `box_qp`).
 
@@ -653,12 +653,22 @@ def _box_qp_group(columns, linear, lipschitz, sizes, w, members, n_iter,
     loop the compiler vectorises without reordering any sum. Entries from
     ``sizes[j]`` on are padding (zero rows and columns, zero ``linear``):
     they stay 0 and are skipped.
+
+    Returns False, leaving ``w`` half-solved, as soon as every problem of
+    the group has shown a lower bound on its minimum over the box above
+    ``bound + margin`` (``bound`` infinite: never), else True. The bound
+    at the extrapolated point ``z`` with gradient ``g = H z - b``: the
+    objective is convex, so its minimum is at least ``f(z) + min_v g^T (v -
+    z)`` over the box, which is ``-z^T (g + b) / 2 + sum_i min(g_i, 0)``.
     """
     n = columns.shape[1]
     p = members.size
     z = np.empty((p, n))
     new = np.empty((p, n))
     grad = np.empty(n)
+    above = np.zeros(p, np.bool_)
+    count = 0  # problems shown to be above the bound
+    judge = bound < np.inf
     for k in range(p):
         for i in range(n):
             z[k, i] = w[members[k], i]
@@ -679,6 +689,14 @@ def _box_qp_group(columns, linear, lipschitz, sizes, w, members, n_iter,
                         grad[i] += columns[j, q, i] * zq
             for i in range(size, n):
                 grad[i] = 0.0
+            if judge and not above[k]:
+                lower = 0.0
+                for i in range(size):
+                    lower += (min(grad[i], 0.0)
+                              - 0.5 * z[k, i] * (grad[i] + linear[j, i]))
+                if lower > bound + margin:
+                    above[k] = True
+                    count += 1
             lip = lipschitz[j]
             for i in range(n):
                 v = z[k, i] - grad[i] / lip
@@ -687,6 +705,8 @@ def _box_qp_group(columns, linear, lipschitz, sizes, w, members, n_iter,
                 elif v > 1.0:
                     v = 1.0
                 new[k, i] = v
+        if count == p:
+            return False
         for k in range(p):
             j = members[k]
             for i in range(n):
@@ -698,17 +718,66 @@ def _box_qp_group(columns, linear, lipschitz, sizes, w, members, n_iter,
         t = t_new
         if largest < tol:
             break
+    return True
+
+
+@_njit
+def _rounded_value(columns, linear, w, j, size):
+    """``0.5 o^T H o - b^T o`` of problem ``j`` at ``o = (w_j > 1/2)``."""
+    total = 0.0
+    for q in range(size):
+        if w[j, q] > 0.5:
+            total -= linear[j, q]
+            for i in range(size):
+                if w[j, i] > 0.5:
+                    total += 0.5 * columns[j, q, i]
+    return total
 
 
 @_njit
 def _box_qp_groups(columns, linear, lipschitz, sizes, w, order, starts,
-                   n_iter, tol):
-    for g in range(starts.size - 1):
-        _box_qp_group(columns, linear, lipschitz, sizes, w,
-                      order[starts[g]:starts[g + 1]], n_iter, tol)
+                   n_iter, tol, prune, bound, margin, solved):
+    """The groups of `box_qp` one after another; with ``prune``, a group
+    all of whose problems are shown to lie above ``bound`` (lowered to
+    each solved group's lowest rounded value as they come) is left
+    unsolved (``solved`` False)."""
+    groups = starts.size - 1
+    sequence = np.arange(groups)
+    if not prune:
+        bound = np.inf
+    elif groups > 1:
+        # Most promising groups first (lowest rounded first iterate): the
+        # bound their answers set lets the others stop early.
+        first = np.full(groups, np.inf)
+        for g in range(groups):
+            for m in range(starts[g], starts[g + 1]):
+                j = order[m]
+                first[g] = min(first[g], _rounded_value(columns, linear, w,
+                                                        j, sizes[j]))
+        sequence = np.argsort(first, kind='mergesort')
+    for g in sequence:
+        members = order[starts[g]:starts[g + 1]]
+        if not _box_qp_group(columns, linear, lipschitz, sizes, w, members,
+                             n_iter, tol, bound, margin):
+            for j in members:
+                solved[j] = False
+        elif prune:
+            for j in members:
+                bound = min(bound, _rounded_value(columns, linear, w, j,
+                                                  sizes[j]))
 
 
-def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
+#: Relative slack of `box_qp`'s ``bound``: a problem is dropped only if
+#: its lower bound exceeds the bound by this times the magnitude of the
+#: numbers compared (``|scale| + |bound|`` and the largest ``sum |b| +
+#: sum |H| / 2`` of the problems), far above the rounding of the lower
+#: bounds, of the rounded values and of the misfits the caller compares
+#: (1e-13 of that magnitude for a few hundred terms).
+BOUND_SLACK = 1e-9
+
+
+def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None, bound=None,
+           scale=0.0):
     """Minimise ``0.5 w^T H w - b^T w`` over ``0 <= w <= 1``, compiled.
 
     The iteration of the NumPy reference
@@ -719,18 +788,38 @@ def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
     after at most ``n_iter`` iterations), one loop over the entries
     instead of batched array operations: the same iterates to rounding.
 
+    With ``bound``, only the lowest rounded answer matters (a lattice
+    search's): a group is dropped, unsolved, as soon as every one of its
+    problems is shown to have its minimum over the box (so also the
+    objective at any rounding of its answer) above ``bound`` or above the
+    lowest objective at a rounded answer (``w > 1/2``) of a group solved
+    before it, by `BOUND_SLACK` of the magnitude of the numbers compared.
+    The groups are solved most promising first (lowest objective at their
+    rounded first iterate). Every group that is solved is solved as without
+    ``bound``: the same iterates.
+
     Parameters
     ----------
     hessian : (p, n, n) array
+        Positive semi-definite matrices (the lower bounds assume it).
     linear : (p, n) array
     n_iter : int, optional
     tol : float, optional
     groups : (p,) array, optional
         A label per problem; default one group of all.
+    bound : float, optional
+        The objective (``inf`` for none yet) a problem must be able to
+        reach to be solved; default: solve every problem.
+    scale : float, optional
+        The magnitude of what the caller adds to the objective before
+        comparing (a constant), for the slack.
 
     Returns
     -------
     w : (p, n) array
+    solved : (p,) bool array
+        Only with ``bound``: which problems were solved (the others' rows
+        of ``w`` are unfinished).
 
     Examples
     --------
@@ -744,7 +833,8 @@ def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
             hessian.shape[1] != hessian.shape[2]:
         raise ValueError(f'`hessian` must be (p, n, n) and `linear` (p, n), '
                          f'got {hessian.shape} and {linear.shape}')
-    columns, lipschitz, sizes, w = _box_qp_prepare(hessian, linear)
+    columns, lipschitz, sizes, w, magnitude = _box_qp_prepare(hessian,
+                                                              linear)
     if groups is None:
         order = np.arange(len(w))
         starts = np.array([0, len(w)])
@@ -753,11 +843,17 @@ def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
         order = np.argsort(labels, kind='stable')
         starts = np.searchsorted(labels[order],
                                  np.arange(labels.max(initial=-1) + 2))
+    solved = np.ones(len(w), bool)
     if len(w):
+        margin = BOUND_SLACK * (abs(float(scale)) + magnitude.max())
+        if bound is not None and np.isfinite(bound):
+            margin += BOUND_SLACK * abs(float(bound))
         _box_qp_groups(columns, linear, lipschitz, sizes, w,
                        order.astype(np.int64), starts.astype(np.int64),
-                       int(n_iter), float(tol))
-    return w
+                       int(n_iter), float(tol), bound is not None,
+                       np.inf if bound is None else float(bound),
+                       margin, solved)
+    return w if bound is None else (w, solved)
 
 
 @_njit
@@ -765,13 +861,15 @@ def _box_qp_prepare(hessian, linear):
     """What the iteration of `box_qp` needs, in one pass: the columns of
     each Hessian as rows (the Gram matrices are symmetric only to
     rounding), the step bound ``L`` (largest absolute row sum, 1 if 0),
-    each problem's size (up to its last nonzero row or linear term) and
-    the first iterate (the clipped diagonal solution)."""
+    each problem's size (up to its last nonzero row or linear term), the
+    first iterate (the clipped diagonal solution) and the magnitude of
+    each problem's terms, ``sum |b| + sum |H| / 2``."""
     p, n = linear.shape
     columns = np.empty((p, n, n))
     lipschitz = np.empty(p)
     sizes = np.zeros(p, np.int64)
     w = np.empty((p, n))
+    magnitude = np.zeros(p)
     for j in range(p):
         largest = 0.0
         for i in range(n):
@@ -784,11 +882,12 @@ def _box_qp_prepare(hessian, linear):
                 largest = total
             if total > 0 or linear[j, i] != 0:
                 sizes[j] = i + 1
+            magnitude[j] += abs(linear[j, i]) + 0.5 * total
             diagonal = hessian[j, i, i]
             v = linear[j, i] / (diagonal if diagonal > 0 else 1.0)
             w[j, i] = min(max(v, 0.0), 1.0)
         lipschitz[j] = largest if largest > 0 else 1.0
-    return columns, lipschitz, sizes, w
+    return columns, lipschitz, sizes, w, magnitude
 
 
 # ---------------------------------------------------------------------------

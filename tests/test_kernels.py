@@ -492,6 +492,61 @@ def test_box_qp_groups_stop_on_their_own():
         kernels.box_qp(np.zeros((2, 3, 3)), np.zeros((2, 4)))
 
 
+def test_box_qp_bound_drops_only_groups_that_cannot_win():
+    """`kernels.box_qp` with ``bound``: the groups it solves have the
+    answers of the plain call bit for bit, the lowest objective at a
+    rounded answer is found where the plain call finds it, and every group
+    it drops has, for each problem, a minimum over the box (SciPy's bounded
+    least squares, run to convergence) above that lowest objective."""
+    from scipy.optimize import lsq_linear
+
+    rng = np.random.default_rng(6)
+    count, n = 60, 8
+    hessians, linear, systems = random_box_qps(rng, count, n)
+    # Near ties: groups of the best problem with its data scaled by 1 +-
+    # 1e-7, objectives 1e-7 apart (a bound that is off by more drops the
+    # best of them).
+    plain = kernels.box_qp(hessians, linear)
+    o = (plain > 0.5).astype(float)
+    k = np.argmin(0.5 * np.einsum('kn,knm,km->k', o, hessians, o)
+                  - np.einsum('kn,kn->k', linear, o))
+    factors = 1 + 1e-7 * np.arange(-8, 8)
+    hessians = np.concatenate([hessians, np.repeat(hessians[k:k + 1], 16, 0)])
+    linear = np.concatenate([linear, factors[:, None] * linear[k]])
+    systems += [(systems[k][0], f * systems[k][1]) for f in factors]
+    count += 16
+    groups = np.repeat(np.arange(count // 4), 4)
+
+    def rounded(w):
+        # 0.5 o^T H o - b^T o at o = (w > 1/2), problem by problem.
+        o = (w > 0.5).astype(float)
+        return (0.5 * np.einsum('kn,knm,km->k', o, hessians, o)
+                - np.einsum('kn,kn->k', linear, o))
+
+    plain = kernels.box_qp(hessians, linear, groups=groups)
+    lowest = rounded(plain).min()
+    for bound in (np.inf, lowest, lowest + 1e-4, lowest + 1.0):
+        w, solved = kernels.box_qp(hessians, linear, groups=groups,
+                                   bound=bound)
+        assert not solved.all() and solved.any()
+        # Whole groups are solved or dropped.
+        assert np.array_equal(solved, np.repeat(solved[::4], 4))
+        np.testing.assert_array_equal(w[solved], plain[solved])
+        assert rounded(w)[solved].min() == lowest
+        assert solved[np.argmin(rounded(plain))]
+        for k in np.flatnonzero(~solved):
+            g, y = systems[k]
+            x = lsq_linear(g, y, bounds=(0, 1), tol=1e-13).x
+            # The QP objective is 0.5 ||G x - y||^2 - 0.5 ||y||^2.
+            minimum = 0.5 * np.sum((g @ x - y) ** 2) - 0.5 * y @ y
+            assert minimum > min(bound, lowest)
+    # A bound nothing reaches drops every group; none given, none dropped.
+    assert not kernels.box_qp(hessians, linear, groups=groups,
+                              bound=-np.inf)[1].any()
+    np.testing.assert_array_equal(
+        kernels.box_qp(hessians, linear, groups=groups, bound=None), plain)
+
+
 def test_lattice_problems_match_numpy_gathers():
     """`kernels.lattice_problems` against NumPy fancy indexing: the Gram
     matrices of the selected sites (zero at padding) and ``-G^T r``."""

@@ -228,6 +228,50 @@ def test_stacked_lattice_search_equals_the_loop_over_lattices(occupancy):
                           rtol=1e-10, atol=1e-12)
 
 
+def test_lattice_search_drops_bases_that_cannot_win(monkeypatch):
+    """`_LatticeFit.best` leaves the occupation QPs of bases that provably
+    cannot beat the best so far unsolved (`kernels.box_qp` with a bound):
+    it must still find what the loop over every lattice, every QP solved,
+    finds (the sites, their basis and misfit), with and without an
+    incumbent, while dropping some bases."""
+    from odl_atoms import kernels
+
+    if kernels.backend() != 'numba':
+        pytest.skip('only the compiled QP drops bases')
+    phantom, measured = generic_problem('grain_boundary', shape=(6, 6),
+                                        angles=(0, 90))
+    a = phantom.lattice_spacing
+    op, data = measured.operator(), measured.element()
+    start = oa.LatticeStart('square', n_orientations=15, n_offsets=6)
+    fit, bases, offsets, box, _ = start._search(op, data, a)
+    solved = []
+    box_qp = kernels.box_qp
+
+    def recording(*args, **kwargs):
+        out = box_qp(*args, **kwargs)
+        if isinstance(out, tuple):  # with a bound: (w, solved)
+            solved.append(out[1])
+        return out
+
+    monkeypatch.setattr(kernels, 'box_qp', recording)
+    centre = 0.5 * (box[0] + box[1])
+    left = np.asarray(phantom.measure.positions)
+    left = left[left[:, 0] < centre[0]]
+    for background, incumbent, mask in [
+            (-fit.y, None, None),
+            (-fit.y, None, lambda p: p[:, 0] >= centre[0]),
+            (fit.project(left) - fit.y, left, lambda p: p[:, 0] < centre[0])]:
+        got = fit.best(box, bases, offsets, background, incumbent=incumbent,
+                       mask=mask)
+        want = loop_best(fit, box, bases, offsets, background,
+                         incumbent=incumbent, mask=mask)
+        assert got[2] == want[2]
+        assert np.array_equal(got[1], want[1])
+        assert np.isclose(got[0], want[0], rtol=1e-10, atol=1e-12)
+    dropped = np.concatenate(solved)
+    assert 0 < np.count_nonzero(~dropped) < dropped.size
+
+
 def test_batched_lattice_data_equal_one_lattice_at_a_time(monkeypatch):
     """`_LatticeFit.stacks` (the sites, support and windows of many bases
     computed together) against `stack` of each basis in a fresh fit and

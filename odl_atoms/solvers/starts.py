@@ -929,7 +929,7 @@ class _LatticeFit:
             stacks.append(stack)
         return stacks
 
-    def occupancies(self, problems, background):
+    def occupancies(self, problems, background, bound=np.inf):
         """Each site set's best 0/1 occupation and its misfit.
 
         ``problems`` holds one ``(linear, gram, filled)`` per basis: its
@@ -945,28 +945,39 @@ class _LatticeFit:
         lattice had a misfit of 33 atom energies with every supported site
         occupied (rank 1097 of 1620 lattices), 0.02 with this occupation
         (rank 1).
+
+        Only the lowest misfit below ``bound`` is wanted (`best`'s): the
+        compiled QP leaves a basis unsolved once a lower bound shows that
+        none of its site sets can get below ``bound`` or the lowest misfit
+        found before it (`kernels.box_qp`); its values are then inf and
+        nothing is occupied. The lowest misfit, and where it is, are those
+        of solving every basis.
         """
-        linear = [b for b, _, _ in problems]
-        w = [None] * len(problems)
         sizes = [gram.shape[-1] for _, gram, _ in problems]
+        base = float(background @ background)
+        out = [None] * len(problems)
         for size in sorted(set(sizes)):
             same = [j for j, s in enumerate(sizes) if s == size]
-            counts = [len(linear[j]) for j in same]
-            found = _box_qp(np.concatenate([problems[j][1] for j in same]),
-                            np.concatenate([linear[j] for j in same]),
-                            groups=np.repeat(np.arange(len(same)), counts))
-            for j, part in zip(same, np.split(found, np.cumsum(counts)[:-1])):
-                w[j] = part
-        base = float(background @ background)
-        out = []
-        for (b, gram, filled), weights in zip(problems, w):
-            occupied = (weights > 0.5) & filled
-            o = occupied.astype(float)
-            # ||G o + r||^2 from the Gram matrix and G^T r alone.
-            square = (base - 2 * np.einsum('kn,kn->k', b, o)
-                      + np.einsum('kn,kn->k', o,
-                                  np.matmul(gram, o[..., None])[..., 0]))
-            out.append((0.5 * self.c * square, occupied))
+            counts = [len(problems[j][0]) for j in same]
+            # The QPs' objective is the misfit / c - base / 2.
+            w, solved = _box_qp(
+                np.concatenate([problems[j][1] for j in same]),
+                np.concatenate([problems[j][0] for j in same]),
+                groups=np.repeat(np.arange(len(same)), counts),
+                bound=bound / self.c - 0.5 * base, scale=0.5 * base)
+            split = np.cumsum(counts)[:-1]
+            for j, weights, ok in zip(same, np.split(w, split),
+                                      np.split(solved, split)):
+                b, gram, filled = problems[j]
+                occupied = (weights > 0.5) & filled & ok[:, None]
+                o = occupied.astype(float)
+                # ||G o + r||^2 from the Gram matrix and G^T r alone.
+                square = (base - 2 * np.einsum('kn,kn->k', b, o)
+                          + np.einsum('kn,kn->k', o,
+                                      np.matmul(gram, o[..., None])[..., 0]))
+                values = np.where(ok, 0.5 * self.c * square, np.inf)
+                out[j] = (values, occupied)
+                bound = min(bound, values.min())
         return out
 
     def best_single(self, bases, offsets):
@@ -1049,7 +1060,7 @@ class _LatticeFit:
         """`best` updated with the occupancy fits of ``pending`` bases
         (``(j, points, problem)``, in order)."""
         fits = self.occupancies([problem for _, _, problem in pending],
-                                background)
+                                background, best[0])
         for (j, points, _), (values, occupied) in zip(pending, fits):
             best = self._better(best, j, values, points, occupied)
         return best
@@ -1137,7 +1148,8 @@ class _LatticeStack:
         return lattices, order, filled
 
 
-def _box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
+def _box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None, bound=None,
+            scale=0.0):
     """Minimise ``0.5 w^T H w - b^T w`` over ``0 <= w <= 1``, in batches.
 
     ``hessian`` ``(..., n, n)`` and ``linear`` ``(..., n)`` hold a stack of
@@ -1148,6 +1160,11 @@ def _box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
     than ``tol`` (the lattice occupations it serves round at 1/2) or after
     ``n_iter`` iterations. With ``groups`` (one label per problem of a
     ``(p, n, n)`` stack) each group stops on its own, as if solved alone.
+
+    With ``bound`` (and ``scale``, see `kernels.box_qp`) also returns which
+    problems were solved: the compiled backend leaves the groups that
+    provably cannot get below ``bound``, or below a group solved before,
+    unsolved; the NumPy backend solves every problem.
 
     Examples
     --------
@@ -1164,10 +1181,14 @@ def _box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None):
         # arithmetic, for the few dozen sites of a lattice.
         hessian, linear = np.asarray(hessian), np.asarray(linear)
         if hessian.ndim == 2:
-            return kernels.box_qp(hessian[None], linear[None], n_iter,
-                                  tol)[0]
-        return kernels.box_qp(hessian, linear, n_iter, tol, groups)
-    return _box_qp_numpy(hessian, linear, n_iter, tol, groups)
+            found = kernels.box_qp(hessian[None], linear[None], n_iter, tol,
+                                   bound=bound, scale=scale)
+            return (found[0] if bound is None
+                    else (found[0][0], found[1][0]))
+        return kernels.box_qp(hessian, linear, n_iter, tol, groups, bound,
+                              scale)
+    w = _box_qp_numpy(hessian, linear, n_iter, tol, groups)
+    return w if bound is None else (w, np.ones(w.shape[:-1], bool))
 
 
 def _box_qp_numpy(hessian, linear, n_iter=200, tol=1e-4, groups=None):
