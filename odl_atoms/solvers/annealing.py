@@ -105,8 +105,8 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
+from odl_atoms.descent import lbfgsb
 from odl_atoms.problem import estimate_r_min
 from odl_atoms.projection import Stencil
 from odl_atoms.solvers.base import Reconstruction, Solver
@@ -936,9 +936,8 @@ def _polish(objective, positions, weights):
         return value, grad_x.ravel()
 
     start = objective(positions, weights)
-    bounds = list(zip(np.tile(space.min_pt, n), np.tile(space.max_pt, n)))
-    res = minimize(fun, positions.ravel(), jac=True, method='L-BFGS-B',
-                   bounds=bounds, options={'maxiter': 200})
+    res = lbfgsb(fun, positions.ravel(), np.tile(space.min_pt, n),
+                 np.tile(space.max_pt, n), maxiter=200)
     if not res.fun < start:
         return positions, 0.0
     new = res.x.reshape(n, d)

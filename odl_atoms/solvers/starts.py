@@ -33,11 +33,11 @@ import numbers
 
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
-from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
 from odl_atoms import kernels
 from odl_atoms.defaults import LATTICES_2D
+from odl_atoms.descent import lbfgsb
 from odl_atoms.geometry import as_data
 from odl_atoms.objective import AtomObjective
 from odl_atoms.projection import Stencil
@@ -616,8 +616,7 @@ def _tethered(objective, config, radius, space, maxiter=200):
     x0 = config.positions.ravel()
     lo = np.maximum(config.positions - radius, space.min_pt).ravel()
     hi = np.minimum(config.positions + radius, space.max_pt).ravel()
-    res = minimize(fun, x0, jac=True, method='L-BFGS-B',
-                   bounds=list(zip(lo, hi)), options={'maxiter': maxiter})
+    res = lbfgsb(fun, x0, lo, hi, maxiter=maxiter)
     if not res.fun < config.value:
         return config
     new = Configuration(res.x.reshape(n, d), weights.copy(),
@@ -663,8 +662,7 @@ def _affine_refine(objective, positions, groups, space, maxiter=100,
         return value, np.concatenate([grad_a.reshape(m, -1), grad_t],
                                      axis=1).ravel()
 
-    res = minimize(fun, np.zeros(m * size), jac=True, method='L-BFGS-B',
-                   options={'maxiter': maxiter})
+    res = lbfgsb(fun, np.zeros(m * size), -np.inf, np.inf, maxiter=maxiter)
     if res.fun <= fun(np.zeros(m * size))[0]:
         x, a = moved(res.x)
     else:
