@@ -448,10 +448,14 @@ def lbfgsb(value_and_gradient, x0, lower, upper, maxiter=15000):
     if np.any(lower > upper):
         raise ValueError('`lower` must be <= `upper` everywhere')
     maxiter = _check_count(maxiter, 'maxiter')
-    if _setulb is None or np.all(lower == upper):
+
+    def scipy_minimize():
         return minimize(value_and_gradient, x0, jac=True, method='L-BFGS-B',
                         bounds=list(zip(lower, upper)),
                         options={'maxiter': maxiter})
+
+    if _setulb is None or np.all(lower == upper):
+        return scipy_minimize()
     # minimize's defaults: 10 corrections, ftol 2.2e-9 (as factr), gtol
     # 1e-5, 20 line-search steps, 15000 evaluations.
     m, factr, pgtol, maxls, maxfun = (
@@ -485,9 +489,7 @@ def lbfgsb(value_and_gradient, x0, lower, upper, maxiter=15000):
             # public path (the same answer, with the wrapper's cost).
             if nfev or nit:
                 raise
-            return minimize(value_and_gradient, x0, jac=True,
-                            method='L-BFGS-B', bounds=list(zip(lower, upper)),
-                            options={'maxiter': maxiter})
+            return scipy_minimize()
         if task[0] == 3:  # the routine asks for f and g at x
             if last_x is None or not np.array_equal(x, last_x):
                 last_x = x.copy()

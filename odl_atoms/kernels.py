@@ -1285,12 +1285,17 @@ def lj_dense(pos, par, with_gradient):
 
 
 @_njit
-def lj_cells(pos, par, with_gradient):
-    """Energy and gradient by a cell list (cells at least a cut-off wide)."""
+def _cell_list(pos, rc2):
+    """Bin atoms in cells at least a cut-off (``sqrt(rc2)``) wide.
+
+    Returns ``(lo, cell, dims, start, order, sorted_pos)``: the cells'
+    corner and side, the grid's shape, the first atom of each (linearly
+    numbered) cell in ``sorted_pos`` (``start[c]:start[c + 1]``), the atoms'
+    indices in that order and their positions copied in it, so that each
+    cell's atoms are contiguous in memory. Neighbours within the cut-off
+    are then in the ``3^d`` block of cells around an atom.
+    """
     n, d = pos.shape
-    grad = np.zeros(pos.shape)
-    if n < 2:
-        return 0.0, grad
     lo = np.empty(d)
     hi = np.empty(d)
     for k in range(d):
@@ -1300,10 +1305,9 @@ def lj_cells(pos, par, with_gradient):
         for k in range(d):
             lo[k] = min(lo[k], pos[i, k])
             hi[k] = max(hi[k], pos[i, k])
-    # Cells of side >= cut-off, so neighbours are in the 3^d block around an
-    # atom; widened (doubling) until there are at most ~8 cells per atom, so
-    # that far-flung atoms cannot make the grid huge.
-    cell = math.sqrt(par[2])
+    # Widened (doubling) until there are at most ~8 cells per atom, so that
+    # far-flung atoms cannot make the grid huge.
+    cell = math.sqrt(rc2)
     cap = max(8.0 * n, 64.0)
     while True:
         total = 1.0
@@ -1327,8 +1331,7 @@ def lj_cells(pos, par, with_gradient):
                 ck = dims[k] - 1
             lin = lin * dims[k] + ck
         key[i] = lin
-    # Counting sort of the atoms by cell; the positions are copied in that
-    # order so that each cell's atoms are contiguous in memory.
+    # Counting sort of the atoms by cell.
     start = np.zeros(n_cells + 1, np.int64)
     for i in range(n):
         start[key[i] + 1] += 1
@@ -1343,6 +1346,18 @@ def lj_cells(pos, par, with_gradient):
     for p in range(n):
         for k in range(d):
             sorted_pos[p, k] = pos[order[p], k]
+    return lo, cell, dims, start, order, sorted_pos
+
+
+@_njit
+def lj_cells(pos, par, with_gradient):
+    """Energy and gradient by a cell list (cells at least a cut-off wide)."""
+    n, d = pos.shape
+    grad = np.zeros(pos.shape)
+    if n < 2:
+        return 0.0, grad
+    _, _, dims, start, order, sorted_pos = _cell_list(pos, par[2])
+    n_cells = start.size - 1
     sorted_grad = np.zeros((n, d))
     coord = np.empty(d, np.int64)
     energy = 0.0
@@ -1505,52 +1520,7 @@ def addition_energies_cells(positions, points, par, attractive_only):
     nearest = np.full(p, np.inf)
     if n == 0:
         return energies, nearest
-    lo = np.empty(d)
-    hi = np.empty(d)
-    for k in range(d):
-        lo[k] = positions[0, k]
-        hi[k] = positions[0, k]
-    for i in range(n):
-        for k in range(d):
-            lo[k] = min(lo[k], positions[i, k])
-            hi[k] = max(hi[k], positions[i, k])
-    # As in lj_cells: cells of side >= cut-off, widened (doubling) until
-    # there are at most ~8 per atom.
-    cell = math.sqrt(par[2])
-    cap = max(8.0 * n, 64.0)
-    while True:
-        total = 1.0
-        for k in range(d):
-            total *= math.floor((hi[k] - lo[k]) / cell) + 1.0
-        if total <= cap:
-            break
-        cell *= 2.0
-    dims = np.empty(d, np.int64)
-    for k in range(d):
-        dims[k] = int(math.floor((hi[k] - lo[k]) / cell)) + 1
-    n_cells = 1
-    for k in range(d):
-        n_cells *= dims[k]
-    key = np.empty(n, np.int64)
-    for i in range(n):
-        lin = 0
-        for k in range(d):
-            ck = int(math.floor((positions[i, k] - lo[k]) / cell))
-            if ck >= dims[k]:
-                ck = dims[k] - 1
-            lin = lin * dims[k] + ck
-        key[i] = lin
-    start = np.zeros(n_cells + 1, np.int64)
-    for i in range(n):
-        start[key[i] + 1] += 1
-    for c in range(n_cells):
-        start[c + 1] += start[c]
-    fill = start[:-1].copy()
-    sorted_pos = np.empty((n, d))
-    for i in range(n):
-        for k in range(d):
-            sorted_pos[fill[key[i]], k] = positions[i, k]
-        fill[key[i]] += 1
+    lo, cell, dims, start, _, sorted_pos = _cell_list(positions, par[2])
     rc2 = par[2]
     n_blocks = 3 ** d
     own = np.empty(d, np.int64)
