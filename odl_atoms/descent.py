@@ -491,7 +491,9 @@ def lbfgsb(value_and_gradient, x0, lower, upper, maxiter=15000):
                 raise
             return scipy_minimize()
         if task[0] == 3:  # the routine asks for f and g at x
-            if last_x is None or not np.array_equal(x, last_x):
+            # ``(x == last_x).all()``: np.array_equal's test for arrays of
+            # one shape, without its per-call checks.
+            if last_x is None or not (x == last_x).all():
                 last_x = x.copy()
                 value, grad = value_and_gradient(x.copy())
                 last = (float(value), np.asarray(grad, dtype=float).ravel())

@@ -656,12 +656,16 @@ class LennardJones(odl.functionals.Functional):
 
     def _checked(self, positions):
         """``positions`` as a float array ``(m, d)``, checked (any ``m``)."""
-        pos = np.array(positions, dtype=float, ndmin=2)
+        # Not copied (nothing keeps it); the array methods, not np.all's
+        # wrapper: this runs once per evaluation of a local move.
+        pos = np.asarray(positions, dtype=float)
+        if pos.ndim < 2:
+            pos = pos.reshape((1,) * (2 - pos.ndim) + pos.shape)
         d = self.positions_space.shape[1]
         if pos.ndim != 2 or pos.shape[1] != d:
             raise ValueError(
                 f'positions must have shape (m, {d}), got {pos.shape}')
-        if not np.all(np.isfinite(pos)):
+        if not np.isfinite(pos).all():
             raise ValueError('positions must be finite (no NaN or inf)')
         return pos
 

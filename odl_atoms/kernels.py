@@ -52,7 +52,8 @@ except ImportError:  # pragma: no cover - exercised only without numba
     numba = None
 
 __all__ = ('AVAILABLE', 'backend', 'use_backend', 'Projector',
-           'lennard_jones', 'box_qp', 'lattice_problems', 'stack_grams_2d',
+           'lennard_jones', 'box_qp', 'lattice_problems',
+           'lattice_problems_profiles', 'stack_grams_2d',
            'warm_up', 'addition_energies',
            'DENSE_PAIRS_MAX_ATOMS')
 
@@ -610,6 +611,20 @@ def stack_grams_2d(fu, pu, rows, starts, n):
 
 
 @_njit
+def _gather_gram(gram, lattice, order, filled, l, hessian):
+    """Row ``l`` of `lattice_problems`' Hessians: the Gram matrix of the
+    filled sites ``order[l]`` of stacked lattice ``lattice``."""
+    s = order.shape[1]
+    for a in range(s):
+        if not filled[l, a]:
+            continue
+        row = order[l, a]
+        for b in range(s):
+            if filled[l, b]:
+                hessian[l, a, b] = gram[lattice, row, order[l, b]]
+
+
+@_njit
 def lattice_problems(gram, index, values, lattices, order, filled,
                      background):
     """The occupation QPs of selected sites of stacked lattices.
@@ -635,9 +650,40 @@ def lattice_problems(gram, index, values, lattices, order, filled,
                 total += values[lattice, row, k] * background[
                     index[lattice, row, k]]
             linear[l, a] = -total
-            for b in range(s):
-                if filled[l, b]:
-                    hessian[l, a, b] = gram[lattice, row, order[l, b]]
+        _gather_gram(gram, lattice, order, filled, l, hessian)
+    return hessian, linear
+
+
+@_njit
+def lattice_problems_profiles(gram, site, first, profile, nu, lattices,
+                              order, filled, background):
+    """`lattice_problems` with the windows as 1D detector profiles.
+
+    Site ``order[l, a]`` of stacked lattice ``lattices[l]`` is row
+    ``site[lattices[l], order[l, a]]`` of the profiles ``first (N,
+    angles)`` (first cells) and ``profile (N, angles, w)`` (values) of a
+    sinogram of ``nu`` cells per angle, shared by every lattice of the
+    stack: the window entries `lattice_problems` reads through ``index``
+    and ``values``, read where they lie (contiguous cells), summed in the
+    same order. Returns ``(hessian (l, s, s), linear (l, s))``.
+    """
+    count, s = order.shape
+    angles, width = profile.shape[1], profile.shape[2]
+    hessian = np.zeros((count, s, s))
+    linear = np.zeros((count, s))
+    for l in range(count):
+        lattice = lattices[l]
+        for a in range(s):
+            if not filled[l, a]:
+                continue
+            g = site[lattice, order[l, a]]
+            total = 0.0
+            for angle in range(angles):
+                base = angle * nu + first[g, angle]
+                for t in range(width):
+                    total += profile[g, angle, t] * background[base + t]
+            linear[l, a] = -total
+        _gather_gram(gram, lattice, order, filled, l, hessian)
     return hessian, linear
 
 
@@ -777,7 +823,7 @@ BOUND_SLACK = 1e-9
 
 
 def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None, bound=None,
-           scale=0.0):
+           scale=0.0, symmetric=False):
     """Minimise ``0.5 w^T H w - b^T w`` over ``0 <= w <= 1``, compiled.
 
     The iteration of the NumPy reference
@@ -813,6 +859,11 @@ def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None, bound=None,
     scale : float, optional
         The magnitude of what the caller adds to the objective before
         comparing (a constant), for the slack.
+    symmetric : bool, optional
+        The Hessians are exactly symmetric (as `stack_grams_2d` makes
+        them): each is its own matrix of columns, no transposed copy is
+        made (the same iterates). Default False: Gram matrices from a
+        matrix product are symmetric only to rounding.
 
     Returns
     -------
@@ -833,8 +884,8 @@ def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None, bound=None,
             hessian.shape[1] != hessian.shape[2]:
         raise ValueError(f'`hessian` must be (p, n, n) and `linear` (p, n), '
                          f'got {hessian.shape} and {linear.shape}')
-    columns, lipschitz, sizes, w, magnitude = _box_qp_prepare(hessian,
-                                                              linear)
+    columns, lipschitz, sizes, w, magnitude = _box_qp_prepare(
+        hessian, linear, not symmetric)
     if groups is None:
         order = np.arange(len(w))
         starts = np.array([0, len(w)])
@@ -857,15 +908,16 @@ def box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None, bound=None,
 
 
 @_njit
-def _box_qp_prepare(hessian, linear):
+def _box_qp_prepare(hessian, linear, transpose):
     """What the iteration of `box_qp` needs, in one pass: the columns of
-    each Hessian as rows (the Gram matrices are symmetric only to
-    rounding), the step bound ``L`` (largest absolute row sum, 1 if 0),
-    each problem's size (up to its last nonzero row or linear term), the
-    first iterate (the clipped diagonal solution) and the magnitude of
-    each problem's terms, ``sum |b| + sum |H| / 2``."""
+    each Hessian as rows (with ``transpose``: a Gram matrix may be
+    symmetric only to rounding; else the Hessians themselves), the step
+    bound ``L`` (largest absolute row sum, 1 if 0), each problem's size
+    (up to its last nonzero row or linear term), the first iterate (the
+    clipped diagonal solution) and the magnitude of each problem's terms,
+    ``sum |b| + sum |H| / 2``."""
     p, n = linear.shape
-    columns = np.empty((p, n, n))
+    columns = np.empty((p, n, n)) if transpose else hessian
     lipschitz = np.empty(p)
     sizes = np.zeros(p, np.int64)
     w = np.empty((p, n))
@@ -876,7 +928,8 @@ def _box_qp_prepare(hessian, linear):
             total = 0.0
             for q in range(n):
                 h = hessian[j, i, q]
-                columns[j, q, i] = h
+                if transpose:
+                    columns[j, q, i] = h
                 total += abs(h)
             if total > largest:
                 largest = total
@@ -1158,6 +1211,10 @@ class Projector:
         Grown (doubling) when more atoms come; views of ``n`` rows.
         """
         local = self._local
+        views = getattr(local, 'views', None)
+        if views is not None and views[0] == n:
+            # Local moves evaluate one atom count many times in a row.
+            return views[1], local.residual
         buffers = getattr(local, 'buffers', None)
         if buffers is None or buffers[0][1].shape[0] < n:
             rows = max(n, 2 * buffers[0][1].shape[0] if buffers else 0, 16)
@@ -1166,8 +1223,8 @@ class Projector:
                         np.empty((rows, m, w))) for w in self.windows]
             local.buffers = buffers
             local.residual = np.empty(self.size)
-        return ([tuple(a[:n] for a in axis) for axis in buffers],
-                local.residual)
+        local.views = (n, [tuple(a[:n] for a in axis) for axis in buffers])
+        return local.views[1], local.residual
 
     def data_term(self, positions, weights, target, residual=False):
         """Return ``0.5 ||P(x, w) - target||^2`` and its gradients.
@@ -1496,6 +1553,11 @@ def warm_up():
                          np.ones((1, 2, 1)), np.zeros(1, np.int64),
                          np.zeros((1, 2), np.int64), np.ones((1, 2), bool),
                          np.ones(1))
+        lattice_problems_profiles(
+            np.eye(2)[None], np.zeros((1, 2), np.int64),
+            np.zeros((2, 1), np.int64), np.ones((2, 1, 1)), 1,
+            np.zeros(1, np.int64), np.zeros((1, 2), np.int64),
+            np.ones((1, 2), bool), np.ones(1))
     seconds['lattice QP'] = time.perf_counter() - start
     return seconds
 

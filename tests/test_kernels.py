@@ -547,6 +547,30 @@ def test_box_qp_bound_drops_only_groups_that_cannot_win():
         kernels.box_qp(hessians, linear, groups=groups, bound=None), plain)
 
 
+def test_box_qp_symmetric_hessians_are_their_own_columns():
+    """`kernels.box_qp(symmetric=True)` (no transposed copy) on exactly
+    symmetric Hessians: the iterates of the default path bit for bit, with
+    and without a bound; on Hessians symmetric only to rounding the two
+    paths differ (so the test can tell them apart)."""
+    rng = np.random.default_rng(9)
+    hessians, linear, _ = random_box_qps(rng, 24, 9)
+    skew = hessians.copy()
+    hessians = 0.5 * (hessians + hessians.transpose(0, 2, 1))
+    assert np.array_equal(hessians, hessians.transpose(0, 2, 1))
+    groups = np.repeat(np.arange(6), 4)
+    for bound in (None, np.inf, 0.0):
+        want = kernels.box_qp(hessians, linear, groups=groups, bound=bound)
+        got = kernels.box_qp(hessians, linear, groups=groups, bound=bound,
+                             symmetric=True)
+        for a, b in zip(*(x if isinstance(x, tuple) else (x,)
+                          for x in (got, want))):
+            np.testing.assert_array_equal(a, b)
+    skew[:, 0, 1] += 1e-3  # not symmetric: the columns are the transpose
+    assert not np.array_equal(
+        kernels.box_qp(skew, linear, n_iter=5),
+        kernels.box_qp(skew, linear, n_iter=5, symmetric=True))
+
+
 def test_lattice_problems_match_numpy_gathers():
     """`kernels.lattice_problems` against NumPy fancy indexing: the Gram
     matrices of the selected sites (zero at padding) and ``-G^T r``."""
@@ -571,6 +595,34 @@ def test_lattice_problems_match_numpy_gathers():
                                   * background[index[rows, order]]).sum(-1),
                         0.0)
     assert_close(linear, expected)
+
+
+def test_lattice_problems_profiles_equal_lattice_problems_on_windows():
+    """`kernels.lattice_problems_profiles` (windows read from shared 1D
+    profiles through each site's row) against `kernels.lattice_problems`
+    on the flat window index and values the same profiles give: bit for
+    bit (the same sums in the same order)."""
+    rng = np.random.default_rng(8)
+    m, n, rows, angles, width, nu = 5, 8, 30, 3, 6, 20
+    first = rng.integers(0, nu - width + 1, (rows, angles))
+    profile = rng.standard_normal((rows, angles, width))
+    site = rng.integers(0, rows, (m, n))
+    gram = rng.standard_normal((m, n, n))
+    background = rng.standard_normal(angles * nu)
+    index = (np.arange(angles)[:, None] * nu + first[site][..., None]
+             + np.arange(width)).reshape(m, n, -1)
+    values = profile[site].reshape(m, n, -1)
+    lattices = np.array([0, 1, 4])
+    order = np.stack([rng.permutation(n)[:6] for _ in lattices])
+    filled = rng.random(order.shape) < 0.8
+    want = kernels.lattice_problems(gram, index, values, lattices, order,
+                                    filled, background)
+    got = kernels.lattice_problems_profiles(gram, site, first, profile, nu,
+                                            lattices, order, filled,
+                                            background)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert np.any(got[1] != 0)
 
 
 # --- The oracle's addition energies

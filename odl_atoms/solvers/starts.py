@@ -782,7 +782,8 @@ class _LatticeFit:
             # As `stack` computes it (`_compiled_stacks`).
             stack, = self._compiled_stacks(1, 1, points, np.zeros(n, int),
                                            np.arange(n), np.array([0, n]))
-            return points, stack.index[0], stack.values[0], stack.gram[0]
+            index, values = stack.windows()
+            return points, index[0], values[0], stack.gram[0]
         index, values = Stencil(self.frame, points, op.sigma,
                                 op.truncate, op.mode).windows()
         # The columns as a dense matrix (a 2D sinogram and a few dozen
@@ -894,18 +895,13 @@ class _LatticeFit:
 
     def _compiled_stacks(self, count, m, points, which, order, bounds):
         """`_build_stacks` with occupancy on 1D detectors, compiled: the
-        windows straight from the profiles and the Gram matrices from the
+        windows straight from the profiles (kept once for all the stacks,
+        `_LatticeStack.profiles`) and the Gram matrices from the
         overlapping window cells alone (`kernels.stack_grams_2d`)."""
         op = self.operator
         projector = kernels.Projector.of(self.frame, op.sigma, op.truncate,
                                          op.mode)
         (first, profile, _), = projector.profiles(points)
-        angles, width = profile.shape[1:]
-        # `Stencil.windows`: flat data index and value of every cell.
-        index = (np.arange(angles)[:, None] * projector.shape[1]
-                 + first[:, :, None] + np.arange(width)).reshape(
-                     len(points), -1)
-        values = profile.reshape(len(points), -1)
         d = points.shape[1]
         stacks = []
         for j in range(count):
@@ -915,19 +911,21 @@ class _LatticeFit:
             n = max(int(counts.max()), 1)
             owner = which[rows] - j * m
             rank = np.arange(hi - lo) - (bounds[j * m + owner] - lo)
-            stack = _LatticeStack.empty(m, n, d, index.shape[1] if hi > lo
-                                        else 1)
+            stack = _LatticeStack.empty(m, n, d, None)
             stack.points[owner, rank] = points[rows]
             stack.valid[owner, rank] = True
-            stack.index[owner, rank] = index[rows]
-            stack.values[owner, rank] = values[rows]
+            site = np.zeros((m, n), np.int64)
+            site[owner, rank] = rows
+            stack.profiles = (site, first, profile, projector.shape[1],
+                              (hi - lo) / len(points))
             stack.gram = kernels.stack_grams_2d(first, profile, rows,
                                                 bounds[j * m:(j + 1) * m + 1]
                                                 - lo, n)
             stacks.append(stack)
         return stacks
 
-    def occupancies(self, problems, background, bound=np.inf):
+    def occupancies(self, problems, background, bound=np.inf,
+                    symmetric=False):
         """Each site set's best 0/1 occupation and its misfit.
 
         ``problems`` holds one ``(linear, gram, filled)`` per basis: its
@@ -949,7 +947,8 @@ class _LatticeFit:
         none of its site sets can get below ``bound`` or the lowest misfit
         found before it (`kernels.box_qp`); its values are then inf and
         nothing is occupied. The lowest misfit, and where it is, are those
-        of solving every basis.
+        of solving every basis. ``symmetric``: the Gram matrices are
+        exactly symmetric (`kernels.box_qp`).
         """
         sizes = [gram.shape[-1] for _, gram, _ in problems]
         base = float(background @ background)
@@ -957,23 +956,32 @@ class _LatticeFit:
         for size in sorted(set(sizes)):
             same = [j for j, s in enumerate(sizes) if s == size]
             counts = [len(problems[j][0]) for j in same]
+            gram, linear = ((problems[same[0]][1], problems[same[0]][0])
+                            if len(same) == 1 else
+                            (np.concatenate([problems[j][1] for j in same]),
+                             np.concatenate([problems[j][0] for j in same])))
             # The QPs' objective is the misfit / c - base / 2.
             w, solved = _box_qp(
-                np.concatenate([problems[j][1] for j in same]),
-                np.concatenate([problems[j][0] for j in same]),
-                groups=np.repeat(np.arange(len(same)), counts),
-                bound=bound / self.c - 0.5 * base, scale=0.5 * base)
-            split = np.cumsum(counts)[:-1]
-            for j, weights, ok in zip(same, np.split(w, split),
-                                      np.split(solved, split)):
+                gram, linear, groups=np.repeat(np.arange(len(same)), counts),
+                bound=bound / self.c - 0.5 * base, scale=0.5 * base,
+                symmetric=symmetric)
+            lo = 0
+            for j, count in zip(same, counts):
                 b, gram, filled = problems[j]
-                occupied = (weights > 0.5) & filled & ok[:, None]
-                o = occupied.astype(float)
+                rows = np.flatnonzero(solved[lo:lo + count])
+                weights = w[lo:lo + count][rows]
+                lo += count
+                # Only the solved problems' misfits (the others are inf),
+                # each computed as if all were.
+                occupied = np.zeros(filled.shape, bool)
+                occupied[rows] = (weights > 0.5) & filled[rows]
+                o = occupied[rows].astype(float)
                 # ||G o + r||^2 from the Gram matrix and G^T r alone.
-                square = (base - 2 * np.einsum('kn,kn->k', b, o)
-                          + np.einsum('kn,kn->k', o,
-                                      np.matmul(gram, o[..., None])[..., 0]))
-                values = np.where(ok, 0.5 * self.c * square, np.inf)
+                square = (base - 2 * np.einsum('kn,kn->k', b[rows], o)
+                          + np.einsum('kn,kn->k', o, np.matmul(
+                              gram[rows], o[..., None])[..., 0]))
+                values = np.full(count, np.inf)
+                values[rows] = 0.5 * self.c * square
                 out[j] = (values, occupied)
                 bound = min(bound, values.min())
         return out
@@ -1001,7 +1009,7 @@ class _LatticeFit:
         best = (np.inf, np.zeros((0, len(region[0]))), None)
         if incumbent is not None:
             best = (self.value(incumbent, background), incumbent, None)
-        pending, size = [], 0
+        pending, size, symmetric = [], 0, True
         plain = []  # without occupancy: (j, points, filled), judged at once
         for j, stack in enumerate(self.stacks(bases, offsets)):
             keep = stack.select(region, mask)
@@ -1012,8 +1020,14 @@ class _LatticeFit:
             if not self.occupancy_fit:
                 plain.append((j, points, filled))
                 continue
-            if kernels.backend() == 'numba':
-                # The gathers of the NumPy code below in one compiled pass.
+            if kernels.backend() == 'numba' and stack.profiles is not None:
+                # The gathers of the NumPy code below in one compiled pass,
+                # the windows read from the shared profiles.
+                site, first, profile, nu, _ = stack.profiles
+                gram, linear = kernels.lattice_problems_profiles(
+                    stack.gram, site, first, profile, nu, lattices, order,
+                    filled, background)
+            elif kernels.backend() == 'numba':
                 gram, linear = kernels.lattice_problems(
                     stack.gram, stack.index, stack.values, lattices, order,
                     filled, background)
@@ -1023,18 +1037,21 @@ class _LatticeFit:
                 gram = np.where(pair, stack.gram[rows[:, :, None],
                                                  order[:, :, None],
                                                  order[:, None, :]], 0.0)
-                index = stack.index[rows, order]
+                stack_index, stack_values = stack.windows()
+                index = stack_index[rows, order]
                 values = np.where(filled[..., None],
-                                  stack.values[rows, order], 0.0)
+                                  stack_values[rows, order], 0.0)
                 linear = np.where(
                     filled, -(values * background[index]).sum(axis=-1), 0.0)
+            # `stack_grams_2d`'s Gram matrices are exactly symmetric.
+            symmetric &= stack.profiles is not None
             pending.append((j, points, (linear, gram, filled)))
             size += gram.nbytes
             if size > _QP_BYTES or j == len(bases) - 1:
-                best = self._judge(best, pending, background)
-                pending, size = [], 0
+                best = self._judge(best, pending, background, symmetric)
+                pending, size, symmetric = [], 0, True
         if pending:
-            best = self._judge(best, pending, background)
+            best = self._judge(best, pending, background, symmetric)
         if plain:
             # The misfits of every basis's lattices in one batch (`values`).
             size = max(points.shape[1] for _, points, _ in plain)
@@ -1054,11 +1071,11 @@ class _LatticeFit:
                 best = self._better(best, j, values[lo:hi], points, filled)
         return best
 
-    def _judge(self, best, pending, background):
+    def _judge(self, best, pending, background, symmetric=False):
         """`best` updated with the occupancy fits of ``pending`` bases
         (``(j, points, problem)``, in order)."""
         fits = self.occupancies([problem for _, _, problem in pending],
-                                background, best[0])
+                                background, best[0], symmetric)
         for (j, points, _), (values, occupied) in zip(pending, fits):
             best = self._better(best, j, values, points, occupied)
         return best
@@ -1078,8 +1095,17 @@ class _LatticeStack:
 
     ``entries`` are `_LatticeFit.lattice` tuples, one per offset. Holds
     ``points (m, n, d)``, ``valid (m, n)`` (real sites), and with the
-    occupancy fit ``index``, ``values (m, n, K)`` and ``gram (m, n, n)``.
+    occupancy fit ``index``, ``values (m, n, K)`` and ``gram (m, n, n)``;
+    or, built from 1D detector profiles (`_LatticeFit._compiled_stacks`),
+    ``profiles = (site, first, profile, nu, share)`` in place of ``index``
+    and ``values``: each site's row ``site (m, n)`` of the profiles
+    ``first (N, angles)`` and ``profile (N, angles, w)`` that the stacks of
+    one build share (``share``: this stack's part of them, for `nbytes`),
+    ``nu`` cells per angle. `windows` gives ``index`` and ``values`` from
+    either.
     """
+
+    profiles = None
 
     def __init__(self, entries, d):
         m = len(entries)
@@ -1106,20 +1132,41 @@ class _LatticeStack:
     @classmethod
     def empty(cls, m, n, d, size):
         """A stack of ``m`` site sets of at most ``n`` sites, ``size``
-        window entries each, with the occupancy arrays, all zero."""
+        window entries each (None: no ``index`` and ``values``, the
+        caller sets ``profiles``), with the occupancy arrays, all zero."""
         stack = cls.__new__(cls)
         stack.points = np.zeros((m, n, d))
         stack.valid = np.zeros((m, n), bool)
-        stack.index = np.zeros((m, n, size), int)
-        stack.values = np.zeros((m, n, size))
+        stack.index = stack.values = None
+        if size is not None:
+            stack.index = np.zeros((m, n, size), int)
+            stack.values = np.zeros((m, n, size))
         stack.gram = np.zeros((m, n, n))
         return stack
 
+    def windows(self):
+        """``(index, values)`` ``(m, n, K)``: the flat data index and value
+        of every window cell of every site (zero at padding)."""
+        if self.profiles is None:
+            return self.index, self.values
+        site, first, profile, nu, _ = self.profiles
+        angles, width = profile.shape[1:]
+        index = (np.arange(angles)[:, None] * nu + first[site][..., None]
+                 + np.arange(width)).reshape(site.shape + (-1,))
+        values = profile[site].reshape(site.shape + (-1,))
+        index[~self.valid] = 0
+        values[~self.valid] = 0.0
+        return index, values
+
     @property
     def nbytes(self):
-        return sum(a.nbytes for a in (self.points, self.valid, self.index,
-                                      self.values, self.gram)
-                   if a is not None)
+        total = sum(a.nbytes for a in (self.points, self.valid, self.index,
+                                       self.values, self.gram)
+                    if a is not None)
+        if self.profiles is not None:
+            site, first, profile, _, share = self.profiles
+            total += site.nbytes + share * (first.nbytes + profile.nbytes)
+        return total
 
     def select(self, region, mask=None):
         """The sites in ``region`` (and ``mask``), packed to the front.
@@ -1147,7 +1194,7 @@ class _LatticeStack:
 
 
 def _box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None, bound=None,
-            scale=0.0):
+            scale=0.0, symmetric=False):
     """Minimise ``0.5 w^T H w - b^T w`` over ``0 <= w <= 1``, in batches.
 
     ``hessian`` ``(..., n, n)`` and ``linear`` ``(..., n)`` hold a stack of
@@ -1159,6 +1206,7 @@ def _box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None, bound=None,
     ``n_iter`` iterations. With ``groups`` (one label per problem of a
     ``(p, n, n)`` stack) each group stops on its own, as if solved alone.
 
+    ``symmetric``: the Hessians are exactly symmetric (`kernels.box_qp`).
     With ``bound`` (and ``scale``, see `kernels.box_qp`) also returns which
     problems were solved: the compiled backend leaves the groups that
     provably cannot get below ``bound``, or below a group solved before,
@@ -1180,11 +1228,12 @@ def _box_qp(hessian, linear, n_iter=200, tol=1e-4, groups=None, bound=None,
         hessian, linear = np.asarray(hessian), np.asarray(linear)
         if hessian.ndim == 2:
             found = kernels.box_qp(hessian[None], linear[None], n_iter, tol,
-                                   bound=bound, scale=scale)
+                                   bound=bound, scale=scale,
+                                   symmetric=symmetric)
             return (found[0] if bound is None
                     else (found[0][0], found[1][0]))
         return kernels.box_qp(hessian, linear, n_iter, tol, groups, bound,
-                              scale)
+                              scale, symmetric)
     w = _box_qp_numpy(hessian, linear, n_iter, tol, groups)
     return w if bound is None else (w, np.ones(w.shape[:-1], bool))
 
