@@ -53,7 +53,8 @@ except ImportError:  # pragma: no cover - exercised only without numba
 
 __all__ = ('AVAILABLE', 'backend', 'use_backend', 'Projector',
            'lennard_jones', 'box_qp', 'lattice_problems',
-           'lattice_problems_profiles', 'stack_grams_2d',
+           'lattice_problems_profiles', 'site_linear', 'select_sites',
+           'stack_grams_2d',
            'warm_up', 'addition_energies',
            'DENSE_PAIRS_MAX_ATOMS')
 
@@ -654,9 +655,37 @@ def lattice_problems(gram, index, values, lattices, order, filled,
     return hessian, linear
 
 
+@_njit(inline=True)
+def _profile_correlation(first, profile, g, nu, background):
+    """``sum_t profile[g] * background`` over row ``g``'s window cells,
+    angle by angle (the order of `lattice_problems`' flat windows)."""
+    angles, width = profile.shape[1], profile.shape[2]
+    total = 0.0
+    for angle in range(angles):
+        base = angle * nu + first[g, angle]
+        for t in range(width):
+            total += profile[g, angle, t] * background[base + t]
+    return total
+
+
+@_njit
+def site_linear(site, valid, first, profile, nu, background):
+    """``-G^T background`` of every valid site of a stack ``(m, n)`` (zero
+    elsewhere), with the windows as in `lattice_problems_profiles`: the
+    linear terms of every selection of the stack's sites at once."""
+    m, n = site.shape
+    out = np.zeros((m, n))
+    for k in range(m):
+        for i in range(n):
+            if valid[k, i]:
+                out[k, i] = -_profile_correlation(first, profile, site[k, i],
+                                                  nu, background)
+    return out
+
+
 @_njit
 def lattice_problems_profiles(gram, site, first, profile, nu, lattices,
-                              order, filled, background):
+                              order, filled, background, linear_all):
     """`lattice_problems` with the windows as 1D detector profiles.
 
     Site ``order[l, a]`` of stacked lattice ``lattices[l]`` is row
@@ -665,26 +694,85 @@ def lattice_problems_profiles(gram, site, first, profile, nu, lattices,
     sinogram of ``nu`` cells per angle, shared by every lattice of the
     stack: the window entries `lattice_problems` reads through ``index``
     and ``values``, read where they lie (contiguous cells), summed in the
-    same order. Returns ``(hessian (l, s, s), linear (l, s))``.
+    same order. ``linear_all``: the stack's `site_linear` for this
+    ``background``, if computed (else an empty array). Returns ``(hessian
+    (l, s, s), linear (l, s))``.
     """
     count, s = order.shape
-    angles, width = profile.shape[1], profile.shape[2]
     hessian = np.zeros((count, s, s))
     linear = np.zeros((count, s))
+    known = linear_all.shape[0] > 0
     for l in range(count):
         lattice = lattices[l]
         for a in range(s):
             if not filled[l, a]:
                 continue
-            g = site[lattice, order[l, a]]
-            total = 0.0
-            for angle in range(angles):
-                base = angle * nu + first[g, angle]
-                for t in range(width):
-                    total += profile[g, angle, t] * background[base + t]
-            linear[l, a] = -total
+            if known:
+                linear[l, a] = linear_all[lattice, order[l, a]]
+            else:
+                linear[l, a] = -_profile_correlation(
+                    first, profile, site[lattice, order[l, a]], nu,
+                    background)
         _gather_gram(gram, lattice, order, filled, l, hessian)
     return hessian, linear
+
+
+@_njit
+def select_sites(points, valid, lo, hi, extra):
+    """The sites of stacked lattices in a region, packed to the front.
+
+    Site ``(k, i)`` is kept if ``valid[k, i]``, inside ``[lo, hi)`` (half
+    open, axis by axis) and ``extra[k, i]``. Returns ``(lattices, order,
+    filled)`` as `odl_atoms.solvers.starts._LatticeStack.select`: the
+    lattices with a kept site, per lattice the kept sites' positions in
+    their order and then the others in theirs (what a stable argsort of
+    ``~keep`` gives), cut to the most kept sites of any lattice, and which
+    entries are kept.
+    """
+    m, n, d = points.shape
+    keep = np.zeros((m, n), np.bool_)
+    counts = np.zeros(m, np.int64)
+    for k in range(m):
+        for i in range(n):
+            if not (valid[k, i] and extra[k, i]):
+                continue
+            inside = True
+            for c in range(d):
+                x = points[k, i, c]
+                if not (x >= lo[c] and x < hi[c]):
+                    inside = False
+                    break
+            if inside:
+                keep[k, i] = True
+                counts[k] += 1
+    size = 0
+    lattices_count = 0
+    for k in range(m):
+        if counts[k] > 0:
+            lattices_count += 1
+            size = max(size, counts[k])
+    lattices = np.empty(lattices_count, np.int64)
+    order = np.empty((lattices_count, size), np.int64)
+    filled = np.zeros((lattices_count, size), np.bool_)
+    row = 0
+    for k in range(m):
+        if counts[k] == 0:
+            continue
+        lattices[row] = k
+        col = 0
+        for i in range(n):
+            if keep[k, i]:
+                order[row, col] = i
+                filled[row, col] = True
+                col += 1
+        for i in range(n):
+            if col >= size:
+                break
+            if not keep[k, i]:
+                order[row, col] = i
+                col += 1
+        row += 1
+    return lattices, order, filled
 
 
 @_njit
@@ -1553,11 +1641,17 @@ def warm_up():
                          np.ones((1, 2, 1)), np.zeros(1, np.int64),
                          np.zeros((1, 2), np.int64), np.ones((1, 2), bool),
                          np.ones(1))
-        lattice_problems_profiles(
-            np.eye(2)[None], np.zeros((1, 2), np.int64),
-            np.zeros((2, 1), np.int64), np.ones((2, 1, 1)), 1,
-            np.zeros(1, np.int64), np.zeros((1, 2), np.int64),
-            np.ones((1, 2), bool), np.ones(1))
+        select_sites(np.zeros((1, 2, 2)), np.ones((1, 2), bool),
+                     np.zeros(2), np.ones(2), np.ones((1, 2), bool))
+        for known in (np.zeros((0, 0)), np.ones((1, 2))):
+            lattice_problems_profiles(
+                np.eye(2)[None], np.zeros((1, 2), np.int64),
+                np.zeros((2, 1), np.int64), np.ones((2, 1, 1)), 1,
+                np.zeros(1, np.int64), np.zeros((1, 2), np.int64),
+                np.ones((1, 2), bool), np.ones(1), known)
+        site_linear(np.zeros((1, 2), np.int64), np.ones((1, 2), bool),
+                    np.zeros((2, 1), np.int64), np.ones((2, 1, 1)), 1,
+                    np.ones(1))
     seconds['lattice QP'] = time.perf_counter() - start
     return seconds
 

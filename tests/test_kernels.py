@@ -619,10 +619,23 @@ def test_lattice_problems_profiles_equal_lattice_problems_on_windows():
                                     filled, background)
     got = kernels.lattice_problems_profiles(gram, site, first, profile, nu,
                                             lattices, order, filled,
-                                            background)
+                                            background, np.zeros((0, 0)))
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
     assert np.any(got[1] != 0)
+    # Every site's linear term computed once (`site_linear`), then gathered.
+    valid = rng.random((m, n)) < 0.9
+    every = kernels.site_linear(site, valid, first, profile, nu, background)
+    assert np.all(every[~valid] == 0)
+    both = filled & valid[lattices[:, None], order]
+    known = kernels.lattice_problems_profiles(
+        gram, site, first, profile, nu, lattices, order, both, background,
+        every)
+    alone = kernels.lattice_problems_profiles(
+        gram, site, first, profile, nu, lattices, order, both, background,
+        np.zeros((0, 0)))
+    np.testing.assert_array_equal(known[0], alone[0])
+    np.testing.assert_array_equal(known[1], alone[1])
 
 
 # --- The oracle's addition energies

@@ -228,6 +228,36 @@ def test_stacked_lattice_search_equals_the_loop_over_lattices(occupancy):
                           rtol=1e-10, atol=1e-12)
 
 
+def test_compiled_site_selection_equals_numpy():
+    """`_LatticeStack.select` through `kernels.select_sites` against the
+    NumPy selection (region test, mask, stable argsort): the same
+    lattices, order (padding included) and filled entries."""
+    from odl_atoms import kernels
+
+    phantom, measured = generic_problem('vacancy', shape=(5, 5),
+                                        angles=(0, 60, 120))
+    a = phantom.lattice_spacing
+    start = oa.LatticeStart('square', n_orientations=4, n_offsets=3)
+    fit, bases, offsets, box, _ = start._search(
+        measured.operator(), measured.element(), a)
+    stack = fit.stack(bases[1], offsets)
+    centre = 0.5 * (box[0] + box[1])
+    cases = [(box, None), ((box[0], centre), None),
+             (box, lambda p: p @ [0.6, 0.8] > centre @ [0.6, 0.8]),
+             ((centre + 1e3, box[1] + 1e3), None)]  # nothing there
+    for region, mask in cases:
+        with kernels.use_backend('numpy'):
+            want = stack.select(region, mask)
+        with kernels.use_backend('numba'):
+            got = stack.select(region, mask)
+        if want is None:
+            assert got is None
+            continue
+        assert want[2].sum() < stack.valid.sum() or mask is None
+        for x, y in zip(got, want):
+            np.testing.assert_array_equal(x, y)
+
+
 def test_lattice_search_drops_bases_that_cannot_win(monkeypatch):
     """`_LatticeFit.best` leaves the occupation QPs of bases that provably
     cannot beat the best so far unsolved (`kernels.box_qp` with a bound):
@@ -299,25 +329,21 @@ def test_batched_lattice_data_equal_one_lattice_at_a_time(monkeypatch):
             with kernels.use_backend('numpy'):
                 reference = start._search(op, data, a)[0].stack(basis,
                                                                 offsets)
-            # The windows as flat data index and values, however the stack
-            # keeps them (the compiled one: rows of shared profiles).
-            fields = [(name, lambda s, name=name: getattr(s, name))
-                      for name in ('points', 'valid', 'gram')] + [
-                (name, lambda s, k=k: s.windows()[k])
-                for k, name in enumerate(('index', 'values'))]
-            for name, field in fields:
-                if field(want) is None:
-                    assert field(got) is None
-                    assert field(reference) is None
+            for name in ('points', 'valid', 'index', 'values', 'gram'):
+                if getattr(want, name) is None:
+                    assert getattr(got, name) is None
+                    assert getattr(reference, name) is None
                     continue
-                assert np.array_equal(field(got), field(want)), name
+                assert np.array_equal(getattr(got, name),
+                                      getattr(want, name)), name
                 if name in ('gram', 'values'):  # the kernels' rounding
-                    scale = np.abs(field(reference)).max()
-                    assert np.allclose(field(got), field(reference),
-                                       rtol=0, atol=1e-12 * scale), name
+                    scale = np.abs(getattr(reference, name)).max()
+                    assert np.allclose(getattr(got, name),
+                                       getattr(reference, name), rtol=0,
+                                       atol=1e-12 * scale), name
                 else:
-                    assert np.array_equal(field(got),
-                                          field(reference)), name
+                    assert np.array_equal(getattr(got, name),
+                                          getattr(reference, name)), name
     stack = together[1]
     background = fit.project(np.asarray(phantom.measure.positions)[:5]) \
         - fit.y

@@ -782,8 +782,7 @@ class _LatticeFit:
             # As `stack` computes it (`_compiled_stacks`).
             stack, = self._compiled_stacks(1, 1, points, np.zeros(n, int),
                                            np.arange(n), np.array([0, n]))
-            index, values = stack.windows()
-            return points, index[0], values[0], stack.gram[0]
+            return points, stack.index[0], stack.values[0], stack.gram[0]
         index, values = Stencil(self.frame, points, op.sigma,
                                 op.truncate, op.mode).windows()
         # The columns as a dense matrix (a 2D sinogram and a few dozen
@@ -1011,6 +1010,8 @@ class _LatticeFit:
             best = (self.value(incumbent, background), incumbent, None)
         pending, size, symmetric = [], 0, True
         plain = []  # without occupancy: (j, points, filled), judged at once
+        data_alone = (background.shape == self.y.shape
+                      and np.array_equal(background, -self.y))
         for j, stack in enumerate(self.stacks(bases, offsets)):
             keep = stack.select(region, mask)
             if keep is None:
@@ -1022,11 +1023,20 @@ class _LatticeFit:
                 continue
             if kernels.backend() == 'numba' and stack.profiles is not None:
                 # The gathers of the NumPy code below in one compiled pass,
-                # the windows read from the shared profiles.
+                # the windows read from the shared profiles; against the
+                # data alone (many searches of a start, each for other
+                # sites) from every site's linear term, computed once.
                 site, first, profile, nu, _ = stack.profiles
+                known = np.zeros((0, 0))
+                if data_alone:
+                    if stack.data_linear is None:
+                        stack.data_linear = kernels.site_linear(
+                            site, stack.valid, first, profile, nu,
+                            background)
+                    known = stack.data_linear
                 gram, linear = kernels.lattice_problems_profiles(
                     stack.gram, site, first, profile, nu, lattices, order,
-                    filled, background)
+                    filled, background, known)
             elif kernels.backend() == 'numba':
                 gram, linear = kernels.lattice_problems(
                     stack.gram, stack.index, stack.values, lattices, order,
@@ -1037,10 +1047,9 @@ class _LatticeFit:
                 gram = np.where(pair, stack.gram[rows[:, :, None],
                                                  order[:, :, None],
                                                  order[:, None, :]], 0.0)
-                stack_index, stack_values = stack.windows()
-                index = stack_index[rows, order]
+                index = stack.index[rows, order]
                 values = np.where(filled[..., None],
-                                  stack_values[rows, order], 0.0)
+                                  stack.values[rows, order], 0.0)
                 linear = np.where(
                     filled, -(values * background[index]).sum(axis=-1), 0.0)
             # `stack_grams_2d`'s Gram matrices are exactly symmetric.
@@ -1106,6 +1115,10 @@ class _LatticeStack:
     """
 
     profiles = None
+    _index = _values = None
+    #: With ``profiles``: every site's linear term against the data alone
+    #: (``-G^T (-y)``, `kernels.site_linear`), once asked for.
+    data_linear = None
 
     def __init__(self, entries, d):
         m = len(entries)
@@ -1144,11 +1157,31 @@ class _LatticeStack:
         stack.gram = np.zeros((m, n, n))
         return stack
 
+    @property
+    def index(self):
+        """Flat data index of every window cell ``(m, n, K)`` (`windows`)."""
+        return self.windows()[0]
+
+    @index.setter
+    def index(self, value):
+        self._index = value
+
+    @property
+    def values(self):
+        """Value of every window cell ``(m, n, K)`` (`windows`)."""
+        return self.windows()[1]
+
+    @values.setter
+    def values(self, value):
+        self._values = value
+
     def windows(self):
         """``(index, values)`` ``(m, n, K)``: the flat data index and value
-        of every window cell of every site (zero at padding)."""
+        of every window cell of every site (zero at padding); None without
+        the occupancy fit. Made from the profiles when the stack keeps
+        those (then not kept)."""
         if self.profiles is None:
-            return self.index, self.values
+            return self._index, self._values
         site, first, profile, nu, _ = self.profiles
         angles, width = profile.shape[1:]
         index = (np.arange(angles)[:, None] * nu + first[site][..., None]
@@ -1160,8 +1193,8 @@ class _LatticeStack:
 
     @property
     def nbytes(self):
-        total = sum(a.nbytes for a in (self.points, self.valid, self.index,
-                                       self.values, self.gram)
+        total = sum(a.nbytes for a in (self.points, self.valid, self._index,
+                                       self._values, self.gram)
                     if a is not None)
         if self.profiles is not None:
             site, first, profile, _, share = self.profiles
@@ -1179,6 +1212,14 @@ class _LatticeStack:
         """
         m, n, d = self.points.shape
         flat = self.points.reshape(-1, d)
+        if kernels.backend() == 'numba':
+            # The same selection in one compiled pass.
+            extra = (np.ones((m, n), bool) if mask is None else
+                     np.asarray(mask(flat), bool).reshape(m, n))
+            lattices, order, filled = kernels.select_sites(
+                self.points, self.valid, np.asarray(region[0], float),
+                np.asarray(region[1], float), extra)
+            return (lattices, order, filled) if lattices.size else None
         keep = self.valid & _inside(flat, *region).reshape(m, n)
         if mask is not None:
             keep &= np.asarray(mask(flat), bool).reshape(m, n)
