@@ -276,6 +276,11 @@ def reconstruct_user(phantom, measured):
     exactness, wall and CPU seconds of the whole call) and what the
     defaults chose: ``lattice`` (the lattice fitted and used, empty if
     none), ``r_min`` and its source, ``noise_std`` used and its source.
+    The verdict `odl-atoms reconstruct` prints (``verdict_line``, its kind
+    ``verdict``), the kind it had before variants of one fitted lattice
+    counted as one opinion (``verdict_before``) and the starts that found
+    the answer's atoms (``starts_agreeing``, space-separated:
+    `AtomConfidence.agreeing`).
 
     The truth's objective (relaxed from its exact positions,
     `relaxed_truth`) is taken under the problem the answer solved, rebuilt
