@@ -699,7 +699,8 @@ def verdict(result, problem, confidence=None, certificate=None):
         if others:
             head += f' ({others})'
     elif ((not differ or confidence.n_starts > 1)
-          and confidence.agreeing and confidence.n_opinions < 2):
+          and {opinion(name) for name in confidence.agreeing}
+          == {'lattice'}):
         head = (f'only one fitted lattice ({_and(confidence.agreeing)}) '
                 f'found these {n} atoms' + (f' ({others})' if others else ''))
     elif not differ:
