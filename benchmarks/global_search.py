@@ -276,6 +276,11 @@ def reconstruct_user(phantom, measured):
     exactness, wall and CPU seconds of the whole call) and what the
     defaults chose: ``lattice`` (the lattice fitted and used, empty if
     none), ``r_min`` and its source, ``noise_std`` used and its source.
+    The verdict `odl-atoms reconstruct` prints (``verdict_line``, its kind
+    ``verdict``), the kind it had before variants of one fitted lattice
+    counted as one opinion (``verdict_before``) and the starts that found
+    the answer's atoms (``starts_agreeing``, space-separated:
+    `AtomConfidence.agreeing`).
 
     The truth's objective (relaxed from its exact positions,
     `relaxed_truth`) is taken under the problem the answer solved, rebuilt
@@ -290,7 +295,7 @@ def reconstruct_user(phantom, measured):
     minimum).
     """
     import odl_atoms as oa
-    from odl_atoms.confidence import verdict
+    from odl_atoms.confidence import atom_confidence, verdict
     from odl_atoms.problem import Problem
 
     a = phantom.lattice_spacing
@@ -315,8 +320,10 @@ def reconstruct_user(phantom, measured):
     lattice = info.get('lattice') or {}
     # The verdict `odl-atoms reconstruct` prints (its problem: the noise
     # level the measurement records, no potential).
-    line = verdict(result, Problem(measured.operator(), measured.element(),
-                                   noise_std=measured.noise_std))
+    told = Problem(measured.operator(), measured.element(),
+                   noise_std=measured.noise_std)
+    confidence = atom_confidence(result, told)
+    line = verdict(result, told, confidence=confidence)
     return dict(n_true=phantom.n_atoms, n_found=result.n_atoms, f1=match.f1,
                 exact=match.exact, rmsd_a=match.rmsd / a, time=elapsed,
                 cpu_time=cpu,
@@ -334,13 +341,16 @@ def reconstruct_user(phantom, measured):
                 noise_std=noise['value'], noise_source=noise['source'],
                 answer_objective=check,
                 domains=lattice.get('domains') or 0,
-                verdict=verdict_kind(line), verdict_line=line)
+                verdict=verdict_kind(line), verdict_line=line,
+                verdict_before=verdict_kind_before(line, confidence),
+                starts_agreeing=' '.join(confidence.agreeing))
 
 
 #: What a verdict line says first (`odl_atoms.confidence.verdict`), as the
 #: benchmarks count it.
 VERDICT_KINDS = ('all starts agree', 'the best starts agree',
-                 'only the best start', 'starts disagree', 'one start')
+                 'only one fitted lattice', 'only the best start',
+                 'starts disagree', 'one start')
 
 
 def verdict_kind(line):
@@ -350,11 +360,25 @@ def verdict_kind(line):
         return VERDICT_KINDS[0]
     if head.startswith('the ') and ' best of ' in head:
         return VERDICT_KINDS[1]
-    if head.startswith('only the best'):
+    if head.startswith('only one fitted lattice'):
         return VERDICT_KINDS[2]
-    if head.startswith('starts disagree'):
+    if head.startswith('only the best'):
         return VERDICT_KINDS[3]
-    return VERDICT_KINDS[4]
+    if head.startswith('starts disagree'):
+        return VERDICT_KINDS[4]
+    return VERDICT_KINDS[5]
+
+
+def verdict_kind_before(line, confidence):
+    """The kind the verdict had before variants of one fitted lattice
+    counted as one opinion (code before the ``verdict`` branch): the same
+    as `verdict_kind` except that their agreeing was agreement, of all
+    starts when no start found other atoms, else of the best."""
+    kind = verdict_kind(line)
+    if kind != VERDICT_KINDS[2]:
+        return kind
+    differ = any(f1 < 1 for _, _, f1 in confidence.lost)
+    return VERDICT_KINDS[1] if differ else VERDICT_KINDS[0]
 
 
 def relaxed_truth(solver, problem, truth, alpha=None):

@@ -215,6 +215,74 @@ def test_verdict_flags_starts_that_disagree():
     assert line.startswith('one start only (greedy): nothing to compare')
 
 
+def _starts_record(phantom, problem, records):
+    """``info['starts']`` as ADCG records it: ``(name, gap in atom
+    energies, moved)`` per start, the truth's atoms with atom 4 moved by
+    1.4 A (half a spacing: another site) where ``moved``."""
+    x = phantom.measure.positions
+    objective = problem.objective()
+    value = objective(x, np.ones(len(x)))
+    starts = []
+    for name, gap, moved in records:
+        positions = x.copy()
+        if moved:
+            positions[4] += [1.4, 0.0]
+        starts.append(dict(start=name, n_atoms=len(x), positions=positions,
+                           objective=value + gap * objective.atom_energy))
+    return Reconstruction(phantom.measure, info={'starts': starts})
+
+
+def test_verdict_lattice_variants_are_one_opinion():
+    # Only the lattice start and its two-patch variant found the answer's
+    # atoms; greedy and the split start ended higher with atom 4 elsewhere.
+    # The two begin from one fitted lattice: not an agreement.
+    phantom, _, problem = _lattice_case('perfect')
+    result = _starts_record(phantom, problem, [
+        ('greedy', 3.0, True), ('lattice', 0.0, False),
+        ('lattice/2', 0.0, False), ('lattice/split', 2.0, True)])
+    conf = atom_confidence(result, problem, relocation=False)
+    assert conf.starts == ['lattice', 'lattice/2']
+    assert conf.agreeing == ['lattice', 'lattice/2']
+    assert conf.n_opinions == 1
+    line = verdict(result, problem, confidence=conf)
+    assert line.startswith(
+        'only one fitted lattice (lattice and lattice/2) found these 9 atoms '
+        '(lattice/split and 1 more ended >= 2.00 atom energies higher with '
+        'other atoms); ')
+    assert 'agree' not in line.split(';')[0]
+    # A search with the two variants only: nothing independent either.
+    result = _starts_record(phantom, problem, [('lattice', 0.0, False),
+                                               ('lattice/2', 0.1, False)])
+    line = verdict(result, problem)
+    assert line.startswith('only one fitted lattice (lattice and lattice/2) '
+                           'found these 9 atoms; ')
+
+
+def test_verdict_greedy_and_a_lattice_start_agree():
+    # Greedy and the lattice start found the answer's atoms, the patches
+    # and the split start ended higher elsewhere: two opinions agree.
+    phantom, _, problem = _lattice_case('perfect')
+    result = _starts_record(phantom, problem, [
+        ('greedy', 0.0, False), ('lattice', 0.1, False),
+        ('lattice/2', 1.0, True), ('lattice/split', 2.0, True)])
+    conf = atom_confidence(result, problem, relocation=False)
+    assert conf.agreeing == ['greedy', 'lattice'] and conf.n_opinions == 2
+    line = verdict(result, problem, confidence=conf)
+    assert line.startswith('the 2 best of 4 starts agree on the 9 atoms '
+                           '(lattice/2 and 1 more ended >= 1.00 atom '
+                           'energies higher with other atoms); ')
+    # Greedy ended higher but with the same atoms: still a second opinion
+    # (main's rule said "all starts agree" here too).
+    result = _starts_record(phantom, problem, [
+        ('greedy', 1.0, False), ('lattice', 0.0, False),
+        ('lattice/2', 0.0, False)])
+    conf = atom_confidence(result, problem, relocation=False)
+    assert conf.starts == ['lattice', 'lattice/2']
+    assert conf.agreeing == ['greedy', 'lattice', 'lattice/2']
+    assert verdict(result, problem, confidence=conf).startswith(
+        'all 3 starts agree on the 9 atoms; ')
+
+
 @pytest.mark.slow
 def test_verdict_flags_a_wrong_answer_from_two_zone_axes():
     # A hexagonal crystal with an interstitial from 0 and 60 degrees: the
