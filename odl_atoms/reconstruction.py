@@ -560,7 +560,10 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         `~odl_atoms.defaults.LATTICE_RESIDUAL` of the data unexplained, or,
         in 2D, if two domains of it leave at most
         `~odl_atoms.defaults.SPLIT_RESIDUAL` (`fit_lattices`; r_min is
-        then their mean spacing); else the greedy start runs alone. A
+        then their mean spacing, and every lattice start continues with
+        ADCG's escape moves, `~odl_atoms.defaults.ESCAPE_STARTS_SPLIT`,
+        unless ``escape_starts`` is given); else the greedy start runs
+        alone. A
         name: that lattice's starts in any case. None: the greedy start alone. Ignored when ``starts``
         is given and by methods without starts. In 3D with ``'auto'``,
         when no lattice explains the data, multiply twinned templates (a
