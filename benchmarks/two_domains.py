@@ -35,7 +35,8 @@ SQUARE_ZONE = ('0/90', '0/45/90')
 
 
 def key(row):
-    return (row['crystal'], row['defect'], row['angles'], float(row['noise']))
+    return (row['crystal'], row['defect'], row['angles'], float(row['noise']),
+            int(row['seed']))
 
 
 def run(out, csvs):
@@ -58,7 +59,7 @@ def run(out, csvs):
 
 
 def group(k):
-    crystal, _, angles, _ = k
+    crystal, _, angles = k[:3]
     if crystal == 'hexagonal':
         return ('hexagonal generic' if angles in GENERIC_HEX
                 else 'hexagonal zone axes')
@@ -86,17 +87,17 @@ def compare(main_path, branch_path):
         lines.append(f'| {g}: {len(ks)} | {sum(x["exact"] for x in a)} | '
                      f'{sum(y["exact"] for y in b)} | {up} | {down} | '
                      f'{ca:.1f} | {cb:.1f} | {cb / ca:.2f} |')
-    lines += ['', '| crystal | defect | angles | noise | domains | F1 before '
+    lines += ['', '| crystal | defect | angles | noise | seed | domains | F1 before '
               '-> after | objective before -> after | truth relaxed (after) | '
               'best start before -> after | alpha before -> after | '
               'CPU s before -> after |',
-              '|---|---|---|---|---|---|---|---|---|---|---|']
+              '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for k in sorted(keys, key=lambda k: (group(k), k)):
         x, y = main[k], new[k]
         if abs(x['f1'] - y['f1']) < 1e-9:
             continue
         lines.append(
-            f"| {k[0]} | {k[1]} | {k[2]} | {100 * k[3]:.0f} % | "
+            f"| {k[0]} | {k[1]} | {k[2]} | {100 * k[3]:.0f} % | {k[4]} | "
             f"{x['domains']}/{y['domains']} | {x['f1']:.3f} -> {y['f1']:.3f} | "
             f"{x['objective']:.4f} -> {y['objective']:.4f} | "
             f"{y['truth_objective']:.4f} | {x['best_start']} -> "
