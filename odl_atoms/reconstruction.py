@@ -29,7 +29,8 @@ import time
 import warnings
 
 from odl_atoms.defaults import (DEFAULT_ALPHA, DEFAULT_GRID_PER_SIGMA_3D,
-                                 DEFAULT_SEED, LATTICE_NAMES,
+                                 DEFAULT_SEED, ESCAPE_STARTS_SPLIT,
+                                 LATTICE_NAMES,
                                  LATTICE_STRETCH,
                                  LATTICE_RESIDUAL, LATTICE_TIE,
                                  SPLIT_RESIDUAL, SPLIT_TRIGGER)
@@ -559,7 +560,10 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         `~odl_atoms.defaults.LATTICE_RESIDUAL` of the data unexplained, or,
         in 2D, if two domains of it leave at most
         `~odl_atoms.defaults.SPLIT_RESIDUAL` (`fit_lattices`; r_min is
-        then their mean spacing); else the greedy start runs alone. A
+        then their mean spacing, and every lattice start continues with
+        ADCG's escape moves, `~odl_atoms.defaults.ESCAPE_STARTS_SPLIT`,
+        unless ``escape_starts`` is given); else the greedy start runs
+        alone. A
         name: that lattice's starts in any case. None: the greedy start alone. Ignored when ``starts``
         is given and by methods without starts. In 3D with ``'auto'``,
         when no lattice explains the data, multiply twinned templates (a
@@ -771,10 +775,20 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
                 aspect=next((fit.aspect for fit in [chosen] + fits
                              if fit is not None and fit.lattice == name),
                             None))
+            if (chosen is not None and chosen.domains > 1
+                    and 'escape_starts' not in options
+                    and takes_option(cls, 'escape_starts')):
+                # Two domains (a boundary, a dislocation): the starts'
+                # objectives before the escapes do not rank them (the
+                # split start's seam lacks atoms until the escape moves
+                # regrow them), so every lattice start continues.
+                options['escape_starts'] = ESCAPE_STARTS_SPLIT
         elif twin_starts is not None:
             options['starts'] = twin_starts
         report['lattice']['starts'] = [
             start.name for start in options.get('starts', ())] or ['greedy']
+        if 'escape_starts' in options:
+            report['lattice']['escape_starts'] = options['escape_starts']
     report['noise'] = noise
     if takes_option(cls, 'seed'):
         report['seed'] = seed
