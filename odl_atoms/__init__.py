@@ -77,7 +77,7 @@ _EXPORTS = {
     'errors': ('ValidationError',),
     'descent': ('bfgs_descent', 'odl_local_descent', 'lbfgsb'),
     'confidence': ('AtomConfidence', 'atom_confidence', 'verdict',
-                   'CONFIDENCE_SCALE', 'UNCERTAIN_BELOW'),
+                   'opinion', 'CONFIDENCE_SCALE', 'UNCERTAIN_BELOW'),
     'alignment': ('Alignment', 'centre_of_mass_shifts', 'refine_shifts',
                   'shift_misfit', 'decompose_shifts',
                   'DEFAULT_MAX_SHIFT_CELLS'),
