@@ -563,9 +563,9 @@ def reconstruct(measured, solver='adcg', alpha=None, r_min=None,
         then their mean spacing, and every lattice start continues with
         ADCG's escape moves, `~odl_atoms.defaults.ESCAPE_STARTS_SPLIT`,
         unless ``escape_starts`` is given); else the greedy start runs
-        alone. A
-        name: that lattice's starts in any case. None: the greedy start alone. Ignored when ``starts``
-        is given and by methods without starts. In 3D with ``'auto'``,
+        alone. A name: that lattice's starts in any case. None: the greedy
+        start alone. Ignored when ``starts`` is given and by methods
+        without starts. In 3D with ``'auto'``,
         when no lattice explains the data, multiply twinned templates (a
         five-fold decahedron, an icosahedron) are placed on the
         energy-free reconstruction (run for this when ``r_min`` is given)
