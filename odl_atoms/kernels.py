@@ -1429,6 +1429,22 @@ def lj_dense(pos, par, with_gradient):
     return energy, grad
 
 
+@_njit(inline=True)
+def _block_cell(coord, b, dims):
+    """Linear index of cell ``b`` (0 .. 3^d - 1) of the ``3^d`` block
+    around cell ``coord`` of a `_cell_list` grid of shape ``dims``, or -1
+    if it lies outside the grid."""
+    rest = b
+    lin = 0
+    for k in range(coord.size):
+        ck = coord[k] + rest % 3 - 1
+        rest //= 3
+        if ck < 0 or ck >= dims[k]:
+            return -1
+        lin = lin * dims[k] + ck
+    return lin
+
+
 @_njit
 def _cell_list(pos, rc2):
     """Bin atoms in cells at least a cut-off (``sqrt(rc2)``) wide.
@@ -1517,19 +1533,10 @@ def lj_cells(pos, par, with_gradient):
             coord[k] = rest % dims[k]
             rest //= dims[k]
         for b in range(n_blocks):
-            rest = b
-            lin = 0
-            inside = True
-            for k in range(d):
-                ck = coord[k] + rest % 3 - 1
-                rest //= 3
-                if ck < 0 or ck >= dims[k]:
-                    inside = False
-                    break
-                lin = lin * dims[k] + ck
+            lin = _block_cell(coord, b, dims)
             # Each pair of neighbouring cells once (the later one from the
             # earlier), pairs within a cell once.
-            if not inside or lin < c:
+            if lin < c:
                 continue
             b1 = start[lin + 1]
             for p in range(a0, a1):
@@ -1687,17 +1694,8 @@ def addition_energies_cells(positions, points, par, attractive_only):
         total_energy = 0.0
         best = np.inf
         for b in range(n_blocks):
-            rest = b
-            lin = 0
-            inside = True
-            for k in range(d):
-                ck = own[k] + rest % 3 - 1
-                rest //= 3
-                if ck < 0 or ck >= dims[k]:
-                    inside = False
-                    break
-                lin = lin * dims[k] + ck
-            if not inside:
+            lin = _block_cell(own, b, dims)
+            if lin < 0:
                 continue
             for a in range(start[lin], start[lin + 1]):
                 r2 = 0.0

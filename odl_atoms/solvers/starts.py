@@ -1107,11 +1107,11 @@ class _LatticeStack:
     occupancy fit ``index``, ``values (m, n, K)`` and ``gram (m, n, n)``;
     or, built from 1D detector profiles (`_LatticeFit._compiled_stacks`),
     ``profiles = (site, first, profile, nu, share)`` in place of ``index``
-    and ``values``: each site's row ``site (m, n)`` of the profiles
-    ``first (N, angles)`` and ``profile (N, angles, w)`` that the stacks of
-    one build share (``share``: this stack's part of them, for `nbytes`),
-    ``nu`` cells per angle. `windows` gives ``index`` and ``values`` from
-    either.
+    and ``values`` (which are then made from them when asked for): each
+    site's row ``site (m, n)`` of the profiles ``first (N, angles)`` and
+    ``profile (N, angles, w)`` that the stacks of one build share
+    (``share``: this stack's part of them, for `nbytes`), ``nu`` cells per
+    angle.
     """
 
     profiles = None
@@ -1157,10 +1157,20 @@ class _LatticeStack:
         stack.gram = np.zeros((m, n, n))
         return stack
 
+    # ``index`` and ``values``: kept arrays, or made from the profiles
+    # (then not kept), zero at padding; None without the occupancy fit.
+
     @property
     def index(self):
-        """Flat data index of every window cell ``(m, n, K)`` (`windows`)."""
-        return self.windows()[0]
+        """Flat data index of every window cell ``(m, n, K)``."""
+        if self.profiles is None:
+            return self._index
+        site, first, profile, nu, _ = self.profiles
+        angles, width = profile.shape[1:]
+        index = (np.arange(angles)[:, None] * nu + first[site][..., None]
+                 + np.arange(width)).reshape(site.shape + (-1,))
+        index[~self.valid] = 0
+        return index
 
     @index.setter
     def index(self, value):
@@ -1168,28 +1178,17 @@ class _LatticeStack:
 
     @property
     def values(self):
-        """Value of every window cell ``(m, n, K)`` (`windows`)."""
-        return self.windows()[1]
+        """Value of every window cell ``(m, n, K)``."""
+        if self.profiles is None:
+            return self._values
+        site, _, profile, _, _ = self.profiles
+        values = profile[site].reshape(site.shape + (-1,))
+        values[~self.valid] = 0.0
+        return values
 
     @values.setter
     def values(self, value):
         self._values = value
-
-    def windows(self):
-        """``(index, values)`` ``(m, n, K)``: the flat data index and value
-        of every window cell of every site (zero at padding); None without
-        the occupancy fit. Made from the profiles when the stack keeps
-        those (then not kept)."""
-        if self.profiles is None:
-            return self._index, self._values
-        site, first, profile, nu, _ = self.profiles
-        angles, width = profile.shape[1:]
-        index = (np.arange(angles)[:, None] * nu + first[site][..., None]
-                 + np.arange(width)).reshape(site.shape + (-1,))
-        values = profile[site].reshape(site.shape + (-1,))
-        index[~self.valid] = 0
-        values[~self.valid] = 0.0
-        return index, values
 
     @property
     def nbytes(self):
